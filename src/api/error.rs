@@ -1,0 +1,130 @@
+//! The one place where errors become HTTP statuses and JSON bodies:
+//! `{"error": "...", "error_type": "..."}`. Server faults get a generic message; their details
+//! go to the log.
+
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::engine::EngineError;
+use crate::inference::PredictError;
+use crate::repository::ResolveError;
+
+/// Error body of every endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": "instance 0: expected 4 feature values, got 3", "error_type": "wrong_feature_count"}))]
+pub struct ErrorBody {
+    /// What went wrong, naming the offending field and limit.
+    pub error: String,
+    /// Stable machine-readable kind, e.g. `malformed_json`, `model_not_found`, `out_of_range`, `overloaded`.
+    pub error_type: String,
+}
+
+/// An error on its way to becoming a response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error_type: &'static str,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+const RETRY_SOON: Option<Duration> = Some(Duration::from_secs(1));
+
+impl ApiError {
+    pub fn new(status: StatusCode, error_type: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, error_type, message: message.into(), retry_after: None }
+    }
+
+    fn retry(mut self, after: Option<Duration>) -> ApiError {
+        self.retry_after = after;
+        self
+    }
+
+    /// A server fault: logged in full, answered with a generic message.
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %detail, "internal error");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+    }
+
+    pub fn not_found(what: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+    }
+}
+
+impl From<ResolveError> for ApiError {
+    fn from(e: ResolveError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            ResolveError::NoDefaultModel => ApiError::new(StatusCode::BAD_REQUEST, "model_required", message),
+            ResolveError::ModelNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "model_not_found", message),
+            ResolveError::VersionNotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "version_not_found", message)
+            }
+            ResolveError::Loading { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_not_ready", message).retry(RETRY_SOON)
+            }
+            ResolveError::Failed { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", message),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        match e {
+            EngineError::Overloaded { retry_after, .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", e.to_string()).retry(Some(retry_after))
+            }
+            EngineError::DeadlineExceeded(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", e.to_string()).retry(RETRY_SOON)
+            }
+            EngineError::ShuttingDown => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string()).retry(RETRY_SOON)
+            }
+            EngineError::Load { .. }
+            | EngineError::Unsupported { .. }
+            | EngineError::BadInput { .. }
+            | EngineError::Inference(_)
+            | EngineError::UnsupportedOutput { .. }
+            | EngineError::WorkerLost => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<PredictError> for ApiError {
+    fn from(e: PredictError) -> ApiError {
+        match e {
+            PredictError::Resolve(e) => e.into(),
+            PredictError::TooManyInstances { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_instances", e.to_string())
+            }
+            PredictError::Contract(v) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, v.kind.as_str(), v.to_string())
+            }
+            PredictError::Engine(e) => e.into(),
+            PredictError::Output(detail) => ApiError::internal(detail),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: self.message, error_type: self.error_type.to_string() };
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs().max(1).to_string();
+            if let Ok(value) = HeaderValue::from_str(&secs) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,86 @@
+//! Cross-cutting HTTP behaviour: request ids, the HTTP metrics, body-size precheck, and panics
+//! turned into JSON 500s.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower_http::request_id::{MakeRequestId, RequestId};
+
+use super::error::ApiError;
+use super::state::AppState;
+
+/// Route label for requests that matched no route (a closed set: never the raw path).
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Records `infera_http_requests_total`, `infera_http_request_duration_seconds` and the
+/// in-flight gauge, labelled by route template.
+pub async fn http_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+    let method = request.method().clone();
+    let in_flight = state.metrics.http_in_flight().clone();
+    in_flight.inc();
+    let response = next.run(request).await;
+    in_flight.dec();
+    state
+        .metrics
+        .http_request(method.as_str(), &route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Refuses a declared body over the limit before reading it, naming the limit. (Bodies without
+/// a Content-Length are cut off by axum's body limit while being read.)
+pub async fn body_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared {
+        if len > state.max_body_bytes as u64 {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is {len} bytes; the limit is {} bytes", state.max_body_bytes),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// A handler panic becomes a JSON 500 (the worker threads catch model panics themselves).
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal("a request handler panicked").into_response()
+}
+
+/// Request ids: a per-process prefix from the start time plus a counter. Unique, cheap, and not
+/// derived from request data.
+#[derive(Debug, Clone)]
+pub struct RequestIds {
+    prefix: u32,
+    counter: std::sync::Arc<AtomicU64>,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        RequestIds { prefix: nanos ^ std::process::id(), counter: Default::default() }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{:08x}-{n:012x}", self.prefix);
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}

@@ -1,0 +1,54 @@
+//! The OpenAPI document: generated from the route table, served at /openapi.json, written to
+//! openapi/openapi.json by `infera openapi`.
+
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::routes::{health, metrics, models, predict};
+use super::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "infera",
+        description = "A small, fast inference server for ONNX models on CPU. POST instances to \
+                       /predict; every model ships a model card at /models/{name}; Prometheus \
+                       metrics at /metrics.",
+        license(name = "Apache-2.0")
+    ),
+    tags(
+        (name = "inference", description = "Predictions"),
+        (name = "models", description = "Model cards, contracts and versions"),
+        (name = "health", description = "Liveness and readiness probes"),
+        (name = "monitoring", description = "Prometheus metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// Every documented route, with its OpenAPI operation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(predict::predict_default))
+        .routes(routes!(predict::predict_model))
+        .routes(routes!(predict::predict_version))
+        .routes(routes!(models::list_models))
+        .routes(routes!(models::get_model))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(metrics::metrics))
+}
+
+/// The OpenAPI document of the current code.
+pub fn spec() -> utoipa::openapi::OpenApi {
+    let mut spec = routes().split_for_parts().1;
+    spec.info.version = env!("CARGO_PKG_VERSION").to_string();
+    spec
+}
+
+/// The document as pretty JSON with a trailing newline, as committed in openapi/openapi.json.
+pub fn spec_json() -> String {
+    let mut text = spec().to_pretty_json().expect("the OpenAPI document serialises");
+    text.push('\n');
+    text
+}

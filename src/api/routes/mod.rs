@@ -1,0 +1,6 @@
+//! Handlers, one file per resource.
+
+pub mod health;
+pub mod metrics;
+pub mod models;
+pub mod predict;

@@ -1,0 +1,115 @@
+//! `GET /models` and `GET /models/{name}`: what is served, with model cards and contracts.
+
+use axum::extract::{Path, State};
+use axum::Json;
+
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::state::AppState;
+use crate::api::types::{ContractBody, FeatureBody, ModelDetail, ModelList, ModelSummary, VersionBody};
+use crate::inference::{InputContract, ModelContract};
+use crate::repository::{ModelEntry, ResolveError, VersionState};
+
+fn state_of(entry: &ModelEntry) -> String {
+    if entry.error.is_some() {
+        return "failed".into();
+    }
+    entry
+        .default_version()
+        .and_then(|v| entry.versions.get(&v))
+        .map(|s| s.name().to_string())
+        .unwrap_or_else(|| "failed".into())
+}
+
+fn default_contract(entry: &ModelEntry) -> Option<&ModelContract> {
+    match entry.versions.get(&entry.default_version()?)? {
+        VersionState::Ready(loaded) => Some(&loaded.contract),
+        VersionState::Loading | VersionState::Failed(_) => None,
+    }
+}
+
+/// List the models in the repository.
+#[utoipa::path(
+    get,
+    path = "/models",
+    tag = "models",
+    responses((status = 200, description = "Every model with its versions and state", body = ModelList))
+)]
+pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
+    let catalog = state.predictor.store().snapshot();
+    let models = catalog
+        .models
+        .values()
+        .map(|entry| ModelSummary {
+            name: entry.name.clone(),
+            state: state_of(entry),
+            default_version: entry.default_version(),
+            versions: entry.versions.keys().copied().collect(),
+            task: default_contract(entry)
+                .map(|c| c.task)
+                .or(entry.manifest.as_ref().and_then(|m| m.task)),
+            description: entry.manifest.as_ref().and_then(|m| m.description.clone()),
+        })
+        .collect();
+    Json(ModelList { default_model: catalog.default_model.clone(), models })
+}
+
+/// A model's card, input/output contract, versions and state.
+#[utoipa::path(
+    get,
+    path = "/models/{name}",
+    tag = "models",
+    params(("name" = String, Path, description = "Model name")),
+    responses(
+        (status = 200, description = "Model card, contract and versions", body = ModelDetail),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+    )
+)]
+pub async fn get_model(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ModelDetail>, ApiError> {
+    let catalog = state.predictor.store().snapshot();
+    let entry = catalog.models.get(&name).ok_or(ResolveError::ModelNotFound(name))?;
+    let versions = entry
+        .versions
+        .iter()
+        .map(|(version, s)| VersionBody {
+            version: *version,
+            state: s.name().to_string(),
+            load_duration_ms: match s {
+                VersionState::Ready(l) => Some(l.load_duration.as_secs_f64() * 1e3),
+                VersionState::Loading | VersionState::Failed(_) => None,
+            },
+            error: match s {
+                // The reason names file paths and graph details: useful to the operator reading
+                // the card, and the repository layout is not a secret of this API.
+                VersionState::Failed(reason) => Some(reason.clone()),
+                VersionState::Loading | VersionState::Ready(_) => None,
+            },
+        })
+        .collect();
+    Ok(Json(ModelDetail {
+        name: entry.name.clone(),
+        state: state_of(entry),
+        default_version: entry.default_version(),
+        card: entry.manifest.as_deref().cloned().unwrap_or_default(),
+        contract: default_contract(entry).map(contract_body),
+        versions,
+        error: entry.error.clone(),
+    }))
+}
+
+fn contract_body(c: &ModelContract) -> ContractBody {
+    let features = match &c.input {
+        InputContract::Tabular { features, .. } => features
+            .iter()
+            .map(|f| FeatureBody { name: f.name.clone(), min: f.min, max: f.max })
+            .collect(),
+        InputContract::Tensors { .. } => Vec::new(),
+    };
+    ContractBody {
+        task: c.task,
+        features,
+        labels: c.labels().to_vec(),
+        batched: c.signature.batched,
+        inputs: c.signature.inputs.iter().map(Into::into).collect(),
+        outputs: c.signature.outputs.iter().map(Into::into).collect(),
+    }
+}

@@ -1,0 +1,138 @@
+//! `POST /predict` and the per-model predict routes.
+
+use axum::extract::{Path, State};
+use axum::Extension;
+use axum::Json;
+use tower_http::request_id::RequestId;
+
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::ValidJson;
+use crate::api::state::AppState;
+use crate::api::types::{PredictRequest, PredictResponse};
+use crate::inference::Target;
+
+/// Predict with the model named in the body, or the default model.
+#[utoipa::path(
+    post,
+    path = "/predict",
+    tag = "inference",
+    request_body = PredictRequest,
+    responses(
+        (status = 200, description = "One prediction per instance", body = PredictResponse),
+        (status = 400, description = "Malformed JSON, or no model named and no default model", body = ErrorBody),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 413, description = "Body or instance count over the limit", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "An instance breaks the model's input contract", body = ErrorBody),
+        (status = 429, description = "Inference queue full; retry after Retry-After seconds", body = ErrorBody),
+        (status = 503, description = "Model not ready, timed out, or shutting down", body = ErrorBody),
+    )
+)]
+pub async fn predict_default(
+    State(state): State<AppState>,
+    request_id: Option<Extension<RequestId>>,
+    ValidJson(request): ValidJson<PredictRequest>,
+) -> Result<Json<PredictResponse>, ApiError> {
+    let target = Target { model: request.model.as_deref(), version: None };
+    run(&state, target, request_id, &request).await
+}
+
+/// Predict with the default (highest) version of a model.
+#[utoipa::path(
+    post,
+    path = "/models/{name}/predict",
+    tag = "inference",
+    params(("name" = String, Path, description = "Model name")),
+    request_body = PredictRequest,
+    responses(
+        (status = 200, description = "One prediction per instance", body = PredictResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 413, description = "Body or instance count over the limit", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "An instance breaks the model's input contract", body = ErrorBody),
+        (status = 429, description = "Inference queue full; retry after Retry-After seconds", body = ErrorBody),
+        (status = 503, description = "Model not ready, timed out, or shutting down", body = ErrorBody),
+    )
+)]
+pub async fn predict_model(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    request_id: Option<Extension<RequestId>>,
+    ValidJson(request): ValidJson<PredictRequest>,
+) -> Result<Json<PredictResponse>, ApiError> {
+    check_body_model(&request, &name)?;
+    run(&state, Target { model: Some(&name), version: None }, request_id, &request).await
+}
+
+/// Predict with one specific version of a model.
+#[utoipa::path(
+    post,
+    path = "/models/{name}/versions/{version}/predict",
+    tag = "inference",
+    params(
+        ("name" = String, Path, description = "Model name"),
+        ("version" = u64, Path, description = "Model version (positive integer)"),
+    ),
+    request_body = PredictRequest,
+    responses(
+        (status = 200, description = "One prediction per instance", body = PredictResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "Unknown model or version", body = ErrorBody),
+        (status = 413, description = "Body or instance count over the limit", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "An instance breaks the model's input contract", body = ErrorBody),
+        (status = 429, description = "Inference queue full; retry after Retry-After seconds", body = ErrorBody),
+        (status = 503, description = "Model not ready, timed out, or shutting down", body = ErrorBody),
+    )
+)]
+pub async fn predict_version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    request_id: Option<Extension<RequestId>>,
+    ValidJson(request): ValidJson<PredictRequest>,
+) -> Result<Json<PredictResponse>, ApiError> {
+    check_body_model(&request, &name)?;
+    let version = parse_version(&name, &version)?;
+    run(&state, Target { model: Some(&name), version: Some(version) }, request_id, &request).await
+}
+
+/// A version path segment: a positive integer, else the version does not exist.
+pub fn parse_version(model: &str, version: &str) -> Result<u64, ApiError> {
+    version.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "version_not_found",
+            format!("model {model:?} has no version {version:?} (versions are positive integers)"),
+        )
+    })
+}
+
+fn check_body_model(request: &PredictRequest, path_model: &str) -> Result<(), ApiError> {
+    match &request.model {
+        Some(body_model) if body_model != path_model => Err(ApiError::invalid_request(format!(
+            "model: the body names {body_model:?} but the path names {path_model:?}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+async fn run(
+    state: &AppState,
+    target: Target<'_>,
+    request_id: Option<Extension<RequestId>>,
+    request: &PredictRequest,
+) -> Result<Json<PredictResponse>, ApiError> {
+    let outcome = state.predictor.predict(target, &request.instances).await?;
+    let id = request.id.clone().unwrap_or_else(|| {
+        request_id
+            .and_then(|Extension(rid)| rid.header_value().to_str().ok().map(str::to_string))
+            .unwrap_or_default()
+    });
+    Ok(Json(PredictResponse {
+        model: outcome.model,
+        version: outcome.version,
+        id,
+        predictions: outcome.predictions.into_iter().map(Into::into).collect(),
+    }))
+}

@@ -1,0 +1,14 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use crate::inference::Predictor;
+use crate::monitoring::Metrics;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub predictor: Arc<Predictor>,
+    pub metrics: Arc<Metrics>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}

@@ -1,0 +1,108 @@
+//! The non-serving subcommands: `check` and `healthcheck`.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::config::{CheckArgs, HealthcheckArgs};
+use crate::monitoring::Metrics;
+use crate::repository::{self, check_golden, GoldenFile};
+
+/// Loads every version in the repository and runs its golden file. Prints one line per version
+/// and returns whether everything passed.
+pub fn check(args: &CheckArgs, out: &mut impl Write) -> anyhow::Result<bool> {
+    let layout = repository::scan(&args.repository)
+        .with_context(|| format!("reading model repository {}", args.repository.display()))?;
+    let metrics = Metrics::new();
+    let (mut ok, mut failed) = (0usize, 0usize);
+    writeln!(out, "checking model repository {}", args.repository.display())?;
+    if let Err(e) = repository::initial_catalog(&layout, None) {
+        writeln!(out, "  FAIL  repository: {e}")?;
+        failed += 1;
+    }
+    for model in &layout.models {
+        let manifest = match &model.manifest {
+            Ok(m) => m.as_ref(),
+            Err(e) => {
+                writeln!(out, "  FAIL  {}: {e}", model.name)?;
+                failed += 1;
+                continue;
+            }
+        };
+        if model.versions.is_empty() {
+            writeln!(out, "  FAIL  {}: no versions (expected {}/<version>/model.onnx)", model.name, model.name)?;
+            failed += 1;
+        }
+        for dir in &model.versions {
+            let label = format!("{} v{}", model.name, dir.version);
+            let loaded = match repository::load_version(&model.name, dir, manifest, &metrics) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    writeln!(out, "  FAIL  {label}: {e}")?;
+                    failed += 1;
+                    continue;
+                }
+            };
+            let load_ms = loaded.load_duration.as_secs_f64() * 1e3;
+            let Some(golden_path) = &loaded.golden_file else {
+                writeln!(out, "  ok    {label}: loaded in {load_ms:.1} ms; no golden file, outputs not checked")?;
+                ok += 1;
+                continue;
+            };
+            let report = match GoldenFile::read(golden_path) {
+                Ok(golden) => check_golden(&loaded, &golden),
+                Err(e) => {
+                    writeln!(out, "  FAIL  {label}: {e}")?;
+                    failed += 1;
+                    continue;
+                }
+            };
+            if report.passed() {
+                ok += 1;
+                writeln!(
+                    out,
+                    "  ok    {label}: loaded in {load_ms:.1} ms; golden: {} instances, {} outputs, max |diff| {:.2e}, batch-invariant",
+                    report.instances, report.outputs_checked, report.max_abs_diff
+                )?;
+            } else {
+                failed += 1;
+                writeln!(out, "  FAIL  {label}: golden outputs do not match")?;
+                for m in &report.mismatches {
+                    writeln!(out, "          {m}")?;
+                }
+            }
+        }
+    }
+    writeln!(out, "checked {} model versions: {ok} ok, {failed} failing", ok + failed)?;
+    Ok(failed == 0)
+}
+
+/// GETs `url` and succeeds on a 200. Plain HTTP/1.1 over TCP, so the container image needs no
+/// curl.
+pub fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
+    let rest = args.url.strip_prefix("http://").context("only http:// URLs are supported")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let addr = authority
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {authority}"))?
+        .next()
+        .context("no address")?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let status_line = String::from_utf8_lossy(&head[..n]);
+    let status = status_line.split_whitespace().nth(1).unwrap_or("");
+    if status != "200" {
+        bail!("{} answered {status:?}", args.url);
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Command line and environment configuration. Every flag has an `INFERA_*` variable.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// infera: serve ONNX models over HTTP on CPU.
+#[derive(Debug, Parser)]
+#[command(name = "infera", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// `infera` with no subcommand serves, taking the serve flags.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve(ServeArgs),
+    /// Print the OpenAPI document (JSON) to stdout.
+    Openapi,
+    /// Load every model of a repository, run its golden files, and exit non-zero on any failure.
+    Check(CheckArgs),
+    /// Ask a running server whether it is ready; exit 0 if so (for container health checks).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Logging flags shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(long, env = "INFERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `infera=debug,tower_http=info`.
+    #[arg(long, env = "INFERA_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Directory holding `<model>/<version>/model.onnx`.
+    #[arg(long, env = "INFERA_MODEL_REPOSITORY", default_value = "models")]
+    pub model_repository: PathBuf,
+    /// Address to bind.
+    #[arg(long, env = "INFERA_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to bind (0 picks a free one).
+    #[arg(long, env = "INFERA_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Model used by `POST /predict` when the request names none (overrides repository.toml).
+    #[arg(long, env = "INFERA_DEFAULT_MODEL")]
+    pub default_model: Option<String>,
+    /// Inference worker threads (default: one per CPU core).
+    #[arg(long, env = "INFERA_WORKERS")]
+    pub workers: Option<usize>,
+    /// Inference jobs that may wait for a worker; beyond it requests get 429 at once.
+    #[arg(long, env = "INFERA_QUEUE_CAPACITY", default_value_t = 256)]
+    pub queue_capacity: usize,
+    /// Largest request body in bytes.
+    #[arg(long, env = "INFERA_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most instances in one request.
+    #[arg(long, env = "INFERA_MAX_INSTANCES", default_value_t = 1024)]
+    pub max_instances: usize,
+    /// Time budget of one predict request in milliseconds, queueing included.
+    #[arg(long, env = "INFERA_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Seconds an overloaded client is told to wait (Retry-After).
+    #[arg(long, env = "INFERA_RETRY_AFTER_SECS", default_value_t = 1)]
+    pub retry_after_secs: u64,
+    /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C before exiting anyway.
+    #[arg(long, env = "INFERA_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The model repository to check.
+    #[arg(env = "INFERA_MODEL_REPOSITORY", default_value = "models")]
+    pub repository: PathBuf,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// Readiness URL to probe (plain http on this host).
+    #[arg(long, env = "INFERA_HEALTHCHECK_URL", default_value = "http://127.0.0.1:8080/health/ready")]
+    pub url: String,
+    /// Give up after this many milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    pub timeout_ms: u64,
+}
+
+impl ServeArgs {
+    /// Worker threads after applying the default.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Rejects settings that cannot work, with the flag to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        let workers = self.worker_count();
+        if !(1..=1024).contains(&workers) {
+            return Err(format!("--workers must be between 1 and 1024, got {workers}"));
+        }
+        if self.queue_capacity == 0 || self.queue_capacity > 1_000_000 {
+            return Err(format!("--queue-capacity must be between 1 and 1000000, got {}", self.queue_capacity));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(format!("--max-body-bytes must be at least 1024, got {}", self.max_body_bytes));
+        }
+        if self.max_instances == 0 {
+            return Err("--max-instances must be at least 1".into());
+        }
+        if self.request_timeout_ms == 0 {
+            return Err("--request-timeout-ms must be at least 1".into());
+        }
+        if self.retry_after_secs == 0 {
+            return Err("--retry-after-secs must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_serve_is_the_default_command() {
+        let cli = Cli::try_parse_from(["infera"]).unwrap();
+        assert!(cli.command.is_none());
+        cli.serve.validate().unwrap();
+        assert_eq!(cli.serve.port, 8080);
+        assert_eq!(cli.serve.host.to_string(), "127.0.0.1");
+        assert_eq!(cli.serve.model_repository, PathBuf::from("models"));
+    }
+
+    #[test]
+    fn subcommands_parse() {
+        let cli = Cli::try_parse_from(["infera", "check", "some/repo"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Check(ref c)) if c.repository == PathBuf::from("some/repo")));
+        let cli = Cli::try_parse_from(["infera", "serve", "--port", "0", "--workers", "3"]).unwrap();
+        let Some(Command::Serve(args)) = cli.command else { panic!("not serve") };
+        assert_eq!(args.worker_count(), 3);
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_flag_name() {
+        let cli = Cli::try_parse_from(["infera", "--workers", "0"]).unwrap();
+        assert!(cli.serve.validate().unwrap_err().contains("--workers"));
+        let cli = Cli::try_parse_from(["infera", "--max-body-bytes", "10"]).unwrap();
+        assert!(cli.serve.validate().unwrap_err().contains("--max-body-bytes"));
+    }
+}

@@ -1,0 +1,72 @@
+//! Errors of the inference core.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::tensor::DataType;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// The ONNX file could not be read, parsed, typed or optimised.
+    #[error("cannot load model {path}: {reason}")]
+    Load { path: String, reason: String },
+
+    /// The graph uses something infera cannot serve (e.g. a string input).
+    #[error("unsupported model {path}: {reason}")]
+    Unsupported { path: String, reason: String },
+
+    /// Inputs handed to `run` do not match the signature. The layers above validate first, so
+    /// this is a programming error when it reaches a caller.
+    #[error("input {input}: {reason}")]
+    BadInput { input: String, reason: String },
+
+    /// tract failed while running the plan.
+    #[error("inference failed: {0}")]
+    Inference(String),
+
+    /// The model produced an output type infera cannot hand back.
+    #[error("output {output} has unsupported type {dtype}")]
+    UnsupportedOutput { output: String, dtype: String },
+
+    /// The worker queue is full: refused at once.
+    #[error("the inference queue is full ({capacity} requests waiting)")]
+    Overloaded { capacity: usize, retry_after: Duration },
+
+    /// The request's deadline passed before a worker reached it.
+    #[error("the request timed out after {0:?} before inference started")]
+    DeadlineExceeded(Duration),
+
+    /// The worker pool is shutting down.
+    #[error("the inference workers are shutting down")]
+    ShuttingDown,
+
+    /// A worker went away without answering (it panicked): a server fault.
+    #[error("the inference worker dropped the request")]
+    WorkerLost,
+}
+
+impl EngineError {
+    pub(crate) fn bad_input(input: &str, reason: impl Into<String>) -> EngineError {
+        EngineError::BadInput { input: input.to_string(), reason: reason.into() }
+    }
+
+    pub(crate) fn dtype_mismatch(input: &str, want: DataType, got: DataType) -> EngineError {
+        EngineError::bad_input(input, format!("expected {want}, got {got}"))
+    }
+
+    /// Short, closed-set reason used as a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EngineError::Load { .. } => "load",
+            EngineError::Unsupported { .. } => "unsupported",
+            EngineError::BadInput { .. } => "bad_input",
+            EngineError::Inference(_) => "inference",
+            EngineError::UnsupportedOutput { .. } => "unsupported_output",
+            EngineError::Overloaded { .. } => "overloaded",
+            EngineError::DeadlineExceeded(_) => "deadline",
+            EngineError::ShuttingDown => "shutting_down",
+            EngineError::WorkerLost => "worker_lost",
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The inference core: ONNX loading and optimisation with tract, plain tensors, and the pool of
+//! CPU worker threads that runs them. Nothing here knows about HTTP; the only file that names
+//! tract types is `runtime.rs`.
+
+mod error;
+mod pool;
+mod runtime;
+mod tensor;
+
+pub use error::EngineError;
+pub use pool::{JobObserver, PoolConfig, RunOutput, SkipReason, WorkerPool};
+pub use runtime::CompiledModel;
+pub use tensor::{DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};

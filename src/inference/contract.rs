@@ -1,0 +1,320 @@
+//! A model version's contract: the manifest checked against the ONNX graph. It decides how
+//! instances are read and how outputs are presented, and rejects manifests that contradict the
+//! graph.
+
+use std::collections::HashMap;
+
+use crate::engine::{DataType, Dim, ModelSignature, TensorSpec};
+use crate::repository::{Manifest, Task};
+
+/// One named input column with its valid range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSpec {
+    pub name: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// How instances are read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputContract {
+    /// One float input `[batch, F]`: an instance is an array of F numbers, or, when the manifest
+    /// names the features, an object of them.
+    Tabular {
+        features: Vec<FeatureSpec>,
+        /// Feature name -> column, when the manifest names the features.
+        index: HashMap<String, usize>,
+        dtype: DataType,
+    },
+    /// Any other graph: an instance is a (nested) array for a single-input model, or an object
+    /// keyed by input name.
+    Tensors { inputs: Vec<TensorSpec> },
+}
+
+/// How outputs are presented.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputContract {
+    Classification {
+        /// Index of the integer class output, when the graph has one (else argmax).
+        label: Option<usize>,
+        /// Index of the `[batch, classes]` probability output.
+        probabilities: usize,
+        /// Class index -> name.
+        labels: Vec<String>,
+    },
+    Regression {
+        value: usize,
+    },
+    Raw,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelContract {
+    pub task: Task,
+    pub input: InputContract,
+    pub output: OutputContract,
+    pub signature: ModelSignature,
+}
+
+impl ModelContract {
+    /// Checks `manifest` against `signature` and builds the contract. The error says what
+    /// contradicts what.
+    pub fn build(manifest: Option<&Manifest>, signature: &ModelSignature) -> Result<ModelContract, String> {
+        let empty = Manifest::default();
+        let manifest = manifest.unwrap_or(&empty);
+        let input = input_contract(manifest, signature)?;
+        let task = manifest.task.unwrap_or_else(|| infer_task(manifest, signature));
+        let output = output_contract(task, manifest, signature)?;
+        Ok(ModelContract { task, input, output, signature: signature.clone() })
+    }
+
+    /// Names of the classes, for classifiers.
+    pub fn labels(&self) -> &[String] {
+        match &self.output {
+            OutputContract::Classification { labels, .. } => labels,
+            _ => &[],
+        }
+    }
+}
+
+fn is_tabular(spec: &TensorSpec) -> bool {
+    spec.dtype.is_float() && matches!(spec.shape.as_slice(), [Dim::Batch, Dim::Fixed(_)])
+}
+
+fn input_contract(manifest: &Manifest, sig: &ModelSignature) -> Result<InputContract, String> {
+    let tabular = match sig.inputs.as_slice() {
+        [only] if is_tabular(only) => Some(only),
+        _ => None,
+    };
+    match (tabular, manifest.features.is_empty()) {
+        (Some(spec), true) => Ok(InputContract::Tabular {
+            features: (0..spec.row_len())
+                .map(|i| FeatureSpec { name: format!("f{i}"), min: None, max: None })
+                .collect(),
+            index: HashMap::new(),
+            dtype: spec.dtype,
+        }),
+        (Some(spec), false) => {
+            if manifest.features.len() != spec.row_len() {
+                return Err(format!(
+                    "the manifest lists {} features but input {} takes {} values per instance (shape {:?})",
+                    manifest.features.len(),
+                    spec.name,
+                    spec.row_len(),
+                    spec.shape_i64()
+                ));
+            }
+            let features: Vec<FeatureSpec> = manifest
+                .features
+                .iter()
+                .map(|f| FeatureSpec { name: f.name.clone(), min: f.min, max: f.max })
+                .collect();
+            let index = features.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect();
+            Ok(InputContract::Tabular { features, index, dtype: spec.dtype })
+        }
+        (None, true) => Ok(InputContract::Tensors { inputs: sig.inputs.clone() }),
+        (None, false) => Err(format!(
+            "the manifest lists named features, but the graph does not take one float input of \
+             shape [batch, features] (inputs: {})",
+            describe(&sig.inputs)
+        )),
+    }
+}
+
+fn describe(specs: &[TensorSpec]) -> String {
+    specs
+        .iter()
+        .map(|s| format!("{} {} {:?}", s.name, s.dtype, s.shape_i64()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn is_label_output(spec: &TensorSpec) -> bool {
+    !spec.dtype.is_float() && spec.row_len() == 1 && spec.shape.len() <= 2
+}
+
+fn is_probability_output(spec: &TensorSpec) -> bool {
+    spec.dtype.is_float() && matches!(spec.shape.as_slice(), [Dim::Batch, Dim::Fixed(c)] if *c >= 2)
+}
+
+fn is_value_output(spec: &TensorSpec) -> bool {
+    spec.dtype.is_float()
+        && matches!(spec.shape.as_slice(), [Dim::Batch] | [Dim::Batch, Dim::Fixed(1)])
+}
+
+fn infer_task(manifest: &Manifest, sig: &ModelSignature) -> Task {
+    let outputs = &sig.outputs;
+    let probabilities = outputs.iter().filter(|o| is_probability_output(o)).count();
+    let labels = outputs.iter().filter(|o| is_label_output(o)).count();
+    if probabilities == 1 && (labels == 1 || !manifest.labels.is_empty()) {
+        Task::Classification
+    } else if outputs.len() == 1 && is_value_output(&outputs[0]) {
+        Task::Regression
+    } else {
+        Task::Raw
+    }
+}
+
+/// Finds the output named in the manifest, or the only output that fits.
+fn pick(
+    sig: &ModelSignature,
+    named: Option<&String>,
+    role: &str,
+    fits: fn(&TensorSpec) -> bool,
+) -> Result<Option<usize>, String> {
+    if let Some(name) = named {
+        let ix = sig.outputs.iter().position(|o| &o.name == name).ok_or_else(|| {
+            format!(
+                "the manifest names output {name:?} as the {role}, but the graph's outputs are: {}",
+                describe(&sig.outputs)
+            )
+        })?;
+        if !fits(&sig.outputs[ix]) {
+            return Err(format!(
+                "output {name:?} cannot be the {role}: {}",
+                describe(&sig.outputs[ix..=ix])
+            ));
+        }
+        return Ok(Some(ix));
+    }
+    let candidates: Vec<usize> =
+        (0..sig.outputs.len()).filter(|&i| fits(&sig.outputs[i])).collect();
+    Ok(match candidates.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    })
+}
+
+fn output_contract(task: Task, manifest: &Manifest, sig: &ModelSignature) -> Result<OutputContract, String> {
+    let names = manifest.outputs.clone().unwrap_or_default();
+    match task {
+        Task::Classification => {
+            let probabilities = pick(sig, names.probabilities.as_ref(), "probabilities", is_probability_output)?
+                .ok_or_else(|| {
+                    format!(
+                        "a classifier needs one float output of shape [batch, classes]; outputs: {} \
+                         (name it with [outputs] probabilities = \"...\")",
+                        describe(&sig.outputs)
+                    )
+                })?;
+            let label = pick(sig, names.label.as_ref(), "label", is_label_output)?;
+            let classes = sig.outputs[probabilities].row_len();
+            let labels = if manifest.labels.is_empty() {
+                (0..classes).map(|c| c.to_string()).collect()
+            } else if manifest.labels.len() == classes {
+                manifest.labels.clone()
+            } else {
+                return Err(format!(
+                    "the manifest lists {} labels but output {} has {} classes",
+                    manifest.labels.len(),
+                    sig.outputs[probabilities].name,
+                    classes
+                ));
+            };
+            Ok(OutputContract::Classification { label, probabilities, labels })
+        }
+        Task::Regression => {
+            let value = pick(sig, names.value.as_ref(), "value", is_value_output)?.ok_or_else(|| {
+                format!(
+                    "a regressor needs one float output of shape [batch] or [batch, 1]; outputs: {} \
+                     (name it with [outputs] value = \"...\")",
+                    describe(&sig.outputs)
+                )
+            })?;
+            Ok(OutputContract::Regression { value })
+        }
+        Task::Raw => Ok(OutputContract::Raw),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, dtype: DataType, shape: Vec<Dim>) -> TensorSpec {
+        TensorSpec { name: name.into(), dtype, shape }
+    }
+
+    fn classifier(features: usize, classes: usize) -> ModelSignature {
+        ModelSignature {
+            inputs: vec![spec("x", DataType::F32, vec![Dim::Batch, Dim::Fixed(features)])],
+            outputs: vec![
+                spec("label", DataType::I64, vec![Dim::Batch]),
+                spec("probabilities", DataType::F32, vec![Dim::Batch, Dim::Fixed(classes)]),
+            ],
+            batched: true,
+        }
+    }
+
+    fn features(n: usize) -> Vec<crate::repository::Feature> {
+        (0..n)
+            .map(|i| crate::repository::Feature {
+                name: format!("x{i}"),
+                description: None,
+                min: None,
+                max: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bare_classifier_is_inferred() {
+        let c = ModelContract::build(None, &classifier(4, 3)).unwrap();
+        assert_eq!(c.task, Task::Classification);
+        assert_eq!(c.labels(), ["0", "1", "2"]);
+        assert!(matches!(&c.input, InputContract::Tabular { index, .. } if index.is_empty()));
+    }
+
+    #[test]
+    fn feature_count_must_match_the_graph() {
+        let m = Manifest { features: features(5), ..Manifest::default() };
+        let err = ModelContract::build(Some(&m), &classifier(4, 3)).unwrap_err();
+        assert!(err.contains("lists 5 features but input x takes 4"), "{err}");
+    }
+
+    #[test]
+    fn label_count_must_match_the_graph() {
+        let m = Manifest { labels: vec!["a".into(), "b".into()], ..Manifest::default() };
+        let err = ModelContract::build(Some(&m), &classifier(4, 3)).unwrap_err();
+        assert!(err.contains("2 labels but output probabilities has 3 classes"), "{err}");
+    }
+
+    #[test]
+    fn named_outputs_must_exist() {
+        let m = Manifest {
+            task: Some(Task::Regression),
+            outputs: Some(crate::repository::OutputNames {
+                value: Some("nope".into()),
+                ..Default::default()
+            }),
+            ..Manifest::default()
+        };
+        let err = ModelContract::build(Some(&m), &classifier(4, 3)).unwrap_err();
+        assert!(err.contains("\"nope\""), "{err}");
+    }
+
+    #[test]
+    fn single_value_output_is_regression() {
+        let sig = ModelSignature {
+            inputs: vec![spec("x", DataType::F32, vec![Dim::Batch, Dim::Fixed(10)])],
+            outputs: vec![spec("variable", DataType::F32, vec![Dim::Batch, Dim::Fixed(1)])],
+            batched: true,
+        };
+        let c = ModelContract::build(None, &sig).unwrap();
+        assert_eq!(c.output, OutputContract::Regression { value: 0 });
+    }
+
+    #[test]
+    fn image_input_is_raw_tensors() {
+        let sig = ModelSignature {
+            inputs: vec![spec("img", DataType::F32, vec![Dim::Batch, Dim::Fixed(3), Dim::Fixed(8), Dim::Fixed(8)])],
+            outputs: vec![spec("logits", DataType::F32, vec![Dim::Batch, Dim::Fixed(10)])],
+            batched: true,
+        };
+        let c = ModelContract::build(None, &sig).unwrap();
+        assert_eq!(c.task, Task::Raw);
+        assert!(matches!(c.input, InputContract::Tensors { .. }));
+        let m = Manifest { features: features(192), ..Manifest::default() };
+        assert!(ModelContract::build(Some(&m), &sig).unwrap_err().contains("named features"));
+    }
+}

@@ -1,0 +1,39 @@
+//! Why a prediction could not be made.
+
+use thiserror::Error;
+
+use super::instances::ContractViolation;
+use crate::engine::EngineError;
+use crate::repository::ResolveError;
+
+#[derive(Debug, Error)]
+pub enum PredictError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+
+    #[error("{count} instances in one request; the limit is {limit}")]
+    TooManyInstances { count: usize, limit: usize },
+
+    #[error(transparent)]
+    Contract(#[from] ContractViolation),
+
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+
+    /// The model's outputs could not be turned into predictions: a server-side fault.
+    #[error("cannot read the model's outputs: {0}")]
+    Output(String),
+}
+
+impl PredictError {
+    /// Closed-set reason for the failure metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PredictError::Resolve(_) => "resolve",
+            PredictError::TooManyInstances { .. } => "too_many_instances",
+            PredictError::Contract(v) => v.kind.as_str(),
+            PredictError::Engine(e) => e.reason(),
+            PredictError::Output(_) => "output",
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! Reading JSON instances into input tensors, checked against the model's contract. Every
+//! rejection names the instance, the field and the limit it broke.
+
+use serde_json::Value;
+
+use super::contract::{FeatureSpec, InputContract};
+use crate::engine::{DataType, Tensor, TensorData, TensorSpec};
+
+/// Which rule an instance broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViolationKind {
+    WrongFeatureCount,
+    UnknownFeature,
+    MissingFeature,
+    NonFinite,
+    OutOfRange,
+    WrongType,
+    WrongShape,
+}
+
+impl ViolationKind {
+    /// Stable identifier, used as `error_type` in API errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViolationKind::WrongFeatureCount => "wrong_feature_count",
+            ViolationKind::UnknownFeature => "unknown_feature",
+            ViolationKind::MissingFeature => "missing_feature",
+            ViolationKind::NonFinite => "non_finite_value",
+            ViolationKind::OutOfRange => "out_of_range",
+            ViolationKind::WrongType => "wrong_type",
+            ViolationKind::WrongShape => "wrong_shape",
+        }
+    }
+}
+
+/// An instance that does not fit the model's input contract.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("instance {instance}: {message}")]
+pub struct ContractViolation {
+    pub kind: ViolationKind,
+    pub instance: usize,
+    pub message: String,
+}
+
+fn violation(kind: ViolationKind, instance: usize, message: String) -> ContractViolation {
+    ContractViolation { kind, instance, message }
+}
+
+/// Turns `instances` into one tensor per model input (batch dimension first).
+pub fn decode(contract: &InputContract, instances: &[Value]) -> Result<Vec<Tensor>, ContractViolation> {
+    match contract {
+        InputContract::Tabular { features, index, dtype } => {
+            decode_tabular(features, index, *dtype, instances).map(|t| vec![t])
+        }
+        InputContract::Tensors { inputs } => decode_tensors(inputs, instances),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn decode_tabular(
+    features: &[FeatureSpec],
+    index: &std::collections::HashMap<String, usize>,
+    dtype: DataType,
+    instances: &[Value],
+) -> Result<Tensor, ContractViolation> {
+    let width = features.len();
+    let mut sink = Sink::with_capacity(dtype, width * instances.len());
+    let mut row: Vec<Option<f64>> = vec![None; width];
+    for (i, instance) in instances.iter().enumerate() {
+        match instance {
+            Value::Array(values) => {
+                if values.len() != width {
+                    return Err(violation(
+                        ViolationKind::WrongFeatureCount,
+                        i,
+                        format!("expected {width} feature values, got {}", values.len()),
+                    ));
+                }
+                for (slot, (value, feature)) in row.iter_mut().zip(values.iter().zip(features)) {
+                    *slot = Some(number(value, feature, i)?);
+                }
+            }
+            Value::Object(fields) if !index.is_empty() => {
+                row.iter_mut().for_each(|slot| *slot = None);
+                for (name, value) in fields {
+                    let col = *index.get(name).ok_or_else(|| {
+                        violation(
+                            ViolationKind::UnknownFeature,
+                            i,
+                            format!("unknown feature {name:?}; this model takes {}", names(features)),
+                        )
+                    })?;
+                    row[col] = Some(number(value, &features[col], i)?);
+                }
+                if let Some(col) = row.iter().position(Option::is_none) {
+                    return Err(violation(
+                        ViolationKind::MissingFeature,
+                        i,
+                        format!("missing feature {:?} ({} of {width} given)", features[col].name, fields.len()),
+                    ));
+                }
+            }
+            other => {
+                let expected = if index.is_empty() {
+                    format!("an array of {width} numbers")
+                } else {
+                    format!("an array of {width} numbers or an object of named features")
+                };
+                return Err(violation(
+                    ViolationKind::WrongType,
+                    i,
+                    format!("expected {expected}, got {}", json_kind(other)),
+                ));
+            }
+        }
+        for (value, feature) in row.iter().zip(features) {
+            let value = value.unwrap_or_default();
+            check_range(value, feature, i)?;
+            sink.push_f64(value).map_err(|e| e.at(i, &format!("feature {:?}", feature.name)))?;
+        }
+    }
+    Ok(Tensor { shape: vec![instances.len(), width], data: sink.into_data() })
+}
+
+fn names(features: &[FeatureSpec]) -> String {
+    const SHOWN: usize = 8;
+    let mut list: Vec<&str> = features.iter().take(SHOWN).map(|f| f.name.as_str()).collect();
+    if features.len() > SHOWN {
+        list.push("...");
+    }
+    format!("{} features: {}", features.len(), list.join(", "))
+}
+
+fn number(value: &Value, feature: &FeatureSpec, instance: usize) -> Result<f64, ContractViolation> {
+    value.as_f64().ok_or_else(|| {
+        violation(
+            ViolationKind::WrongType,
+            instance,
+            format!("feature {:?}: expected a number, got {}", feature.name, json_kind(value)),
+        )
+    })
+}
+
+fn check_range(value: f64, feature: &FeatureSpec, instance: usize) -> Result<(), ContractViolation> {
+    let below = feature.min.is_some_and(|min| value < min);
+    let above = feature.max.is_some_and(|max| value > max);
+    if below || above {
+        let range = match (feature.min, feature.max) {
+            (Some(min), Some(max)) => format!("[{min}, {max}]"),
+            (Some(min), None) => format!(">= {min}"),
+            (None, Some(max)) => format!("<= {max}"),
+            (None, None) => unreachable!("a bound was broken"),
+        };
+        return Err(violation(
+            ViolationKind::OutOfRange,
+            instance,
+            format!("feature {:?} = {value} is outside its valid range {range}", feature.name),
+        ));
+    }
+    Ok(())
+}
+
+fn decode_tensors(inputs: &[TensorSpec], instances: &[Value]) -> Result<Vec<Tensor>, ContractViolation> {
+    let shapes: Vec<Vec<usize>> = inputs.iter().map(TensorSpec::row_shape).collect();
+    let mut sinks: Vec<Sink> = inputs
+        .iter()
+        .zip(&shapes)
+        .map(|(spec, shape)| Sink::with_capacity(spec.dtype, shape.iter().product::<usize>() * instances.len()))
+        .collect();
+    for (i, instance) in instances.iter().enumerate() {
+        match (instance, inputs) {
+            (Value::Object(fields), _) => {
+                if let Some(unknown) = fields.keys().find(|k| !inputs.iter().any(|s| &s.name == *k)) {
+                    return Err(violation(
+                        ViolationKind::UnknownFeature,
+                        i,
+                        format!("unknown input {unknown:?}; inputs are {}", input_names(inputs)),
+                    ));
+                }
+                for ((spec, shape), sink) in inputs.iter().zip(&shapes).zip(sinks.iter_mut()) {
+                    let value = fields.get(&spec.name).ok_or_else(|| {
+                        violation(ViolationKind::MissingFeature, i, format!("missing input {:?}", spec.name))
+                    })?;
+                    fill(value, shape, sink, i, &spec.name)?;
+                }
+            }
+            (value, [spec]) => fill(value, &shapes[0], &mut sinks[0], i, &spec.name)?,
+            (other, _) => {
+                return Err(violation(
+                    ViolationKind::WrongType,
+                    i,
+                    format!(
+                        "this model has {} inputs: expected an object keyed by input name ({}), got {}",
+                        inputs.len(),
+                        input_names(inputs),
+                        json_kind(other)
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(sinks
+        .into_iter()
+        .zip(shapes)
+        .map(|(sink, shape)| {
+            let shape = std::iter::once(instances.len()).chain(shape).collect();
+            Tensor { shape, data: sink.into_data() }
+        })
+        .collect())
+}
+
+fn input_names(inputs: &[TensorSpec]) -> String {
+    inputs.iter().map(|s| format!("{:?}", s.name)).collect::<Vec<_>>().join(", ")
+}
+
+/// Appends one instance of an input: a nested array of the row shape, or a flat array of its
+/// element count.
+fn fill(value: &Value, shape: &[usize], sink: &mut Sink, instance: usize, input: &str) -> Result<(), ContractViolation> {
+    let total: usize = shape.iter().product();
+    if shape.len() > 1 {
+        if let Value::Array(items) = value {
+            if items.len() == total && items.iter().all(|v| !v.is_array()) {
+                return fill_flat(items, sink, instance, input);
+            }
+        }
+    }
+    fill_nested(value, shape, sink, instance, input, &mut String::new())
+}
+
+fn fill_flat(items: &[Value], sink: &mut Sink, instance: usize, input: &str) -> Result<(), ContractViolation> {
+    for (j, item) in items.iter().enumerate() {
+        sink.push(item).map_err(|e| e.at(instance, &format!("input {input:?}[{j}]")))?;
+    }
+    Ok(())
+}
+
+fn fill_nested(
+    value: &Value,
+    shape: &[usize],
+    sink: &mut Sink,
+    instance: usize,
+    input: &str,
+    path: &mut String,
+) -> Result<(), ContractViolation> {
+    let Some((&len, rest)) = shape.split_first() else {
+        return sink.push(value).map_err(|e| e.at(instance, &format!("input {input:?}{path}")));
+    };
+    let items = match value {
+        Value::Array(items) if items.len() == len => items,
+        Value::Array(items) => {
+            return Err(violation(
+                ViolationKind::WrongShape,
+                instance,
+                format!(
+                    "input {input:?}{path}: expected {len} items (instance shape {shape:?}), got {}",
+                    items.len()
+                ),
+            ))
+        }
+        other => {
+            return Err(violation(
+                ViolationKind::WrongType,
+                instance,
+                format!("input {input:?}{path}: expected an array of {len}, got {}", json_kind(other)),
+            ))
+        }
+    };
+    for (j, item) in items.iter().enumerate() {
+        let before = path.len();
+        path.push_str(&format!("[{j}]"));
+        fill_nested(item, rest, sink, instance, input, path)?;
+        path.truncate(before);
+    }
+    Ok(())
+}
+
+/// Why one element could not be stored.
+enum ElementError {
+    WrongType(&'static str, &'static str),
+    NonFinite(f64, DataType),
+    OutOfTypeRange(String, DataType),
+}
+
+impl ElementError {
+    fn at(self, instance: usize, field: &str) -> ContractViolation {
+        match self {
+            ElementError::WrongType(want, got) => violation(
+                ViolationKind::WrongType,
+                instance,
+                format!("{field}: expected {want}, got {got}"),
+            ),
+            ElementError::NonFinite(v, dt) => violation(
+                ViolationKind::NonFinite,
+                instance,
+                format!("{field}: {v} is not a finite {dt} value"),
+            ),
+            ElementError::OutOfTypeRange(v, dt) => violation(
+                ViolationKind::OutOfRange,
+                instance,
+                format!("{field}: {v} does not fit the input type {dt}"),
+            ),
+        }
+    }
+}
+
+/// A growing column of one element type.
+enum Sink {
+    Bool(Vec<bool>),
+    U8(Vec<u8>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl Sink {
+    fn with_capacity(dtype: DataType, n: usize) -> Sink {
+        match dtype {
+            DataType::Bool => Sink::Bool(Vec::with_capacity(n)),
+            DataType::U8 => Sink::U8(Vec::with_capacity(n)),
+            DataType::I32 => Sink::I32(Vec::with_capacity(n)),
+            DataType::I64 => Sink::I64(Vec::with_capacity(n)),
+            DataType::F32 => Sink::F32(Vec::with_capacity(n)),
+            DataType::F64 => Sink::F64(Vec::with_capacity(n)),
+        }
+    }
+
+    fn dtype(&self) -> DataType {
+        match self {
+            Sink::Bool(_) => DataType::Bool,
+            Sink::U8(_) => DataType::U8,
+            Sink::I32(_) => DataType::I32,
+            Sink::I64(_) => DataType::I64,
+            Sink::F32(_) => DataType::F32,
+            Sink::F64(_) => DataType::F64,
+        }
+    }
+
+    /// Stores a JSON scalar.
+    fn push(&mut self, value: &Value) -> Result<(), ElementError> {
+        match (self, value) {
+            (Sink::Bool(v), Value::Bool(b)) => {
+                v.push(*b);
+                Ok(())
+            }
+            (Sink::Bool(_), other) => Err(ElementError::WrongType("true or false", json_kind(other))),
+            (sink, Value::Number(n)) => match n.as_i64() {
+                Some(i) if !sink.dtype().is_float() => sink.push_i64(i),
+                _ => match n.as_f64() {
+                    Some(f) => sink.push_f64(f),
+                    None => Err(ElementError::OutOfTypeRange(n.to_string(), sink.dtype())),
+                },
+            },
+            (sink, other) => {
+                let want = if sink.dtype().is_float() { "a number" } else { "an integer" };
+                Err(ElementError::WrongType(want, json_kind(other)))
+            }
+        }
+    }
+
+    fn push_i64(&mut self, i: i64) -> Result<(), ElementError> {
+        let dt = self.dtype();
+        let range = || ElementError::OutOfTypeRange(i.to_string(), dt);
+        match self {
+            Sink::U8(v) => v.push(u8::try_from(i).map_err(|_| range())?),
+            Sink::I32(v) => v.push(i32::try_from(i).map_err(|_| range())?),
+            Sink::I64(v) => v.push(i),
+            Sink::Bool(_) | Sink::F32(_) | Sink::F64(_) => return self.push_f64(i as f64),
+        }
+        Ok(())
+    }
+
+    fn push_f64(&mut self, f: f64) -> Result<(), ElementError> {
+        let dt = self.dtype();
+        match self {
+            Sink::F32(v) => {
+                let x = f as f32;
+                if !x.is_finite() {
+                    return Err(ElementError::NonFinite(f, dt));
+                }
+                v.push(x);
+            }
+            Sink::F64(v) => {
+                if !f.is_finite() {
+                    return Err(ElementError::NonFinite(f, dt));
+                }
+                v.push(f);
+            }
+            Sink::Bool(_) => return Err(ElementError::WrongType("true or false", "a number")),
+            Sink::U8(_) | Sink::I32(_) | Sink::I64(_) => {
+                if f.fract() != 0.0 || !f.is_finite() || f.abs() > 9.007_199_254_740_992e15 {
+                    return Err(ElementError::WrongType("an integer", "a fractional number"));
+                }
+                return self.push_i64(f as i64);
+            }
+        }
+        Ok(())
+    }
+
+    fn into_data(self) -> TensorData {
+        match self {
+            Sink::Bool(v) => TensorData::Bool(v),
+            Sink::U8(v) => TensorData::U8(v),
+            Sink::I32(v) => TensorData::I32(v),
+            Sink::I64(v) => TensorData::I64(v),
+            Sink::F32(v) => TensorData::F32(v),
+            Sink::F64(v) => TensorData::F64(v),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Dim;
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    fn tabular(named: bool) -> InputContract {
+        let features: Vec<FeatureSpec> = ["a", "b"]
+            .iter()
+            .map(|n| FeatureSpec { name: n.to_string(), min: Some(0.0), max: Some(10.0) })
+            .collect();
+        let index: HashMap<String, usize> = if named {
+            features.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect()
+        } else {
+            HashMap::new()
+        };
+        InputContract::Tabular { features, index, dtype: DataType::F32 }
+    }
+
+    fn kind(contract: &InputContract, instances: Value) -> ViolationKind {
+        let instances = instances.as_array().unwrap().clone();
+        decode(contract, &instances).unwrap_err().kind
+    }
+
+    #[test]
+    fn arrays_and_named_objects_give_the_same_rows() {
+        let c = tabular(true);
+        let a = decode(&c, &[json!([1.0, 2.0]), json!({"b": 4, "a": 3})]).unwrap();
+        assert_eq!(a[0].shape, vec![2, 2]);
+        assert_eq!(a[0].data, TensorData::F32(vec![1.0, 2.0, 3.0, 4.0]));
+    }
+
+    #[test]
+    fn each_rule_has_its_own_kind() {
+        let c = tabular(true);
+        assert_eq!(kind(&c, json!([[1.0]])), ViolationKind::WrongFeatureCount);
+        assert_eq!(kind(&c, json!([{"a": 1, "c": 2}])), ViolationKind::UnknownFeature);
+        assert_eq!(kind(&c, json!([{"a": 1}])), ViolationKind::MissingFeature);
+        assert_eq!(kind(&c, json!([[1.0, 11.0]])), ViolationKind::OutOfRange);
+        assert_eq!(kind(&c, json!([[1.0, "x"]])), ViolationKind::WrongType);
+        assert_eq!(kind(&c, json!(["x"])), ViolationKind::WrongType);
+        assert_eq!(kind(&tabular(false), json!([{"a": 1, "b": 2}])), ViolationKind::WrongType);
+    }
+
+    #[test]
+    fn f32_overflow_is_non_finite() {
+        let c = InputContract::Tabular {
+            features: vec![FeatureSpec { name: "a".into(), min: None, max: None }],
+            index: HashMap::new(),
+            dtype: DataType::F32,
+        };
+        let err = decode(&c, &[json!([1.0]), json!([1e39])]).unwrap_err();
+        assert_eq!(err.kind, ViolationKind::NonFinite);
+        assert_eq!(err.instance, 1);
+        assert!(err.message.contains("feature \"a\""), "{}", err.message);
+    }
+
+    #[test]
+    fn messages_name_instance_field_and_limit() {
+        let err = decode(&tabular(true), &[json!([1, 2]), json!([3, 12.5])]).unwrap_err();
+        assert_eq!(err.to_string(), "instance 1: feature \"b\" = 12.5 is outside its valid range [0, 10]");
+    }
+
+    #[test]
+    fn nested_and_flat_tensors() {
+        let spec = TensorSpec {
+            name: "img".into(),
+            dtype: DataType::I64,
+            shape: vec![Dim::Batch, Dim::Fixed(2), Dim::Fixed(2)],
+        };
+        let c = InputContract::Tensors { inputs: vec![spec] };
+        let t = decode(&c, &[json!([[1, 2], [3, 4]]), json!([5, 6, 7, 8])]).unwrap();
+        assert_eq!(t[0].shape, vec![2, 2, 2]);
+        assert_eq!(t[0].data, TensorData::I64(vec![1, 2, 3, 4, 5, 6, 7, 8]));
+        assert_eq!(kind(&c, json!([[[1, 2], [3]]])), ViolationKind::WrongShape);
+        assert_eq!(kind(&c, json!([[[1, 2], [3, 4.5]]])), ViolationKind::WrongType);
+        assert_eq!(kind(&c, json!([{"other": 1}])), ViolationKind::UnknownFeature);
+    }
+}

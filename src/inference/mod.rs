@@ -1,0 +1,14 @@
+//! From request instances to predictions, independent of any protocol: the model contract,
+//! instance decoding, the predictor service, and output presentation.
+
+mod contract;
+mod error;
+mod instances;
+mod prediction;
+mod predictor;
+
+pub use contract::{FeatureSpec, InputContract, ModelContract, OutputContract};
+pub use error::PredictError;
+pub use instances::{decode as decode_instances, ContractViolation, ViolationKind};
+pub use prediction::{Prediction, RawOutput};
+pub use predictor::{Limits, PredictOutcome, Predictor, Target};

@@ -1,0 +1,172 @@
+//! Turning output tensors into per-instance answers: label and probabilities for classifiers,
+//! a value for regressors, the tensors themselves for raw models.
+
+use super::contract::{ModelContract, OutputContract};
+use crate::engine::{DataType, Tensor, TensorData};
+
+/// One instance's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prediction {
+    Classification {
+        class_index: usize,
+        label: String,
+        /// Probability of the predicted class.
+        confidence: f32,
+        /// One probability per class, in class-index order.
+        probabilities: Vec<f32>,
+    },
+    Regression {
+        value: f64,
+    },
+    Raw {
+        outputs: Vec<RawOutput>,
+    },
+}
+
+/// One output tensor's slice for one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawOutput {
+    pub name: String,
+    pub dtype: DataType,
+    pub shape: Vec<usize>,
+    pub data: TensorData,
+}
+
+/// Splits batched outputs into one prediction per instance.
+pub fn predictions(contract: &ModelContract, outputs: &[Tensor], rows: usize) -> Result<Vec<Prediction>, String> {
+    for (t, spec) in outputs.iter().zip(&contract.signature.outputs) {
+        if t.rows() != rows {
+            return Err(format!("output {} has {} rows for {rows} instances", spec.name, t.rows()));
+        }
+    }
+    match &contract.output {
+        OutputContract::Classification { label, probabilities, labels } => {
+            let probs = &outputs[*probabilities];
+            let classes = probs.row_len();
+            (0..rows)
+                .map(|row| {
+                    let p: Vec<f32> = (0..classes)
+                        .map(|c| probs.data.get_f64(row * classes + c).unwrap_or(f64::NAN) as f32)
+                        .collect();
+                    let class_index = match label {
+                        Some(ix) => class_from_label(&outputs[*ix], row, classes)?,
+                        None => argmax(&p),
+                    };
+                    Ok(Prediction::Classification {
+                        class_index,
+                        label: labels[class_index].clone(),
+                        confidence: p[class_index],
+                        probabilities: p,
+                    })
+                })
+                .collect()
+        }
+        OutputContract::Regression { value } => {
+            let t = &outputs[*value];
+            (0..rows)
+                .map(|row| {
+                    let v = match &t.data {
+                        TensorData::F32(v) => shortest(v[row * t.row_len().max(1)]),
+                        other => other.get_f64(row * t.row_len().max(1)).unwrap_or(f64::NAN),
+                    };
+                    Ok(Prediction::Regression { value: v })
+                })
+                .collect()
+        }
+        OutputContract::Raw => Ok((0..rows)
+            .map(|row| Prediction::Raw {
+                outputs: outputs
+                    .iter()
+                    .zip(&contract.signature.outputs)
+                    .map(|(t, spec)| RawOutput {
+                        name: spec.name.clone(),
+                        dtype: t.dtype(),
+                        shape: t.shape[1..].to_vec(),
+                        data: row_slice(t, row),
+                    })
+                    .collect(),
+            })
+            .collect()),
+    }
+}
+
+fn class_from_label(t: &Tensor, row: usize, classes: usize) -> Result<usize, String> {
+    let v = t.data.get_f64(row * t.row_len().max(1)).unwrap_or(f64::NAN);
+    if v >= 0.0 && v < classes as f64 && v.fract() == 0.0 {
+        Ok(v as usize)
+    } else {
+        Err(format!("label output gave class {v}, outside 0..{classes}"))
+    }
+}
+
+fn argmax(p: &[f32]) -> usize {
+    p.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
+        .0
+}
+
+/// An f32 widened to the f64 with the same shortest decimal form (so 0.1f32 prints as 0.1).
+fn shortest(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
+}
+
+fn row_slice(t: &Tensor, row: usize) -> TensorData {
+    let n = t.row_len();
+    let r = row * n..(row + 1) * n;
+    match &t.data {
+        TensorData::Bool(v) => TensorData::Bool(v[r].to_vec()),
+        TensorData::U8(v) => TensorData::U8(v[r].to_vec()),
+        TensorData::I32(v) => TensorData::I32(v[r].to_vec()),
+        TensorData::I64(v) => TensorData::I64(v[r].to_vec()),
+        TensorData::F32(v) => TensorData::F32(v[r].to_vec()),
+        TensorData::F64(v) => TensorData::F64(v[r].to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Dim, ModelSignature, TensorSpec};
+    use crate::inference::InputContract;
+    use crate::repository::Task;
+
+    fn classifier(with_label: bool) -> ModelContract {
+        let mut outputs = vec![TensorSpec {
+            name: "p".into(),
+            dtype: DataType::F32,
+            shape: vec![Dim::Batch, Dim::Fixed(3)],
+        }];
+        if with_label {
+            outputs.push(TensorSpec { name: "label".into(), dtype: DataType::I64, shape: vec![Dim::Batch] });
+        }
+        ModelContract {
+            task: Task::Classification,
+            input: InputContract::Tensors { inputs: vec![] },
+            output: OutputContract::Classification {
+                label: with_label.then_some(1),
+                probabilities: 0,
+                labels: vec!["a".into(), "b".into(), "c".into()],
+            },
+            signature: ModelSignature { inputs: vec![], outputs, batched: true },
+        }
+    }
+
+    #[test]
+    fn classification_uses_the_label_output_or_argmax() {
+        let probs = Tensor::new(vec![2, 3], TensorData::F32(vec![0.1, 0.7, 0.2, 0.5, 0.3, 0.2])).unwrap();
+        let got = predictions(&classifier(false), &[probs.clone()], 2).unwrap();
+        assert!(matches!(&got[0], Prediction::Classification { class_index: 1, label, confidence, .. } if label == "b" && *confidence == 0.7));
+        let label = Tensor::new(vec![2], TensorData::I64(vec![2, 0])).unwrap();
+        let got = predictions(&classifier(true), &[probs.clone(), label], 2).unwrap();
+        assert!(matches!(&got[0], Prediction::Classification { class_index: 2, .. }));
+        let bad = Tensor::new(vec![2], TensorData::I64(vec![7, 0])).unwrap();
+        assert!(predictions(&classifier(true), &[probs, bad], 2).unwrap_err().contains("outside 0..3"));
+    }
+
+    #[test]
+    fn shortest_keeps_the_f32_digits() {
+        assert_eq!(shortest(0.1), 0.1);
+        assert_eq!(shortest(206.11668), 206.11668);
+    }
+}

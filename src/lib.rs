@@ -1,0 +1,19 @@
+//! infera: a small, fast model-serving HTTP inference server for ONNX models on CPU.
+//!
+//! Layers, from the bottom:
+//! - [`engine`]: tract loading, plain tensors and the CPU worker pool (no HTTP).
+//! - [`repository`]: model directories, manifests (model cards), loading and the live catalog.
+//! - [`inference`]: the model contract, instance decoding, predictions, the predictor service.
+//! - [`monitoring`]: every Prometheus metric.
+//! - [`api`]: the axum REST layer and OpenAPI document.
+//! - [`server`], [`config`], [`cli`], [`telemetry`]: wiring.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod inference;
+pub mod monitoring;
+pub mod repository;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,41 @@
+//! The `infera` binary: parse the command line, set up logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use infera::config::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Openapi) => {
+            print!("{}", infera::api::spec_json());
+            Ok(true)
+        }
+        Some(Command::Check(args)) => {
+            infera::telemetry::init(&args.log);
+            infera::cli::check(&args, &mut std::io::stdout())
+        }
+        Some(Command::Healthcheck(args)) => infera::cli::healthcheck(&args).map(|_| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("infera: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: infera::config::ServeArgs) -> anyhow::Result<bool> {
+    infera::telemetry::init(&args.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("infera-http")
+        .build()?;
+    runtime.block_on(infera::server::serve(args))?;
+    Ok(true)
+}

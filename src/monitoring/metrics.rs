@@ -1,0 +1,345 @@
+//! Every Prometheus metric infera exports: names, help, labels and buckets live here and only
+//! here. Label values are closed sets: route templates, model names and versions from the
+//! repository, class names from manifests, and fixed reason strings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::engine::{JobObserver, SkipReason};
+
+/// Latency buckets in seconds, 50 us to 10 s: tiny tabular models answer in tens of microseconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+/// Instances per engine call.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+/// Probability of the predicted class.
+const CONFIDENCE_BUCKETS: &[f64] = &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0];
+
+/// The registry and all metric families.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    http_in_flight: IntGauge,
+    queue_wait: HistogramVec,
+    compute: HistogramVec,
+    request_duration: HistogramVec,
+    instances: IntCounterVec,
+    failures: IntCounterVec,
+    queue_depth: IntGaugeVec,
+    batch_size: HistogramVec,
+    confidence: HistogramVec,
+    predicted_class: IntCounterVec,
+    load_duration: GaugeVec,
+    model_ready: IntGaugeVec,
+    workers: IntGauge,
+    queue_capacity: IntGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
+        .expect("static histogram definition")
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("static counter definition")
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("static gauge definition")
+}
+
+const MODEL: &[&str] = &["model", "version"];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let m = Metrics {
+            registry: Registry::new(),
+            http_requests: counter(
+                "infera_http_requests_total",
+                "HTTP requests answered, by method, route template and status code",
+                &["method", "route", "status"],
+            ),
+            http_duration: histogram(
+                "infera_http_request_duration_seconds",
+                "HTTP request latency from first byte in to response head out",
+                &["method", "route", "status"],
+                LATENCY_BUCKETS,
+            ),
+            http_in_flight: IntGauge::new(
+                "infera_http_requests_in_flight",
+                "HTTP requests being processed",
+            )
+            .expect("static gauge definition"),
+            queue_wait: histogram(
+                "infera_model_queue_wait_seconds",
+                "Time an inference job waited for a worker thread",
+                MODEL,
+                LATENCY_BUCKETS,
+            ),
+            compute: histogram(
+                "infera_model_inference_seconds",
+                "Time a worker spent running the model for one job",
+                MODEL,
+                LATENCY_BUCKETS,
+            ),
+            request_duration: histogram(
+                "infera_model_request_duration_seconds",
+                "End-to-end predict time: validation, queue, inference and post-processing",
+                MODEL,
+                LATENCY_BUCKETS,
+            ),
+            instances: counter(
+                "infera_model_instances_total",
+                "Instances predicted successfully",
+                MODEL,
+            ),
+            failures: counter(
+                "infera_model_failures_total",
+                "Predict requests that failed, by reason",
+                &["model", "version", "reason"],
+            ),
+            queue_depth: gauge(
+                "infera_model_queue_depth",
+                "Inference jobs waiting for a worker thread",
+                MODEL,
+            ),
+            batch_size: histogram(
+                "infera_model_batch_size",
+                "Instances per inference job",
+                MODEL,
+                BATCH_BUCKETS,
+            ),
+            confidence: histogram(
+                "infera_prediction_confidence",
+                "Probability a classifier gave its predicted class",
+                MODEL,
+                CONFIDENCE_BUCKETS,
+            ),
+            predicted_class: counter(
+                "infera_predicted_class_total",
+                "Predictions per class label",
+                &["model", "version", "class"],
+            ),
+            load_duration: GaugeVec::new(
+                Opts::new(
+                    "infera_model_load_duration_seconds",
+                    "Time to load, optimise and warm up a model version",
+                ),
+                MODEL,
+            )
+            .expect("static gauge definition"),
+            model_ready: gauge(
+                "infera_model_ready",
+                "1 when a model version is loaded and warmed up, else 0",
+                MODEL,
+            ),
+            workers: IntGauge::new("infera_workers", "Inference worker threads")
+                .expect("static gauge definition"),
+            queue_capacity: IntGauge::new(
+                "infera_queue_capacity",
+                "Inference jobs that may wait before requests are refused",
+            )
+            .expect("static gauge definition"),
+        };
+        let build_info = gauge(
+            "infera_build_info",
+            "Always 1; labels carry the build's version",
+            &["version"],
+        );
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(m.http_requests.clone()),
+            Box::new(m.http_duration.clone()),
+            Box::new(m.http_in_flight.clone()),
+            Box::new(m.queue_wait.clone()),
+            Box::new(m.compute.clone()),
+            Box::new(m.request_duration.clone()),
+            Box::new(m.instances.clone()),
+            Box::new(m.failures.clone()),
+            Box::new(m.queue_depth.clone()),
+            Box::new(m.batch_size.clone()),
+            Box::new(m.confidence.clone()),
+            Box::new(m.predicted_class.clone()),
+            Box::new(m.load_duration.clone()),
+            Box::new(m.model_ready.clone()),
+            Box::new(m.workers.clone()),
+            Box::new(m.queue_capacity.clone()),
+            Box::new(build_info),
+        ];
+        for c in collectors {
+            m.registry.register(c).expect("metric names are unique");
+        }
+        m
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+
+    pub fn set_pool(&self, workers: usize, queue_capacity: usize) {
+        self.workers.set(workers as i64);
+        self.queue_capacity.set(queue_capacity as i64);
+    }
+
+    /// Records one answered HTTP request.
+    pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let status = status.to_string();
+        let labels = [method, route, status.as_str()];
+        self.http_requests.with_label_values(&labels).inc();
+        self.http_duration.with_label_values(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn http_in_flight(&self) -> &IntGauge {
+        &self.http_in_flight
+    }
+
+    /// Per-version handles, resolved once at load so the hot path does no label lookups.
+    pub fn model(&self, model: &str, version: u64, classes: &[String]) -> Arc<ModelMetrics> {
+        let version = version.to_string();
+        let labels = [model, version.as_str()];
+        Arc::new(ModelMetrics {
+            model: model.to_string(),
+            version: version.clone(),
+            queue_wait: self.queue_wait.with_label_values(&labels),
+            compute: self.compute.with_label_values(&labels),
+            request_duration: self.request_duration.with_label_values(&labels),
+            instances: self.instances.with_label_values(&labels),
+            failures: self.failures.clone(),
+            queue_depth: self.queue_depth.with_label_values(&labels),
+            batch_size: self.batch_size.with_label_values(&labels),
+            confidence: self.confidence.with_label_values(&labels),
+            predicted_class: classes
+                .iter()
+                .map(|c| self.predicted_class.with_label_values(&[model, version.as_str(), c.as_str()]))
+                .collect(),
+            load_duration: self.load_duration.with_label_values(&labels),
+            ready: self.model_ready.with_label_values(&labels),
+        })
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Metric handles of one model version.
+pub struct ModelMetrics {
+    model: String,
+    version: String,
+    queue_wait: Histogram,
+    compute: Histogram,
+    request_duration: Histogram,
+    instances: IntCounter,
+    failures: IntCounterVec,
+    queue_depth: IntGauge,
+    batch_size: Histogram,
+    confidence: Histogram,
+    predicted_class: Vec<IntCounter>,
+    load_duration: Gauge,
+    ready: IntGauge,
+}
+
+impl std::fmt::Debug for ModelMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ModelMetrics({}:{})", self.model, self.version)
+    }
+}
+
+impl ModelMetrics {
+    pub fn loaded(&self, took: Duration) {
+        self.load_duration.set(took.as_secs_f64());
+        self.ready.set(1);
+    }
+
+    /// One inference job ran.
+    pub fn job(&self, rows: usize, queue_wait: Duration, compute: Duration) {
+        self.batch_size.observe(rows as f64);
+        self.queue_wait.observe(queue_wait.as_secs_f64());
+        self.compute.observe(compute.as_secs_f64());
+    }
+
+    /// One predict request succeeded.
+    pub fn succeeded(&self, instances: usize, elapsed: Duration) {
+        self.instances.inc_by(instances as u64);
+        self.request_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// One classifier answer.
+    pub fn classified(&self, class_index: usize, confidence: f64) {
+        if let Some(counter) = self.predicted_class.get(class_index) {
+            counter.inc();
+        }
+        self.confidence.observe(confidence);
+    }
+
+    /// One predict request failed; `reason` is a fixed identifier.
+    pub fn failed(&self, reason: &'static str) {
+        self.failures.with_label_values(&[self.model.as_str(), self.version.as_str(), reason]).inc();
+    }
+}
+
+impl JobObserver for ModelMetrics {
+    fn enqueued(&self) {
+        self.queue_depth.inc();
+    }
+
+    fn dequeued(&self) {
+        self.queue_depth.dec();
+    }
+
+    fn skipped(&self, reason: SkipReason) {
+        self.failed(match reason {
+            SkipReason::Cancelled => "cancelled",
+            SkipReason::Deadline => "deadline",
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_units_and_render() {
+        let metrics = Metrics::new();
+        let m = metrics.model("iris", 1, &["a".into(), "b".into()]);
+        m.classified(1, 0.75);
+        m.succeeded(1, Duration::from_millis(2));
+        metrics.http_request("POST", "/predict", 200, Duration::from_millis(3));
+        let text = metrics.render();
+        assert!(text.contains(r#"infera_predicted_class_total{class="b",model="iris",version="1"} 1"#), "{text}");
+        assert!(text.contains(r#"infera_http_requests_total{method="POST",route="/predict",status="200"} 1"#));
+        assert!(text.contains("infera_build_info{version="));
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let name = line.split_whitespace().nth(2).unwrap();
+            let kind = line.split_whitespace().nth(3).unwrap();
+            let ok = match kind {
+                "counter" => name.ends_with("_total"),
+                "histogram" => name.ends_with("_seconds") || name.ends_with("_size") || name.ends_with("_confidence"),
+                _ => true,
+            };
+            assert!(ok, "metric {name} ({kind}) does not carry a unit suffix");
+        }
+    }
+}

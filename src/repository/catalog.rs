@@ -1,0 +1,153 @@
+//! The set of models being served and the state of each version. Readers take a lock-free
+//! snapshot; loading swaps in a new catalog, so requests never wait on a reload.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use thiserror::Error;
+
+use super::manifest::Manifest;
+use crate::engine::CompiledModel;
+use crate::inference::ModelContract;
+use crate::monitoring::ModelMetrics;
+
+/// A model version that is loaded, checked against its manifest and warmed up.
+#[derive(Debug)]
+pub struct LoadedVersion {
+    pub model: String,
+    pub version: u64,
+    pub compiled: Arc<CompiledModel>,
+    pub contract: Arc<ModelContract>,
+    pub metrics: Arc<ModelMetrics>,
+    pub load_duration: Duration,
+    pub golden_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum VersionState {
+    Loading,
+    Ready(Arc<LoadedVersion>),
+    Failed(String),
+}
+
+impl VersionState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            VersionState::Loading => "loading",
+            VersionState::Ready(_) => "ready",
+            VersionState::Failed(_) => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelEntry {
+    pub name: String,
+    pub manifest: Option<Arc<Manifest>>,
+    /// A problem with the model as a whole (unreadable manifest, no versions).
+    pub error: Option<String>,
+    pub versions: BTreeMap<u64, VersionState>,
+}
+
+impl ModelEntry {
+    /// The version served when a request names none: the highest.
+    pub fn default_version(&self) -> Option<u64> {
+        self.versions.keys().next_back().copied()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.error.is_none()
+            && !self.versions.is_empty()
+            && self.versions.values().all(|v| matches!(v, VersionState::Ready(_)))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub models: BTreeMap<String, Arc<ModelEntry>>,
+    pub default_model: Option<String>,
+    /// False until every model has been tried once.
+    pub loaded: bool,
+}
+
+/// Why a model reference could not be served.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ResolveError {
+    #[error("no model named in the request and no default model is configured")]
+    NoDefaultModel,
+    #[error("model {0:?} not found")]
+    ModelNotFound(String),
+    #[error("model {model:?} has no version {version}")]
+    VersionNotFound { model: String, version: u64 },
+    #[error("model {model:?} version {version} is still loading")]
+    Loading { model: String, version: u64 },
+    #[error("model {model:?} version {version} failed to load")]
+    Failed { model: String, version: u64 },
+}
+
+impl Catalog {
+    /// Every model loaded and warmed.
+    pub fn is_ready(&self) -> bool {
+        self.loaded && self.models.values().all(|m| m.is_ready())
+    }
+
+    /// Finds the version a request means: the named (or default) model, the named (or highest)
+    /// version.
+    pub fn resolve(&self, model: Option<&str>, version: Option<u64>) -> Result<Arc<LoadedVersion>, ResolveError> {
+        let name = match model {
+            Some(name) => name,
+            None => self.default_model.as_deref().ok_or(ResolveError::NoDefaultModel)?,
+        };
+        let entry = self.models.get(name).ok_or_else(|| ResolveError::ModelNotFound(name.to_string()))?;
+        let version = match version {
+            Some(v) => v,
+            None => entry.default_version().ok_or_else(|| ResolveError::ModelNotFound(name.to_string()))?,
+        };
+        match entry.versions.get(&version) {
+            Some(VersionState::Ready(loaded)) => Ok(loaded.clone()),
+            Some(VersionState::Loading) => Err(ResolveError::Loading { model: name.to_string(), version }),
+            Some(VersionState::Failed(_)) => Err(ResolveError::Failed { model: name.to_string(), version }),
+            None => Err(ResolveError::VersionNotFound { model: name.to_string(), version }),
+        }
+    }
+}
+
+/// The live catalog.
+#[derive(Debug, Default)]
+pub struct ModelStore {
+    catalog: ArcSwap<Catalog>,
+}
+
+impl ModelStore {
+    pub fn new(catalog: Catalog) -> ModelStore {
+        ModelStore { catalog: ArcSwap::from_pointee(catalog) }
+    }
+
+    /// A consistent snapshot; cheap, lock-free.
+    pub fn snapshot(&self) -> Arc<Catalog> {
+        self.catalog.load_full()
+    }
+
+    /// Applies `change` to a copy of the catalog and publishes it.
+    pub fn update(&self, change: impl Fn(&mut Catalog)) {
+        self.catalog.rcu(|current| {
+            let mut next = Catalog::clone(current);
+            change(&mut next);
+            next
+        });
+    }
+
+    /// Sets the state of one version.
+    pub fn set_version(&self, model: &str, version: u64, state: VersionState) {
+        self.update(|catalog| {
+            if let Some(entry) = catalog.models.get_mut(model) {
+                let mut next = ModelEntry::clone(entry);
+                next.versions.insert(version, state.clone());
+                *entry = Arc::new(next);
+            }
+        });
+    }
+}

@@ -1,0 +1,183 @@
+//! Golden files: inputs with reference outputs (from onnxruntime) that a model version must
+//! reproduce. `infera check` and the test suite both use this.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::catalog::LoadedVersion;
+use super::error::RepositoryError;
+use crate::engine::Tensor;
+use crate::inference::decode_instances;
+
+fn default_tolerance() -> f64 {
+    1e-5
+}
+
+/// `golden.json`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoldenFile {
+    /// Input tensor name (informational for single-input models).
+    #[serde(default)]
+    pub input: Option<String>,
+    /// Instances, in the same form `/predict` takes.
+    pub inputs: Vec<Value>,
+    /// Output name -> expected values (nested arrays, batch first).
+    pub outputs: BTreeMap<String, Value>,
+    /// Allowed difference: |got - want| <= tolerance * max(1, |want|).
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+}
+
+impl GoldenFile {
+    pub fn read(path: &Path) -> Result<GoldenFile, RepositoryError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RepositoryError::io(path, &e))?;
+        serde_json::from_str(&text).map_err(|e| RepositoryError::Golden {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The outcome of running one golden file.
+#[derive(Debug, Clone)]
+pub struct GoldenReport {
+    pub model: String,
+    pub version: u64,
+    pub instances: usize,
+    pub outputs_checked: usize,
+    /// Largest |got - want| over every checked value.
+    pub max_abs_diff: f64,
+    pub mismatches: Vec<String>,
+}
+
+impl GoldenReport {
+    pub fn passed(&self) -> bool {
+        self.mismatches.is_empty() && self.outputs_checked > 0
+    }
+}
+
+/// Runs the golden inputs through the model (the whole set as one batch, and each instance on
+/// its own) and compares every expected output.
+pub fn check(loaded: &LoadedVersion, golden: &GoldenFile) -> GoldenReport {
+    let mut report = GoldenReport {
+        model: loaded.model.clone(),
+        version: loaded.version,
+        instances: golden.inputs.len(),
+        outputs_checked: 0,
+        max_abs_diff: 0.0,
+        mismatches: Vec::new(),
+    };
+    let outputs = match run(loaded, &golden.inputs) {
+        Ok(outputs) => outputs,
+        Err(e) => {
+            report.mismatches.push(e);
+            return report;
+        }
+    };
+    let names: Vec<&str> = loaded.contract.signature.outputs.iter().map(|s| s.name.as_str()).collect();
+    for (name, expected) in &golden.outputs {
+        let Some(ix) = names.iter().position(|n| n == name) else {
+            report.mismatches.push(format!("output {name:?} is not produced by the model (outputs: {names:?})"));
+            continue;
+        };
+        compare(name, &outputs[ix], expected, golden.tolerance, &mut report);
+        report.outputs_checked += 1;
+    }
+    check_batch_invariance(loaded, &golden.inputs, &outputs, golden.tolerance, &mut report);
+    report
+}
+
+/// Row i of the batched answer must equal the answer for instance i alone.
+fn check_batch_invariance(
+    loaded: &LoadedVersion,
+    inputs: &[Value],
+    batched: &[Tensor],
+    tolerance: f64,
+    report: &mut GoldenReport,
+) {
+    for i in 0..inputs.len() {
+        let single = match run(loaded, &inputs[i..=i]) {
+            Ok(single) => single,
+            Err(e) => {
+                report.mismatches.push(format!("instance {i} alone: {e}"));
+                return;
+            }
+        };
+        for (out, (one, all)) in single.iter().zip(batched).enumerate() {
+            let n = one.data.len();
+            let differs = (0..n).any(|j| {
+                let (a, b) = (one.data.get_f64(j).unwrap_or(f64::NAN), all.data.get_f64(i * n + j).unwrap_or(f64::NAN));
+                !((a - b).abs() <= tolerance * b.abs().max(1.0))
+            });
+            if differs {
+                report.mismatches.push(format!(
+                    "batch invariance: output {out} of instance {i} alone differs from row {i} of the batch"
+                ));
+            }
+        }
+    }
+}
+
+fn run(loaded: &LoadedVersion, inputs: &[Value]) -> Result<Vec<Tensor>, String> {
+    let tensors = decode_instances(&loaded.contract.input, inputs)
+        .map_err(|e| format!("golden inputs break the model's contract: {e}"))?;
+    loaded.compiled.run(tensors).map_err(|e| e.to_string())
+}
+
+fn flatten(value: &Value, out: &mut Vec<f64>) -> Result<(), String> {
+    match value {
+        Value::Array(items) => items.iter().try_for_each(|v| flatten(v, out)),
+        Value::Number(n) => {
+            out.push(n.as_f64().ok_or("number out of range")?);
+            Ok(())
+        }
+        Value::Bool(b) => {
+            out.push(f64::from(u8::from(*b)));
+            Ok(())
+        }
+        other => Err(format!("expected numbers, found {other}")),
+    }
+}
+
+fn compare(name: &str, got: &Tensor, expected: &Value, tolerance: f64, report: &mut GoldenReport) {
+    let mut want = Vec::new();
+    if let Err(e) = flatten(expected, &mut want) {
+        report.mismatches.push(format!("output {name:?}: {e}"));
+        return;
+    }
+    if want.len() != got.data.len() {
+        report.mismatches.push(format!(
+            "output {name:?}: expected {} values, the model produced {} (shape {:?})",
+            want.len(),
+            got.data.len(),
+            got.shape
+        ));
+        return;
+    }
+    let row_len = got.row_len().max(1);
+    let mut shown = 0;
+    for (i, w) in want.iter().enumerate() {
+        let g = got.data.get_f64(i).unwrap_or(f64::NAN);
+        let diff = (g - w).abs();
+        if diff.is_finite() {
+            report.max_abs_diff = report.max_abs_diff.max(diff);
+        }
+        if !(diff <= tolerance * w.abs().max(1.0)) {
+            if shown < 5 {
+                report.mismatches.push(format!(
+                    "output {name:?} instance {} element {}: got {g}, want {w} (diff {diff:.3e}, tolerance {tolerance:e})",
+                    i / row_len,
+                    i % row_len
+                ));
+            }
+            shown += 1;
+        }
+    }
+    if shown > 5 {
+        report.mismatches.push(format!("output {name:?}: {} more mismatches", shown - 5));
+    }
+}

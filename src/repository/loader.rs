@@ -1,0 +1,128 @@
+//! Turning a scanned repository into served models: compile, check the manifest against the
+//! graph, warm up, publish. Runs on a plain thread, never on the async runtime.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::catalog::{Catalog, LoadedVersion, ModelEntry, ModelStore, VersionState};
+use super::error::RepositoryError;
+use super::layout::{Layout, VersionDir};
+use super::manifest::Manifest;
+use crate::engine::{CompiledModel, DataType, Tensor, TensorData};
+use crate::inference::ModelContract;
+use crate::monitoring::Metrics;
+
+/// The catalog as scanned, every version `Loading`. `default_model` (from the command line)
+/// overrides `repository.toml`; a repository with one model defaults to it.
+pub fn initial_catalog(layout: &Layout, default_model: Option<&str>) -> Result<Catalog, RepositoryError> {
+    let mut models = BTreeMap::new();
+    for dir in &layout.models {
+        let (manifest, mut error) = match &dir.manifest {
+            Ok(m) => (m.clone().map(Arc::new), None),
+            Err(e) => (None, Some(e.clone())),
+        };
+        if dir.versions.is_empty() && error.is_none() {
+            error = Some(RepositoryError::NoVersions(dir.name.clone()).to_string());
+        }
+        let versions = dir.versions.iter().map(|v| (v.version, VersionState::Loading)).collect();
+        let entry = ModelEntry { name: dir.name.clone(), manifest, error, versions };
+        models.insert(dir.name.clone(), Arc::new(entry));
+    }
+    let default_model = match default_model.map(str::to_string).or(layout.default_model.clone()) {
+        Some(name) if !models.contains_key(&name) => return Err(RepositoryError::UnknownDefault(name)),
+        Some(name) => Some(name),
+        None if models.len() == 1 => models.keys().next().cloned(),
+        None => None,
+    };
+    Ok(Catalog { models, default_model, loaded: false })
+}
+
+/// Loads every version of every model into `store`, publishing each as it becomes ready or
+/// fails. Returns the failures (also logged and kept in the catalog).
+pub fn load_all(layout: &Layout, store: &ModelStore, metrics: &Metrics) -> Vec<RepositoryError> {
+    let mut failures = Vec::new();
+    for dir in &layout.models {
+        let manifest = match &dir.manifest {
+            Ok(manifest) => manifest.as_ref(),
+            Err(reason) => {
+                tracing::error!(model = %dir.name, %reason, "model not loaded: invalid manifest");
+                failures.push(RepositoryError::Manifest { path: dir.name.clone(), reason: reason.clone() });
+                continue;
+            }
+        };
+        for version in &dir.versions {
+            let state = match load_version(&dir.name, version, manifest, metrics) {
+                Ok(loaded) => {
+                    tracing::info!(
+                        model = %dir.name,
+                        version = version.version,
+                        task = loaded.contract.task.as_str(),
+                        load_ms = loaded.load_duration.as_secs_f64() * 1e3,
+                        "model ready"
+                    );
+                    VersionState::Ready(Arc::new(loaded))
+                }
+                Err(e) => {
+                    tracing::error!(model = %dir.name, version = version.version, error = %e, "model failed to load");
+                    let state = VersionState::Failed(e.to_string());
+                    failures.push(e);
+                    state
+                }
+            };
+            store.set_version(&dir.name, version.version, state);
+        }
+    }
+    store.update(|catalog| catalog.loaded = true);
+    failures
+}
+
+/// Compiles one version, checks its manifest against the graph and warms it up.
+pub fn load_version(
+    model: &str,
+    dir: &VersionDir,
+    manifest: Option<&Manifest>,
+    metrics: &Metrics,
+) -> Result<LoadedVersion, RepositoryError> {
+    let started = Instant::now();
+    let version = dir.version;
+    let compiled = CompiledModel::load(&dir.model_file)
+        .map_err(|source| RepositoryError::Engine { model: model.to_string(), version, source })?;
+    let contract = ModelContract::build(manifest, compiled.signature())
+        .map_err(|reason| RepositoryError::Contract { model: model.to_string(), version, reason })?;
+    warm_up(&compiled).map_err(|reason| RepositoryError::WarmUp { model: model.to_string(), version, reason })?;
+    let load_duration = started.elapsed();
+    let model_metrics = metrics.model(model, version, contract.labels());
+    model_metrics.loaded(load_duration);
+    Ok(LoadedVersion {
+        model: model.to_string(),
+        version,
+        compiled: Arc::new(compiled),
+        contract: Arc::new(contract),
+        metrics: model_metrics,
+        load_duration,
+        golden_file: dir.golden_file.clone(),
+    })
+}
+
+/// Runs one all-zero instance so the first real request does not pay for lazy set-up.
+fn warm_up(compiled: &CompiledModel) -> Result<(), String> {
+    let inputs: Vec<Tensor> = compiled
+        .signature()
+        .inputs
+        .iter()
+        .map(|spec| {
+            let n = spec.row_len();
+            let data = match spec.dtype {
+                DataType::Bool => TensorData::Bool(vec![false; n]),
+                DataType::U8 => TensorData::U8(vec![0; n]),
+                DataType::I32 => TensorData::I32(vec![0; n]),
+                DataType::I64 => TensorData::I64(vec![0; n]),
+                DataType::F32 => TensorData::F32(vec![0.0; n]),
+                DataType::F64 => TensorData::F64(vec![0.0; n]),
+            };
+            Tensor { shape: std::iter::once(1).chain(spec.row_shape()).collect(), data }
+        })
+        .collect();
+    compiled.run(inputs).map(|_| ()).map_err(|e| e.to_string())
+}

@@ -1,0 +1,211 @@
+//! `model.toml`: the model card and input contract that sits beside a model's versions.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::RepositoryError;
+
+/// What kind of answer a model gives; decides how its outputs are presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Class index, label name and per-class probabilities.
+    Classification,
+    /// One number per instance.
+    Regression,
+    /// The output tensors as they are.
+    Raw,
+}
+
+impl Task {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Classification => "classification",
+            Task::Regression => "regression",
+            Task::Raw => "raw",
+        }
+    }
+}
+
+/// The model card: purpose, ownership, provenance, quality and the input/output contract.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// What the model is for and how success is measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Classification, regression or raw tensors. Inferred from the graph when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    /// Who answers for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// Class index -> name, for classifiers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_data: Option<TrainingData>,
+    /// Offline evaluation results.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evaluation: Vec<Evaluation>,
+    /// Which graph outputs carry the label, probabilities or value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<OutputNames>,
+    /// Named tabular features, in input column order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<Feature>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingData {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Number of training rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Evaluation {
+    /// Metric name, e.g. `accuracy`, `r2`.
+    pub metric: String,
+    pub value: f64,
+    /// The data the metric was measured on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputNames {
+    /// Integer class-index output (classification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// `[batch, classes]` probability output (classification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probabilities: Option<String>,
+    /// Value output (regression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// One named input column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Feature {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Smallest valid value (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Largest valid value (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+impl Manifest {
+    /// Reads and parses a manifest file.
+    pub fn read(path: &Path) -> Result<Manifest, RepositoryError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RepositoryError::io(path, &e))?;
+        Manifest::parse(&text).map_err(|reason| RepositoryError::Manifest {
+            path: path.display().to_string(),
+            reason,
+        })
+    }
+
+    /// Parses manifest text and checks it for internal consistency (not against a graph: that is
+    /// the contract's job).
+    pub fn parse(text: &str) -> Result<Manifest, String> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if let Some(dup) = first_duplicate(self.features.iter().map(|f| f.name.as_str())) {
+            return Err(format!("feature {dup:?} is listed twice"));
+        }
+        if let Some(dup) = first_duplicate(self.labels.iter().map(String::as_str)) {
+            return Err(format!("label {dup:?} is listed twice"));
+        }
+        for f in &self.features {
+            if f.name.trim().is_empty() {
+                return Err("a feature has an empty name".into());
+            }
+            for bound in [f.min, f.max].into_iter().flatten() {
+                if !bound.is_finite() {
+                    return Err(format!("feature {:?} has a non-finite bound", f.name));
+                }
+            }
+            if let (Some(min), Some(max)) = (f.min, f.max) {
+                if min > max {
+                    return Err(format!("feature {:?} has min {min} > max {max}", f.name));
+                }
+            }
+        }
+        if !self.labels.is_empty() && matches!(self.task, Some(Task::Regression | Task::Raw)) {
+            return Err("labels are only meaningful for task = \"classification\"".into());
+        }
+        Ok(())
+    }
+}
+
+fn first_duplicate<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    names.into_iter().find(|n| !seen.insert(*n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_card() {
+        let m = Manifest::parse(
+            r#"
+            description = "d"
+            task = "classification"
+            labels = ["a", "b"]
+            [training_data]
+            name = "t"
+            rows = 10
+            [[evaluation]]
+            metric = "accuracy"
+            value = 0.9
+            [outputs]
+            label = "label"
+            probabilities = "probabilities"
+            [[features]]
+            name = "x"
+            min = 0.0
+            max = 1.0
+            "#,
+        )
+        .unwrap();
+        assert_eq!(m.task, Some(Task::Classification));
+        assert_eq!(m.features[0].max, Some(1.0));
+        assert_eq!(m.evaluation[0].value, 0.9);
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_ranges() {
+        assert!(Manifest::parse("descripton = \"typo\"").unwrap_err().contains("descripton"));
+        let err = Manifest::parse("[[features]]\nname = \"x\"\nmin = 2.0\nmax = 1.0").unwrap_err();
+        assert!(err.contains("min 2 > max 1"), "{err}");
+        let err = Manifest::parse("labels = [\"a\", \"a\"]").unwrap_err();
+        assert!(err.contains("listed twice"), "{err}");
+        let err = Manifest::parse("task = \"regression\"\nlabels = [\"a\"]").unwrap_err();
+        assert!(err.contains("classification"), "{err}");
+    }
+}

@@ -1,0 +1,127 @@
+//! Wiring: repository scan, worker pool, predictor, HTTP app, model loading in the background,
+//! and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::config::ServeArgs;
+use crate::engine::{PoolConfig, WorkerPool};
+use crate::inference::{Limits, Predictor};
+use crate::monitoring::Metrics;
+use crate::repository::{self, Layout, ModelStore, RepositoryError};
+
+/// Everything a running server is made of, before it listens.
+pub struct Infera {
+    pub state: AppState,
+    layout: Arc<Layout>,
+    store: Arc<ModelStore>,
+    pool: Arc<WorkerPool>,
+}
+
+impl Infera {
+    /// Validates the configuration, scans the repository and starts the worker pool. No model
+    /// is loaded yet: see [`Infera::load_models`].
+    pub fn new(args: &ServeArgs) -> anyhow::Result<Infera> {
+        args.validate().map_err(anyhow::Error::msg)?;
+        let layout = repository::scan(&args.model_repository)
+            .with_context(|| format!("reading model repository {}", args.model_repository.display()))?;
+        let catalog = repository::initial_catalog(&layout, args.default_model.as_deref())?;
+        let store = Arc::new(ModelStore::new(catalog));
+        let pool_config = PoolConfig {
+            workers: args.worker_count(),
+            queue_capacity: args.queue_capacity,
+            retry_after: Duration::from_secs(args.retry_after_secs),
+        };
+        let pool = Arc::new(WorkerPool::start(pool_config).context("starting inference workers")?);
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_pool(pool_config.workers, pool_config.queue_capacity);
+        let limits = Limits { max_instances: args.max_instances, timeout: args.request_timeout() };
+        let predictor = Arc::new(Predictor::new(store.clone(), pool.clone(), limits));
+        let state = AppState { predictor, metrics, max_body_bytes: args.max_body_bytes };
+        Ok(Infera { state, layout: Arc::new(layout), store, pool })
+    }
+
+    /// Loads every model version (blocking; call off the async runtime).
+    pub fn load_models(&self) -> Vec<RepositoryError> {
+        repository::load_all(&self.layout, &self.store, &self.state.metrics)
+    }
+
+    /// Loads the models on a background thread; readiness turns true when all are in.
+    pub fn load_models_in_background(&self) -> std::thread::JoinHandle<Vec<RepositoryError>> {
+        let (layout, store, metrics) = (self.layout.clone(), self.store.clone(), self.state.metrics.clone());
+        std::thread::Builder::new()
+            .name("infera-loader".into())
+            .spawn(move || repository::load_all(&layout, &store, &metrics))
+            .expect("spawning the model loader thread")
+    }
+
+    pub fn router(&self) -> axum::Router {
+        api::router(self.state.clone())
+    }
+
+    pub fn pool(&self) -> &Arc<WorkerPool> {
+        &self.pool
+    }
+}
+
+/// Serves until SIGTERM or Ctrl-C, then drains in-flight requests (up to the grace period).
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let infera = Infera::new(&args)?;
+    let listener = TcpListener::bind(SocketAddr::new(args.host, args.port))
+        .await
+        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        %addr,
+        repository = %args.model_repository.display(),
+        workers = args.worker_count(),
+        "infera listening; Swagger UI at http://{addr}/docs"
+    );
+    let loader = infera.load_models_in_background();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, infera.router()).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    tokio::select! {
+        result = server => result.context("serving HTTP")?,
+        _ = async {
+            let _ = stop_rx.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; exiting with requests in flight"),
+    }
+    infera.pool().shutdown();
+    if loader.is_finished() {
+        let _ = loader.join();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
