@@ -17,7 +17,11 @@ pub fn check(args: &CheckArgs, out: &mut impl Write) -> anyhow::Result<bool> {
         .with_context(|| format!("reading model repository {}", args.repository.display()))?;
     let metrics = Metrics::new();
     let (mut ok, mut failed) = (0usize, 0usize);
-    writeln!(out, "checking model repository {}", args.repository.display())?;
+    writeln!(
+        out,
+        "checking model repository {}",
+        args.repository.display()
+    )?;
     if let Err(e) = repository::initial_catalog(&layout, None) {
         writeln!(out, "  FAIL  repository: {e}")?;
         failed += 1;
@@ -32,7 +36,11 @@ pub fn check(args: &CheckArgs, out: &mut impl Write) -> anyhow::Result<bool> {
             }
         };
         if model.versions.is_empty() {
-            writeln!(out, "  FAIL  {}: no versions (expected {}/<version>/model.onnx)", model.name, model.name)?;
+            writeln!(
+                out,
+                "  FAIL  {}: no versions (expected {}/<version>/model.onnx)",
+                model.name, model.name
+            )?;
             failed += 1;
         }
         for dir in &model.versions {
@@ -75,14 +83,21 @@ pub fn check(args: &CheckArgs, out: &mut impl Write) -> anyhow::Result<bool> {
             }
         }
     }
-    writeln!(out, "checked {} model versions: {ok} ok, {failed} failing", ok + failed)?;
+    writeln!(
+        out,
+        "checked {} model versions: {ok} ok, {failed} failing",
+        ok + failed
+    )?;
     Ok(failed == 0)
 }
 
 /// GETs `url` and succeeds on a 200. Plain HTTP/1.1 over TCP, so the container image needs no
 /// curl.
 pub fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
-    let rest = args.url.strip_prefix("http://").context("only http:// URLs are supported")?;
+    let rest = args
+        .url
+        .strip_prefix("http://")
+        .context("only http:// URLs are supported")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -93,10 +108,14 @@ pub fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
         .with_context(|| format!("resolving {authority}"))?
         .next()
         .context("no address")?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut head = [0u8; 64];
     let n = stream.read(&mut head)?;
     let status_line = String::from_utf8_lossy(&head[..n]);

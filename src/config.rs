@@ -8,7 +8,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// infera: serve ONNX models over HTTP on CPU.
 #[derive(Debug, Parser)]
-#[command(name = "infera", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "infera",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -98,7 +103,11 @@ pub struct CheckArgs {
 #[derive(Debug, Clone, Args)]
 pub struct HealthcheckArgs {
     /// Readiness URL to probe (plain http on this host).
-    #[arg(long, env = "INFERA_HEALTHCHECK_URL", default_value = "http://127.0.0.1:8080/health/ready")]
+    #[arg(
+        long,
+        env = "INFERA_HEALTHCHECK_URL",
+        default_value = "http://127.0.0.1:8080/health/ready"
+    )]
     pub url: String,
     /// Give up after this many milliseconds.
     #[arg(long, default_value_t = 2_000)]
@@ -108,8 +117,11 @@ pub struct HealthcheckArgs {
 impl ServeArgs {
     /// Worker threads after applying the default.
     pub fn worker_count(&self) -> usize {
-        self.workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -120,13 +132,21 @@ impl ServeArgs {
     pub fn validate(&self) -> Result<(), String> {
         let workers = self.worker_count();
         if !(1..=1024).contains(&workers) {
-            return Err(format!("--workers must be between 1 and 1024, got {workers}"));
+            return Err(format!(
+                "--workers must be between 1 and 1024, got {workers}"
+            ));
         }
         if self.queue_capacity == 0 || self.queue_capacity > 1_000_000 {
-            return Err(format!("--queue-capacity must be between 1 and 1000000, got {}", self.queue_capacity));
+            return Err(format!(
+                "--queue-capacity must be between 1 and 1000000, got {}",
+                self.queue_capacity
+            ));
         }
         if self.max_body_bytes < 1024 {
-            return Err(format!("--max-body-bytes must be at least 1024, got {}", self.max_body_bytes));
+            return Err(format!(
+                "--max-body-bytes must be at least 1024, got {}",
+                self.max_body_bytes
+            ));
         }
         if self.max_instances == 0 {
             return Err("--max-instances must be at least 1".into());
@@ -158,9 +178,14 @@ mod tests {
     #[test]
     fn subcommands_parse() {
         let cli = Cli::try_parse_from(["infera", "check", "some/repo"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Check(ref c)) if c.repository == PathBuf::from("some/repo")));
-        let cli = Cli::try_parse_from(["infera", "serve", "--port", "0", "--workers", "3"]).unwrap();
-        let Some(Command::Serve(args)) = cli.command else { panic!("not serve") };
+        assert!(
+            matches!(cli.command, Some(Command::Check(ref c)) if c.repository == std::path::Path::new("some/repo"))
+        );
+        let cli =
+            Cli::try_parse_from(["infera", "serve", "--port", "0", "--workers", "3"]).unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("not serve")
+        };
         assert_eq!(args.worker_count(), 3);
     }
 
@@ -169,6 +194,10 @@ mod tests {
         let cli = Cli::try_parse_from(["infera", "--workers", "0"]).unwrap();
         assert!(cli.serve.validate().unwrap_err().contains("--workers"));
         let cli = Cli::try_parse_from(["infera", "--max-body-bytes", "10"]).unwrap();
-        assert!(cli.serve.validate().unwrap_err().contains("--max-body-bytes"));
+        assert!(cli
+            .serve
+            .validate()
+            .unwrap_err()
+            .contains("--max-body-bytes"));
     }
 }

@@ -28,8 +28,12 @@ impl Infera {
     /// is loaded yet: see [`Infera::load_models`].
     pub fn new(args: &ServeArgs) -> anyhow::Result<Infera> {
         args.validate().map_err(anyhow::Error::msg)?;
-        let layout = repository::scan(&args.model_repository)
-            .with_context(|| format!("reading model repository {}", args.model_repository.display()))?;
+        let layout = repository::scan(&args.model_repository).with_context(|| {
+            format!(
+                "reading model repository {}",
+                args.model_repository.display()
+            )
+        })?;
         let catalog = repository::initial_catalog(&layout, args.default_model.as_deref())?;
         let store = Arc::new(ModelStore::new(catalog));
         let pool_config = PoolConfig {
@@ -40,10 +44,22 @@ impl Infera {
         let pool = Arc::new(WorkerPool::start(pool_config).context("starting inference workers")?);
         let metrics = Arc::new(Metrics::new());
         metrics.set_pool(pool_config.workers, pool_config.queue_capacity);
-        let limits = Limits { max_instances: args.max_instances, timeout: args.request_timeout() };
+        let limits = Limits {
+            max_instances: args.max_instances,
+            timeout: args.request_timeout(),
+        };
         let predictor = Arc::new(Predictor::new(store.clone(), pool.clone(), limits));
-        let state = AppState { predictor, metrics, max_body_bytes: args.max_body_bytes };
-        Ok(Infera { state, layout: Arc::new(layout), store, pool })
+        let state = AppState {
+            predictor,
+            metrics,
+            max_body_bytes: args.max_body_bytes,
+        };
+        Ok(Infera {
+            state,
+            layout: Arc::new(layout),
+            store,
+            pool,
+        })
     }
 
     /// Loads every model version (blocking; call off the async runtime).
@@ -53,7 +69,11 @@ impl Infera {
 
     /// Loads the models on a background thread; readiness turns true when all are in.
     pub fn load_models_in_background(&self) -> std::thread::JoinHandle<Vec<RepositoryError>> {
-        let (layout, store, metrics) = (self.layout.clone(), self.store.clone(), self.state.metrics.clone());
+        let (layout, store, metrics) = (
+            self.layout.clone(),
+            self.store.clone(),
+            self.state.metrics.clone(),
+        );
         std::thread::Builder::new()
             .name("infera-loader".into())
             .spawn(move || repository::load_all(&layout, &store, &metrics))
@@ -83,13 +103,35 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "infera listening; Swagger UI at http://{addr}/docs"
     );
     let loader = infera.load_models_in_background();
+    run_until(
+        &infera,
+        listener,
+        shutdown_signal(),
+        Duration::from_secs(args.shutdown_grace_secs),
+    )
+    .await?;
+    infera.pool().shutdown();
+    if loader.is_finished() {
+        let _ = loader.join();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves `listener` until `shutdown` completes, then lets in-flight requests finish for at
+/// most `grace`.
+pub async fn run_until(
+    infera: &Infera,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> anyhow::Result<()> {
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, infera.router()).with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
     });
-    let grace = Duration::from_secs(args.shutdown_grace_secs);
     tokio::select! {
         result = server => result.context("serving HTTP")?,
         _ = async {
@@ -97,11 +139,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tokio::time::sleep(grace).await;
         } => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; exiting with requests in flight"),
     }
-    infera.pool().shutdown();
-    if loader.is_finished() {
-        let _ = loader.join();
-    }
-    tracing::info!("stopped");
     Ok(())
 }
 

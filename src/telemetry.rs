@@ -9,7 +9,9 @@ use crate::config::{LogArgs, LogFormat};
 /// Installs the global tracing subscriber (pretty or JSON lines on stderr).
 pub fn init(args: &LogArgs) {
     let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     let result = match args.log_format {
         LogFormat::Pretty => builder.try_init(),

@@ -36,8 +36,17 @@ pub struct ApiError {
 const RETRY_SOON: Option<Duration> = Some(Duration::from_secs(1));
 
 impl ApiError {
-    pub fn new(status: StatusCode, error_type: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, error_type, message: message.into(), retry_after: None }
+    pub fn new(
+        status: StatusCode,
+        error_type: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            error_type,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     fn retry(mut self, after: Option<Duration>) -> ApiError {
@@ -48,7 +57,11 @@ impl ApiError {
     /// A server fault: logged in full, answered with a generic message.
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %detail, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error",
+        )
     }
 
     pub fn not_found(what: impl Into<String>) -> ApiError {
@@ -64,15 +77,24 @@ impl From<ResolveError> for ApiError {
     fn from(e: ResolveError) -> ApiError {
         let message = e.to_string();
         match e {
-            ResolveError::NoDefaultModel => ApiError::new(StatusCode::BAD_REQUEST, "model_required", message),
-            ResolveError::ModelNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "model_not_found", message),
+            ResolveError::NoDefaultModel => {
+                ApiError::new(StatusCode::BAD_REQUEST, "model_required", message)
+            }
+            ResolveError::ModelNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "model_not_found", message)
+            }
             ResolveError::VersionNotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "version_not_found", message)
             }
             ResolveError::Loading { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_not_ready", message).retry(RETRY_SOON)
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_not_ready", message)
+                    .retry(RETRY_SOON)
             }
-            ResolveError::Failed { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", message),
+            ResolveError::Failed { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "model_unavailable",
+                message,
+            ),
         }
     }
 }
@@ -81,14 +103,19 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         match e {
             EngineError::Overloaded { retry_after, .. } => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", e.to_string()).retry(Some(retry_after))
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", e.to_string())
+                    .retry(Some(retry_after))
             }
             EngineError::DeadlineExceeded(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", e.to_string()).retry(RETRY_SOON)
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", e.to_string())
+                    .retry(RETRY_SOON)
             }
-            EngineError::ShuttingDown => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string()).retry(RETRY_SOON)
-            }
+            EngineError::ShuttingDown => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                e.to_string(),
+            )
+            .retry(RETRY_SOON),
             EngineError::Load { .. }
             | EngineError::Unsupported { .. }
             | EngineError::BadInput { .. }
@@ -103,12 +130,16 @@ impl From<PredictError> for ApiError {
     fn from(e: PredictError) -> ApiError {
         match e {
             PredictError::Resolve(e) => e.into(),
-            PredictError::TooManyInstances { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_instances", e.to_string())
-            }
-            PredictError::Contract(v) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, v.kind.as_str(), v.to_string())
-            }
+            PredictError::TooManyInstances { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_instances",
+                e.to_string(),
+            ),
+            PredictError::Contract(v) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                v.kind.as_str(),
+                v.to_string(),
+            ),
             PredictError::Engine(e) => e.into(),
             PredictError::Output(detail) => ApiError::internal(detail),
         }
@@ -117,7 +148,10 @@ impl From<PredictError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: self.message, error_type: self.error_type.to_string() };
+        let body = ErrorBody {
+            error: self.message,
+            error_type: self.error_type.to_string(),
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(after) = self.retry_after {
             let secs = after.as_secs().max(1).to_string();

@@ -30,15 +30,22 @@ pub async fn http_metrics(State(state): State<AppState>, request: Request, next:
     in_flight.inc();
     let response = next.run(request).await;
     in_flight.dec();
-    state
-        .metrics
-        .http_request(method.as_str(), &route, response.status().as_u16(), started.elapsed());
+    state.metrics.http_request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
 /// Refuses a declared body over the limit before reading it, naming the limit. (Bodies without
 /// a Content-Length are cut off by axum's body limit while being read.)
-pub async fn body_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn body_limit(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -49,13 +56,23 @@ pub async fn body_limit(State(state): State<AppState>, request: Request, next: N
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                format!("the request body is {len} bytes; the limit is {} bytes", state.max_body_bytes),
+                format!(
+                    "the request body is {len} bytes; the limit is {} bytes",
+                    state.max_body_bytes
+                ),
             )
             .into_response();
         }
     }
+    request
+        .extensions_mut()
+        .insert(BodyLimit(state.max_body_bytes));
     next.run(request).await
 }
+
+/// The body limit in force, for extractors that report it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
 
 /// A handler panic becomes a JSON 500 (the worker threads catch model panics themselves).
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -72,8 +89,14 @@ pub struct RequestIds {
 
 impl Default for RequestIds {
     fn default() -> Self {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        RequestIds { prefix: nanos ^ std::process::id(), counter: Default::default() }
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        RequestIds {
+            prefix: nanos ^ std::process::id(),
+            counter: Default::default(),
+        }
     }
 }
 

@@ -48,7 +48,9 @@ pub fn spec() -> utoipa::openapi::OpenApi {
 
 /// The document as pretty JSON with a trailing newline, as committed in openapi/openapi.json.
 pub fn spec_json() -> String {
-    let mut text = spec().to_pretty_json().expect("the OpenAPI document serialises");
+    let mut text = spec()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises");
     text.push('\n');
     text
 }

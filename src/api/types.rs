@@ -86,27 +86,51 @@ pub struct TensorBody {
     pub datatype: String,
     pub shape: Vec<usize>,
     #[schema(value_type = Vec<f64>)]
-    pub data: Value,
+    pub data: TensorValues,
 }
 
-fn data_json(data: &TensorData) -> Value {
-    match data {
-        TensorData::Bool(v) => serde_json::json!(v),
-        TensorData::U8(v) => serde_json::json!(v),
-        TensorData::I32(v) => serde_json::json!(v),
-        TensorData::I64(v) => serde_json::json!(v),
-        TensorData::F32(v) => serde_json::json!(v),
-        TensorData::F64(v) => serde_json::json!(v),
+/// Flat tensor values, serialised in their own type (so f32 values keep their short form).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum TensorValues {
+    Bool(Vec<bool>),
+    U8(Vec<u8>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl From<TensorData> for TensorValues {
+    fn from(data: TensorData) -> TensorValues {
+        match data {
+            TensorData::Bool(v) => TensorValues::Bool(v),
+            TensorData::U8(v) => TensorValues::U8(v),
+            TensorData::I32(v) => TensorValues::I32(v),
+            TensorData::I64(v) => TensorValues::I64(v),
+            TensorData::F32(v) => TensorValues::F32(v),
+            TensorData::F64(v) => TensorValues::F64(v),
+        }
     }
 }
 
 impl From<Prediction> for PredictionBody {
     fn from(p: Prediction) -> PredictionBody {
         match p {
-            Prediction::Classification { class_index, label, confidence, probabilities } => {
-                PredictionBody::Classification(ClassificationBody { label, class_index, confidence, probabilities })
+            Prediction::Classification {
+                class_index,
+                label,
+                confidence,
+                probabilities,
+            } => PredictionBody::Classification(ClassificationBody {
+                label,
+                class_index,
+                confidence,
+                probabilities,
+            }),
+            Prediction::Regression { value } => {
+                PredictionBody::Regression(RegressionBody { value })
             }
-            Prediction::Regression { value } => PredictionBody::Regression(RegressionBody { value }),
             Prediction::Raw { outputs } => PredictionBody::Raw(RawBody {
                 outputs: outputs
                     .into_iter()
@@ -114,7 +138,7 @@ impl From<Prediction> for PredictionBody {
                         let body = TensorBody {
                             datatype: o.dtype.name().to_string(),
                             shape: o.shape,
-                            data: data_json(&o.data),
+                            data: o.data.into(),
                         };
                         (o.name, body)
                     })
@@ -208,7 +232,11 @@ pub struct TensorSpecBody {
 
 impl From<&TensorSpec> for TensorSpecBody {
     fn from(s: &TensorSpec) -> TensorSpecBody {
-        TensorSpecBody { name: s.name.clone(), datatype: s.dtype.name().to_string(), shape: s.shape_i64() }
+        TensorSpecBody {
+            name: s.name.clone(),
+            datatype: s.dtype.name().to_string(),
+            shape: s.shape_i64(),
+        }
     }
 }
 

@@ -31,7 +31,10 @@ pub enum EngineError {
 
     /// The worker queue is full: refused at once.
     #[error("the inference queue is full ({capacity} requests waiting)")]
-    Overloaded { capacity: usize, retry_after: Duration },
+    Overloaded {
+        capacity: usize,
+        retry_after: Duration,
+    },
 
     /// The request's deadline passed before a worker reached it.
     #[error("the request timed out after {0:?} before inference started")]
@@ -48,7 +51,10 @@ pub enum EngineError {
 
 impl EngineError {
     pub(crate) fn bad_input(input: &str, reason: impl Into<String>) -> EngineError {
-        EngineError::BadInput { input: input.to_string(), reason: reason.into() }
+        EngineError::BadInput {
+            input: input.to_string(),
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn dtype_mismatch(input: &str, want: DataType, got: DataType) -> EngineError {

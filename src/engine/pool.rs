@@ -2,6 +2,7 @@
 //! hand over a job and await a oneshot reply; when the queue is full they are refused at once.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -49,6 +50,8 @@ pub trait JobObserver: Send + Sync {
     fn enqueued(&self);
     fn dequeued(&self);
     fn skipped(&self, reason: SkipReason);
+    /// A worker ran the job (whether or not its caller is still waiting).
+    fn ran(&self, rows: usize, queue_wait: Duration, compute: Duration);
 }
 
 /// Result of one job, with where its time went.
@@ -76,11 +79,14 @@ pub struct WorkerPool {
     sender: ArcSwapOption<Sender<Job>>,
     config: PoolConfig,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    running: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for WorkerPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerPool").field("config", &self.config).finish()
+        f.debug_struct("WorkerPool")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -89,24 +95,31 @@ impl WorkerPool {
     pub fn start(config: PoolConfig) -> std::io::Result<WorkerPool> {
         let workers = config.workers.max(1);
         let (tx, rx) = bounded::<Job>(config.queue_capacity.max(1));
+        let running = Arc::new(AtomicUsize::new(0));
         let mut handles = Vec::with_capacity(workers);
         for i in 0..workers {
-            let rx = rx.clone();
+            let (rx, running) = (rx.clone(), running.clone());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("infera-worker-{i}"))
-                    .spawn(move || worker_loop(rx))?,
+                    .spawn(move || worker_loop(rx, running))?,
             );
         }
         Ok(WorkerPool {
             sender: ArcSwapOption::from_pointee(tx),
             config,
             handles: Mutex::new(handles),
+            running,
         })
     }
 
     pub fn config(&self) -> PoolConfig {
         self.config
+    }
+
+    /// Jobs being run by a worker right now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
     }
 
     /// Jobs currently waiting for a worker (all models).
@@ -144,7 +157,14 @@ impl WorkerPool {
         let sender = guard.as_ref().ok_or(EngineError::ShuttingDown)?;
         let (reply, receiver) = oneshot::channel();
         observer.enqueued();
-        let job = Job { model, inputs, enqueued: Instant::now(), deadline, observer, reply };
+        let job = Job {
+            model,
+            inputs,
+            enqueued: Instant::now(),
+            deadline,
+            observer,
+            reply,
+        };
         match sender.try_send(job) {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(job)) => {
@@ -164,7 +184,11 @@ impl WorkerPool {
     /// Stops taking jobs, lets the workers finish what is queued, and joins them.
     pub fn shutdown(&self) {
         self.sender.store(None);
-        let handles = self.handles.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
+        let handles = self
+            .handles
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default();
         for handle in handles {
             let _ = handle.join();
         }
@@ -177,7 +201,7 @@ impl Drop for WorkerPool {
     }
 }
 
-fn worker_loop(rx: Receiver<Job>) {
+fn worker_loop(rx: Receiver<Job>, running: Arc<AtomicUsize>) {
     while let Ok(job) = rx.recv() {
         job.observer.dequeued();
         let started = Instant::now();
@@ -192,11 +216,18 @@ fn worker_loop(rx: Receiver<Job>) {
             continue;
         }
         let queue_wait = started - job.enqueued;
-        let model = job.model;
-        let inputs = job.inputs;
+        let rows = job.inputs.first().map(Tensor::rows).unwrap_or(0);
+        let (model, inputs) = (job.model, job.inputs);
+        running.fetch_add(1, Ordering::Relaxed);
         let result = catch_unwind(AssertUnwindSafe(|| model.run(inputs)))
             .unwrap_or_else(|_| Err(EngineError::Inference("the model panicked".into())));
+        running.fetch_sub(1, Ordering::Relaxed);
         let compute = started.elapsed();
-        let _ = job.reply.send(result.map(|outputs| RunOutput { outputs, queue_wait, compute }));
+        job.observer.ran(rows, queue_wait, compute);
+        let _ = job.reply.send(result.map(|outputs| RunOutput {
+            outputs,
+            queue_wait,
+            compute,
+        }));
     }
 }

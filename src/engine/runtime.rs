@@ -43,7 +43,9 @@ impl CompiledModel {
         };
         let model = tract_onnx::onnx().model_for_path(path).map_err(&load_err)?;
         let declared = declared_inputs(&model, &shown)?;
-        let has_axis = declared.iter().all(|d| d.dims.len() > 1 || d.dims.first() == Some(&None));
+        let has_axis = declared
+            .iter()
+            .all(|d| d.dims.len() > 1 || d.dims.first() == Some(&None));
         let symbolic = declared.iter().all(|d| d.dims.first() == Some(&None));
 
         if symbolic {
@@ -65,7 +67,9 @@ impl CompiledModel {
         } else {
             BatchChoice::NoAxis
         };
-        compile(model, &declared, choice).map_err(&load_err)?.finish(&shown)
+        compile(model, &declared, choice)
+            .map_err(&load_err)?
+            .finish(&shown)
     }
 
     pub fn signature(&self) -> &ModelSignature {
@@ -103,8 +107,10 @@ impl CompiledModel {
             .iter()
             .map(|t| to_tract(t, strip_axis).map(|t| t.into_tvalue()))
             .collect::<Result<_, _>>()?;
-        let outputs =
-            self.plan.run(values).map_err(|e| EngineError::Inference(format!("{e:#}")))?;
+        let outputs = self
+            .plan
+            .run(values)
+            .map_err(|e| EngineError::Inference(format!("{e:#}")))?;
         outputs
             .iter()
             .zip(&self.signature.outputs)
@@ -124,16 +130,25 @@ impl CompiledModel {
         if inputs.len() != specs.len() {
             return Err(EngineError::bad_input(
                 "*",
-                format!("expected {} input tensors, got {}", specs.len(), inputs.len()),
+                format!(
+                    "expected {} input tensors, got {}",
+                    specs.len(),
+                    inputs.len()
+                ),
             ));
         }
         let rows = inputs.first().map(Tensor::rows).unwrap_or(0);
         for (tensor, spec) in inputs.iter().zip(specs) {
             if tensor.dtype() != spec.dtype {
-                return Err(EngineError::dtype_mismatch(&spec.name, spec.dtype, tensor.dtype()));
+                return Err(EngineError::dtype_mismatch(
+                    &spec.name,
+                    spec.dtype,
+                    tensor.dtype(),
+                ));
             }
-            let want: Vec<usize> =
-                std::iter::once(rows).chain(spec.row_shape()).collect::<Vec<_>>();
+            let want: Vec<usize> = std::iter::once(rows)
+                .chain(spec.row_shape())
+                .collect::<Vec<_>>();
             if tensor.shape != want {
                 return Err(EngineError::bad_input(
                     &spec.name,
@@ -159,18 +174,27 @@ struct DeclaredInput {
 }
 
 fn declared_inputs(model: &InferenceModel, path: &str) -> Result<Vec<DeclaredInput>, EngineError> {
-    let unsupported = |reason: String| EngineError::Unsupported { path: path.to_string(), reason };
-    let outlets = model.input_outlets().map_err(|e| unsupported(format!("{e:#}")))?;
+    let unsupported = |reason: String| EngineError::Unsupported {
+        path: path.to_string(),
+        reason,
+    };
+    let outlets = model
+        .input_outlets()
+        .map_err(|e| unsupported(format!("{e:#}")))?;
     let mut declared = Vec::with_capacity(outlets.len());
     for (ix, outlet) in outlets.iter().enumerate() {
         let name = model.node(outlet.node).name.clone();
-        let fact = model.input_fact(ix).map_err(|e| unsupported(format!("{e:#}")))?;
+        let fact = model
+            .input_fact(ix)
+            .map_err(|e| unsupported(format!("{e:#}")))?;
         let dt = fact
             .datum_type
             .concretize()
             .ok_or_else(|| unsupported(format!("input {name} declares no element type")))?;
         if data_type(dt).is_none() {
-            return Err(unsupported(format!("input {name} has unsupported element type {dt:?}")));
+            return Err(unsupported(format!(
+                "input {name} has unsupported element type {dt:?}"
+            )));
         }
         if fact.shape.is_open() {
             return Err(unsupported(format!("input {name} declares no shape")));
@@ -178,7 +202,11 @@ fn declared_inputs(model: &InferenceModel, path: &str) -> Result<Vec<DeclaredInp
         let dims: Vec<Option<usize>> = fact
             .shape
             .dims()
-            .map(|d| d.concretize().and_then(|d| d.to_i64().ok()).map(|d| d as usize))
+            .map(|d| {
+                d.concretize()
+                    .and_then(|d| d.to_i64().ok())
+                    .map(|d| d as usize)
+            })
             .collect();
         if let Some(axis) = dims.iter().skip(1).position(Option::is_none) {
             return Err(unsupported(format!(
@@ -204,8 +232,11 @@ fn compile(
 ) -> TractResult<Compiled> {
     let batch = model.sym("batch");
     for (ix, input) in declared.iter().enumerate() {
-        let mut dims: Vec<TDim> =
-            input.dims.iter().map(|d| d.map(|d| d.to_dim()).unwrap_or(1.to_dim())).collect();
+        let mut dims: Vec<TDim> = input
+            .dims
+            .iter()
+            .map(|d| d.map(|d| d.to_dim()).unwrap_or(1.to_dim()))
+            .collect();
         match choice {
             BatchChoice::Symbolic => dims[0] = TDim::Sym(batch.clone()),
             BatchChoice::FixedOne => dims[0] = 1.to_dim(),
@@ -219,41 +250,75 @@ fn compile(
         for ix in 0..typed.outputs.len() {
             let fact = typed.output_fact(ix)?;
             if fact.shape.dims().first() != Some(&batch_dim) {
-                return Err(tract::TractError::msg(format!("output {ix} does not keep the batch dimension first ({fact:?})")));
+                return Err(tract::TractError::msg(format!(
+                    "output {ix} does not keep the batch dimension first ({fact:?})"
+                )));
             }
         }
     }
     let plan = typed.into_runnable()?;
-    Ok(Compiled { plan, choice, batch })
+    Ok(Compiled {
+        plan,
+        choice,
+        batch,
+    })
 }
 
 impl Compiled {
     fn finish(self, path: &str) -> Result<CompiledModel, EngineError> {
-        let unsupported = |reason: String| EngineError::Unsupported { path: path.to_string(), reason };
+        let unsupported = |reason: String| EngineError::Unsupported {
+            path: path.to_string(),
+            reason,
+        };
         let model = self.plan.model();
         let batch_dim = TDim::Sym(self.batch.clone());
         let mut inputs = Vec::new();
-        for (ix, outlet) in model.input_outlets().map_err(|e| unsupported(e.to_string()))?.iter().enumerate() {
-            let fact = model.input_fact(ix).map_err(|e| unsupported(e.to_string()))?;
+        for (ix, outlet) in model
+            .input_outlets()
+            .map_err(|e| unsupported(e.to_string()))?
+            .iter()
+            .enumerate()
+        {
+            let fact = model
+                .input_fact(ix)
+                .map_err(|e| unsupported(e.to_string()))?;
             let dtype = data_type(fact.datum_type)
                 .ok_or_else(|| unsupported(format!("input {ix} has type {:?}", fact.datum_type)))?;
             let dims = fact.shape.dims();
-            let rest = if self.choice == BatchChoice::NoAxis { dims } else { &dims[1..] };
-            let shape = std::iter::once(Dim::Batch).chain(rest.iter().map(fixed_dim)).collect();
-            inputs.push(TensorSpec { name: model.node(outlet.node).name.clone(), dtype, shape });
+            let rest = if self.choice == BatchChoice::NoAxis {
+                dims
+            } else {
+                &dims[1..]
+            };
+            let shape = std::iter::once(Dim::Batch)
+                .chain(rest.iter().map(fixed_dim))
+                .collect();
+            inputs.push(TensorSpec {
+                name: model.node(outlet.node).name.clone(),
+                dtype,
+                shape,
+            });
         }
         let mut outputs = Vec::new();
         let mut output_has_axis = Vec::new();
-        for (ix, outlet) in model.output_outlets().map_err(|e| unsupported(e.to_string()))?.iter().enumerate() {
-            let fact = model.output_fact(ix).map_err(|e| unsupported(e.to_string()))?;
+        for (ix, outlet) in model
+            .output_outlets()
+            .map_err(|e| unsupported(e.to_string()))?
+            .iter()
+            .enumerate()
+        {
+            let fact = model
+                .output_fact(ix)
+                .map_err(|e| unsupported(e.to_string()))?;
             let name = model
                 .outlet_label(*outlet)
                 .map(str::to_string)
                 .unwrap_or_else(|| model.node(outlet.node).name.clone());
-            let dtype = output_type(fact.datum_type).ok_or_else(|| EngineError::UnsupportedOutput {
-                output: name.clone(),
-                dtype: format!("{:?}", fact.datum_type),
-            })?;
+            let dtype =
+                output_type(fact.datum_type).ok_or_else(|| EngineError::UnsupportedOutput {
+                    output: name.clone(),
+                    dtype: format!("{:?}", fact.datum_type),
+                })?;
             let dims = fact.shape.dims();
             let has_axis = match self.choice {
                 BatchChoice::Symbolic => true,
@@ -262,7 +327,13 @@ impl Compiled {
             };
             let rest = if has_axis { &dims[1..] } else { dims };
             let shape = std::iter::once(Dim::Batch)
-                .chain(rest.iter().map(|d| if *d == batch_dim { Dim::Dynamic } else { fixed_dim(d) }))
+                .chain(rest.iter().map(|d| {
+                    if *d == batch_dim {
+                        Dim::Dynamic
+                    } else {
+                        fixed_dim(d)
+                    }
+                }))
                 .collect();
             outputs.push(TensorSpec { name, dtype, shape });
             output_has_axis.push(has_axis);
@@ -272,9 +343,17 @@ impl Compiled {
             BatchChoice::FixedOne => CallShape::OnePerCallWithAxis,
             BatchChoice::NoAxis => CallShape::OnePerCallNoAxis,
         };
-        let signature =
-            ModelSignature { inputs, outputs, batched: call_shape == CallShape::Batched };
-        Ok(CompiledModel { plan: self.plan, signature, call_shape, output_has_axis })
+        let signature = ModelSignature {
+            inputs,
+            outputs,
+            batched: call_shape == CallShape::Batched,
+        };
+        Ok(CompiledModel {
+            plan: self.plan,
+            signature,
+            call_shape,
+            output_has_axis,
+        })
     }
 }
 
@@ -325,12 +404,17 @@ fn to_tract(t: &Tensor, strip_axis: bool) -> Result<tract::Tensor, EngineError> 
     built.map_err(|e| EngineError::Inference(format!("{e:#}")))
 }
 
-fn from_tract(value: &tract::Tensor, spec: &TensorSpec, add_axis: bool) -> Result<Tensor, EngineError> {
+fn from_tract(
+    value: &tract::Tensor,
+    spec: &TensorSpec,
+    add_axis: bool,
+) -> Result<Tensor, EngineError> {
     fn collect<T: Datum + Copy>(t: &tract::Tensor) -> TractResult<Vec<T>> {
         let cast = t.cast_to::<T>()?;
         Ok(cast.to_plain_array_view::<T>()?.iter().copied().collect())
     }
-    let fail = |e: tract::TractError| EngineError::Inference(format!("output {}: {e:#}", spec.name));
+    let fail =
+        |e: tract::TractError| EngineError::Inference(format!("output {}: {e:#}", spec.name));
     let data = match spec.dtype {
         DataType::Bool => TensorData::Bool(collect::<bool>(value).map_err(fail)?),
         DataType::U8 => TensorData::U8(collect::<u8>(value).map_err(fail)?),
@@ -346,7 +430,9 @@ fn from_tract(value: &tract::Tensor, spec: &TensorSpec, add_axis: bool) -> Resul
     if shape.is_empty() {
         shape.push(1);
     }
-    Tensor::new(shape, data).ok_or_else(|| EngineError::Inference(format!("output {} has an inconsistent shape", spec.name)))
+    Tensor::new(shape, data).ok_or_else(|| {
+        EngineError::Inference(format!("output {} has an inconsistent shape", spec.name))
+    })
 }
 
 /// Row `row` of a tensor whose first axis is the batch, keeping that axis (length 1).
@@ -394,7 +480,11 @@ fn append_rows(acc: &mut Tensor, t: Tensor) -> Result<(), EngineError> {
         (TensorData::I64(a), TensorData::I64(b)) => a.extend(b),
         (TensorData::F32(a), TensorData::F32(b)) => a.extend(b),
         (TensorData::F64(a), TensorData::F64(b)) => a.extend(b),
-        _ => return Err(EngineError::Inference("per-instance outputs differ in type".into())),
+        _ => {
+            return Err(EngineError::Inference(
+                "per-instance outputs differ in type".into(),
+            ))
+        }
     }
     acc.shape[0] += t.shape[0];
     Ok(())

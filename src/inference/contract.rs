@@ -59,13 +59,23 @@ pub struct ModelContract {
 impl ModelContract {
     /// Checks `manifest` against `signature` and builds the contract. The error says what
     /// contradicts what.
-    pub fn build(manifest: Option<&Manifest>, signature: &ModelSignature) -> Result<ModelContract, String> {
+    pub fn build(
+        manifest: Option<&Manifest>,
+        signature: &ModelSignature,
+    ) -> Result<ModelContract, String> {
         let empty = Manifest::default();
         let manifest = manifest.unwrap_or(&empty);
         let input = input_contract(manifest, signature)?;
-        let task = manifest.task.unwrap_or_else(|| infer_task(manifest, signature));
+        let task = manifest
+            .task
+            .unwrap_or_else(|| infer_task(manifest, signature));
         let output = output_contract(task, manifest, signature)?;
-        Ok(ModelContract { task, input, output, signature: signature.clone() })
+        Ok(ModelContract {
+            task,
+            input,
+            output,
+            signature: signature.clone(),
+        })
     }
 
     /// Names of the classes, for classifiers.
@@ -89,7 +99,11 @@ fn input_contract(manifest: &Manifest, sig: &ModelSignature) -> Result<InputCont
     match (tabular, manifest.features.is_empty()) {
         (Some(spec), true) => Ok(InputContract::Tabular {
             features: (0..spec.row_len())
-                .map(|i| FeatureSpec { name: format!("f{i}"), min: None, max: None })
+                .map(|i| FeatureSpec {
+                    name: format!("f{i}"),
+                    min: None,
+                    max: None,
+                })
                 .collect(),
             index: HashMap::new(),
             dtype: spec.dtype,
@@ -107,12 +121,26 @@ fn input_contract(manifest: &Manifest, sig: &ModelSignature) -> Result<InputCont
             let features: Vec<FeatureSpec> = manifest
                 .features
                 .iter()
-                .map(|f| FeatureSpec { name: f.name.clone(), min: f.min, max: f.max })
+                .map(|f| FeatureSpec {
+                    name: f.name.clone(),
+                    min: f.min,
+                    max: f.max,
+                })
                 .collect();
-            let index = features.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect();
-            Ok(InputContract::Tabular { features, index, dtype: spec.dtype })
+            let index = features
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.name.clone(), i))
+                .collect();
+            Ok(InputContract::Tabular {
+                features,
+                index,
+                dtype: spec.dtype,
+            })
         }
-        (None, true) => Ok(InputContract::Tensors { inputs: sig.inputs.clone() }),
+        (None, true) => Ok(InputContract::Tensors {
+            inputs: sig.inputs.clone(),
+        }),
         (None, false) => Err(format!(
             "the manifest lists named features, but the graph does not take one float input of \
              shape [batch, features] (inputs: {})",
@@ -139,7 +167,10 @@ fn is_probability_output(spec: &TensorSpec) -> bool {
 
 fn is_value_output(spec: &TensorSpec) -> bool {
     spec.dtype.is_float()
-        && matches!(spec.shape.as_slice(), [Dim::Batch] | [Dim::Batch, Dim::Fixed(1)])
+        && matches!(
+            spec.shape.as_slice(),
+            [Dim::Batch] | [Dim::Batch, Dim::Fixed(1)]
+        )
 }
 
 fn infer_task(manifest: &Manifest, sig: &ModelSignature) -> Task {
@@ -163,12 +194,16 @@ fn pick(
     fits: fn(&TensorSpec) -> bool,
 ) -> Result<Option<usize>, String> {
     if let Some(name) = named {
-        let ix = sig.outputs.iter().position(|o| &o.name == name).ok_or_else(|| {
-            format!(
+        let ix = sig
+            .outputs
+            .iter()
+            .position(|o| &o.name == name)
+            .ok_or_else(|| {
+                format!(
                 "the manifest names output {name:?} as the {role}, but the graph's outputs are: {}",
                 describe(&sig.outputs)
             )
-        })?;
+            })?;
         if !fits(&sig.outputs[ix]) {
             return Err(format!(
                 "output {name:?} cannot be the {role}: {}",
@@ -177,26 +212,36 @@ fn pick(
         }
         return Ok(Some(ix));
     }
-    let candidates: Vec<usize> =
-        (0..sig.outputs.len()).filter(|&i| fits(&sig.outputs[i])).collect();
+    let candidates: Vec<usize> = (0..sig.outputs.len())
+        .filter(|&i| fits(&sig.outputs[i]))
+        .collect();
     Ok(match candidates.as_slice() {
         [one] => Some(*one),
         _ => None,
     })
 }
 
-fn output_contract(task: Task, manifest: &Manifest, sig: &ModelSignature) -> Result<OutputContract, String> {
+fn output_contract(
+    task: Task,
+    manifest: &Manifest,
+    sig: &ModelSignature,
+) -> Result<OutputContract, String> {
     let names = manifest.outputs.clone().unwrap_or_default();
     match task {
         Task::Classification => {
-            let probabilities = pick(sig, names.probabilities.as_ref(), "probabilities", is_probability_output)?
-                .ok_or_else(|| {
-                    format!(
-                        "a classifier needs one float output of shape [batch, classes]; outputs: {} \
+            let probabilities = pick(
+                sig,
+                names.probabilities.as_ref(),
+                "probabilities",
+                is_probability_output,
+            )?
+            .ok_or_else(|| {
+                format!(
+                    "a classifier needs one float output of shape [batch, classes]; outputs: {} \
                          (name it with [outputs] probabilities = \"...\")",
-                        describe(&sig.outputs)
-                    )
-                })?;
+                    describe(&sig.outputs)
+                )
+            })?;
             let label = pick(sig, names.label.as_ref(), "label", is_label_output)?;
             let classes = sig.outputs[probabilities].row_len();
             let labels = if manifest.labels.is_empty() {
@@ -211,7 +256,11 @@ fn output_contract(task: Task, manifest: &Manifest, sig: &ModelSignature) -> Res
                     classes
                 ));
             };
-            Ok(OutputContract::Classification { label, probabilities, labels })
+            Ok(OutputContract::Classification {
+                label,
+                probabilities,
+                labels,
+            })
         }
         Task::Regression => {
             let value = pick(sig, names.value.as_ref(), "value", is_value_output)?.ok_or_else(|| {
@@ -232,15 +281,27 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, dtype: DataType, shape: Vec<Dim>) -> TensorSpec {
-        TensorSpec { name: name.into(), dtype, shape }
+        TensorSpec {
+            name: name.into(),
+            dtype,
+            shape,
+        }
     }
 
     fn classifier(features: usize, classes: usize) -> ModelSignature {
         ModelSignature {
-            inputs: vec![spec("x", DataType::F32, vec![Dim::Batch, Dim::Fixed(features)])],
+            inputs: vec![spec(
+                "x",
+                DataType::F32,
+                vec![Dim::Batch, Dim::Fixed(features)],
+            )],
             outputs: vec![
                 spec("label", DataType::I64, vec![Dim::Batch]),
-                spec("probabilities", DataType::F32, vec![Dim::Batch, Dim::Fixed(classes)]),
+                spec(
+                    "probabilities",
+                    DataType::F32,
+                    vec![Dim::Batch, Dim::Fixed(classes)],
+                ),
             ],
             batched: true,
         }
@@ -267,16 +328,28 @@ mod tests {
 
     #[test]
     fn feature_count_must_match_the_graph() {
-        let m = Manifest { features: features(5), ..Manifest::default() };
+        let m = Manifest {
+            features: features(5),
+            ..Manifest::default()
+        };
         let err = ModelContract::build(Some(&m), &classifier(4, 3)).unwrap_err();
-        assert!(err.contains("lists 5 features but input x takes 4"), "{err}");
+        assert!(
+            err.contains("lists 5 features but input x takes 4"),
+            "{err}"
+        );
     }
 
     #[test]
     fn label_count_must_match_the_graph() {
-        let m = Manifest { labels: vec!["a".into(), "b".into()], ..Manifest::default() };
+        let m = Manifest {
+            labels: vec!["a".into(), "b".into()],
+            ..Manifest::default()
+        };
         let err = ModelContract::build(Some(&m), &classifier(4, 3)).unwrap_err();
-        assert!(err.contains("2 labels but output probabilities has 3 classes"), "{err}");
+        assert!(
+            err.contains("2 labels but output probabilities has 3 classes"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -297,7 +370,11 @@ mod tests {
     fn single_value_output_is_regression() {
         let sig = ModelSignature {
             inputs: vec![spec("x", DataType::F32, vec![Dim::Batch, Dim::Fixed(10)])],
-            outputs: vec![spec("variable", DataType::F32, vec![Dim::Batch, Dim::Fixed(1)])],
+            outputs: vec![spec(
+                "variable",
+                DataType::F32,
+                vec![Dim::Batch, Dim::Fixed(1)],
+            )],
             batched: true,
         };
         let c = ModelContract::build(None, &sig).unwrap();
@@ -307,14 +384,27 @@ mod tests {
     #[test]
     fn image_input_is_raw_tensors() {
         let sig = ModelSignature {
-            inputs: vec![spec("img", DataType::F32, vec![Dim::Batch, Dim::Fixed(3), Dim::Fixed(8), Dim::Fixed(8)])],
-            outputs: vec![spec("logits", DataType::F32, vec![Dim::Batch, Dim::Fixed(10)])],
+            inputs: vec![spec(
+                "img",
+                DataType::F32,
+                vec![Dim::Batch, Dim::Fixed(3), Dim::Fixed(8), Dim::Fixed(8)],
+            )],
+            outputs: vec![spec(
+                "logits",
+                DataType::F32,
+                vec![Dim::Batch, Dim::Fixed(10)],
+            )],
             batched: true,
         };
         let c = ModelContract::build(None, &sig).unwrap();
         assert_eq!(c.task, Task::Raw);
         assert!(matches!(c.input, InputContract::Tensors { .. }));
-        let m = Manifest { features: features(192), ..Manifest::default() };
-        assert!(ModelContract::build(Some(&m), &sig).unwrap_err().contains("named features"));
+        let m = Manifest {
+            features: features(192),
+            ..Manifest::default()
+        };
+        assert!(ModelContract::build(Some(&m), &sig)
+            .unwrap_err()
+            .contains("named features"));
     }
 }

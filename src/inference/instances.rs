@@ -43,15 +43,24 @@ pub struct ContractViolation {
 }
 
 fn violation(kind: ViolationKind, instance: usize, message: String) -> ContractViolation {
-    ContractViolation { kind, instance, message }
+    ContractViolation {
+        kind,
+        instance,
+        message,
+    }
 }
 
 /// Turns `instances` into one tensor per model input (batch dimension first).
-pub fn decode(contract: &InputContract, instances: &[Value]) -> Result<Vec<Tensor>, ContractViolation> {
+pub fn decode(
+    contract: &InputContract,
+    instances: &[Value],
+) -> Result<Vec<Tensor>, ContractViolation> {
     match contract {
-        InputContract::Tabular { features, index, dtype } => {
-            decode_tabular(features, index, *dtype, instances).map(|t| vec![t])
-        }
+        InputContract::Tabular {
+            features,
+            index,
+            dtype,
+        } => decode_tabular(features, index, *dtype, instances).map(|t| vec![t]),
         InputContract::Tensors { inputs } => decode_tensors(inputs, instances),
     }
 }
@@ -97,7 +106,10 @@ fn decode_tabular(
                         violation(
                             ViolationKind::UnknownFeature,
                             i,
-                            format!("unknown feature {name:?}; this model takes {}", names(features)),
+                            format!(
+                                "unknown feature {name:?}; this model takes {}",
+                                names(features)
+                            ),
                         )
                     })?;
                     row[col] = Some(number(value, &features[col], i)?);
@@ -106,7 +118,11 @@ fn decode_tabular(
                     return Err(violation(
                         ViolationKind::MissingFeature,
                         i,
-                        format!("missing feature {:?} ({} of {width} given)", features[col].name, fields.len()),
+                        format!(
+                            "missing feature {:?} ({} of {width} given)",
+                            features[col].name,
+                            fields.len()
+                        ),
                     ));
                 }
             }
@@ -125,16 +141,24 @@ fn decode_tabular(
         }
         for (value, feature) in row.iter().zip(features) {
             let value = value.unwrap_or_default();
+            sink.push_f64(value)
+                .map_err(|e| e.at(i, &format!("feature {:?}", feature.name)))?;
             check_range(value, feature, i)?;
-            sink.push_f64(value).map_err(|e| e.at(i, &format!("feature {:?}", feature.name)))?;
         }
     }
-    Ok(Tensor { shape: vec![instances.len(), width], data: sink.into_data() })
+    Ok(Tensor {
+        shape: vec![instances.len(), width],
+        data: sink.into_data(),
+    })
 }
 
 fn names(features: &[FeatureSpec]) -> String {
     const SHOWN: usize = 8;
-    let mut list: Vec<&str> = features.iter().take(SHOWN).map(|f| f.name.as_str()).collect();
+    let mut list: Vec<&str> = features
+        .iter()
+        .take(SHOWN)
+        .map(|f| f.name.as_str())
+        .collect();
     if features.len() > SHOWN {
         list.push("...");
     }
@@ -146,12 +170,20 @@ fn number(value: &Value, feature: &FeatureSpec, instance: usize) -> Result<f64, 
         violation(
             ViolationKind::WrongType,
             instance,
-            format!("feature {:?}: expected a number, got {}", feature.name, json_kind(value)),
+            format!(
+                "feature {:?}: expected a number, got {}",
+                feature.name,
+                json_kind(value)
+            ),
         )
     })
 }
 
-fn check_range(value: f64, feature: &FeatureSpec, instance: usize) -> Result<(), ContractViolation> {
+fn check_range(
+    value: f64,
+    feature: &FeatureSpec,
+    instance: usize,
+) -> Result<(), ContractViolation> {
     let below = feature.min.is_some_and(|min| value < min);
     let above = feature.max.is_some_and(|max| value > max);
     if below || above {
@@ -164,32 +196,53 @@ fn check_range(value: f64, feature: &FeatureSpec, instance: usize) -> Result<(),
         return Err(violation(
             ViolationKind::OutOfRange,
             instance,
-            format!("feature {:?} = {value} is outside its valid range {range}", feature.name),
+            format!(
+                "feature {:?} = {value} is outside its valid range {range}",
+                feature.name
+            ),
         ));
     }
     Ok(())
 }
 
-fn decode_tensors(inputs: &[TensorSpec], instances: &[Value]) -> Result<Vec<Tensor>, ContractViolation> {
+fn decode_tensors(
+    inputs: &[TensorSpec],
+    instances: &[Value],
+) -> Result<Vec<Tensor>, ContractViolation> {
     let shapes: Vec<Vec<usize>> = inputs.iter().map(TensorSpec::row_shape).collect();
     let mut sinks: Vec<Sink> = inputs
         .iter()
         .zip(&shapes)
-        .map(|(spec, shape)| Sink::with_capacity(spec.dtype, shape.iter().product::<usize>() * instances.len()))
+        .map(|(spec, shape)| {
+            Sink::with_capacity(
+                spec.dtype,
+                shape.iter().product::<usize>() * instances.len(),
+            )
+        })
         .collect();
     for (i, instance) in instances.iter().enumerate() {
         match (instance, inputs) {
             (Value::Object(fields), _) => {
-                if let Some(unknown) = fields.keys().find(|k| !inputs.iter().any(|s| &s.name == *k)) {
+                if let Some(unknown) = fields
+                    .keys()
+                    .find(|k| !inputs.iter().any(|s| &s.name == *k))
+                {
                     return Err(violation(
                         ViolationKind::UnknownFeature,
                         i,
-                        format!("unknown input {unknown:?}; inputs are {}", input_names(inputs)),
+                        format!(
+                            "unknown input {unknown:?}; inputs are {}",
+                            input_names(inputs)
+                        ),
                     ));
                 }
                 for ((spec, shape), sink) in inputs.iter().zip(&shapes).zip(sinks.iter_mut()) {
                     let value = fields.get(&spec.name).ok_or_else(|| {
-                        violation(ViolationKind::MissingFeature, i, format!("missing input {:?}", spec.name))
+                        violation(
+                            ViolationKind::MissingFeature,
+                            i,
+                            format!("missing input {:?}", spec.name),
+                        )
                     })?;
                     fill(value, shape, sink, i, &spec.name)?;
                 }
@@ -200,11 +253,11 @@ fn decode_tensors(inputs: &[TensorSpec], instances: &[Value]) -> Result<Vec<Tens
                     ViolationKind::WrongType,
                     i,
                     format!(
-                        "this model has {} inputs: expected an object keyed by input name ({}), got {}",
-                        inputs.len(),
-                        input_names(inputs),
-                        json_kind(other)
-                    ),
+                    "this model has {} inputs: expected an object keyed by input name ({}), got {}",
+                    inputs.len(),
+                    input_names(inputs),
+                    json_kind(other)
+                ),
                 ))
             }
         }
@@ -214,18 +267,31 @@ fn decode_tensors(inputs: &[TensorSpec], instances: &[Value]) -> Result<Vec<Tens
         .zip(shapes)
         .map(|(sink, shape)| {
             let shape = std::iter::once(instances.len()).chain(shape).collect();
-            Tensor { shape, data: sink.into_data() }
+            Tensor {
+                shape,
+                data: sink.into_data(),
+            }
         })
         .collect())
 }
 
 fn input_names(inputs: &[TensorSpec]) -> String {
-    inputs.iter().map(|s| format!("{:?}", s.name)).collect::<Vec<_>>().join(", ")
+    inputs
+        .iter()
+        .map(|s| format!("{:?}", s.name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Appends one instance of an input: a nested array of the row shape, or a flat array of its
 /// element count.
-fn fill(value: &Value, shape: &[usize], sink: &mut Sink, instance: usize, input: &str) -> Result<(), ContractViolation> {
+fn fill(
+    value: &Value,
+    shape: &[usize],
+    sink: &mut Sink,
+    instance: usize,
+    input: &str,
+) -> Result<(), ContractViolation> {
     let total: usize = shape.iter().product();
     if shape.len() > 1 {
         if let Value::Array(items) = value {
@@ -237,9 +303,15 @@ fn fill(value: &Value, shape: &[usize], sink: &mut Sink, instance: usize, input:
     fill_nested(value, shape, sink, instance, input, &mut String::new())
 }
 
-fn fill_flat(items: &[Value], sink: &mut Sink, instance: usize, input: &str) -> Result<(), ContractViolation> {
+fn fill_flat(
+    items: &[Value],
+    sink: &mut Sink,
+    instance: usize,
+    input: &str,
+) -> Result<(), ContractViolation> {
     for (j, item) in items.iter().enumerate() {
-        sink.push(item).map_err(|e| e.at(instance, &format!("input {input:?}[{j}]")))?;
+        sink.push(item)
+            .map_err(|e| e.at(instance, &format!("input {input:?}[{j}]")))?;
     }
     Ok(())
 }
@@ -253,7 +325,9 @@ fn fill_nested(
     path: &mut String,
 ) -> Result<(), ContractViolation> {
     let Some((&len, rest)) = shape.split_first() else {
-        return sink.push(value).map_err(|e| e.at(instance, &format!("input {input:?}{path}")));
+        return sink
+            .push(value)
+            .map_err(|e| e.at(instance, &format!("input {input:?}{path}")));
     };
     let items = match value {
         Value::Array(items) if items.len() == len => items,
@@ -262,16 +336,19 @@ fn fill_nested(
                 ViolationKind::WrongShape,
                 instance,
                 format!(
-                    "input {input:?}{path}: expected {len} items (instance shape {shape:?}), got {}",
-                    items.len()
-                ),
+                "input {input:?}{path}: expected {len} items (instance shape {shape:?}), got {}",
+                items.len()
+            ),
             ))
         }
         other => {
             return Err(violation(
                 ViolationKind::WrongType,
                 instance,
-                format!("input {input:?}{path}: expected an array of {len}, got {}", json_kind(other)),
+                format!(
+                    "input {input:?}{path}: expected an array of {len}, got {}",
+                    json_kind(other)
+                ),
             ))
         }
     };
@@ -353,7 +430,9 @@ impl Sink {
                 v.push(*b);
                 Ok(())
             }
-            (Sink::Bool(_), other) => Err(ElementError::WrongType("true or false", json_kind(other))),
+            (Sink::Bool(_), other) => {
+                Err(ElementError::WrongType("true or false", json_kind(other)))
+            }
             (sink, Value::Number(n)) => match n.as_i64() {
                 Some(i) if !sink.dtype().is_float() => sink.push_i64(i),
                 _ => match n.as_f64() {
@@ -362,7 +441,11 @@ impl Sink {
                 },
             },
             (sink, other) => {
-                let want = if sink.dtype().is_float() { "a number" } else { "an integer" };
+                let want = if sink.dtype().is_float() {
+                    "a number"
+                } else {
+                    "an integer"
+                };
                 Err(ElementError::WrongType(want, json_kind(other)))
             }
         }
@@ -429,14 +512,26 @@ mod tests {
     fn tabular(named: bool) -> InputContract {
         let features: Vec<FeatureSpec> = ["a", "b"]
             .iter()
-            .map(|n| FeatureSpec { name: n.to_string(), min: Some(0.0), max: Some(10.0) })
+            .map(|n| FeatureSpec {
+                name: n.to_string(),
+                min: Some(0.0),
+                max: Some(10.0),
+            })
             .collect();
         let index: HashMap<String, usize> = if named {
-            features.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect()
+            features
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.name.clone(), i))
+                .collect()
         } else {
             HashMap::new()
         };
-        InputContract::Tabular { features, index, dtype: DataType::F32 }
+        InputContract::Tabular {
+            features,
+            index,
+            dtype: DataType::F32,
+        }
     }
 
     fn kind(contract: &InputContract, instances: Value) -> ViolationKind {
@@ -456,18 +551,28 @@ mod tests {
     fn each_rule_has_its_own_kind() {
         let c = tabular(true);
         assert_eq!(kind(&c, json!([[1.0]])), ViolationKind::WrongFeatureCount);
-        assert_eq!(kind(&c, json!([{"a": 1, "c": 2}])), ViolationKind::UnknownFeature);
+        assert_eq!(
+            kind(&c, json!([{"a": 1, "c": 2}])),
+            ViolationKind::UnknownFeature
+        );
         assert_eq!(kind(&c, json!([{"a": 1}])), ViolationKind::MissingFeature);
         assert_eq!(kind(&c, json!([[1.0, 11.0]])), ViolationKind::OutOfRange);
         assert_eq!(kind(&c, json!([[1.0, "x"]])), ViolationKind::WrongType);
         assert_eq!(kind(&c, json!(["x"])), ViolationKind::WrongType);
-        assert_eq!(kind(&tabular(false), json!([{"a": 1, "b": 2}])), ViolationKind::WrongType);
+        assert_eq!(
+            kind(&tabular(false), json!([{"a": 1, "b": 2}])),
+            ViolationKind::WrongType
+        );
     }
 
     #[test]
     fn f32_overflow_is_non_finite() {
         let c = InputContract::Tabular {
-            features: vec![FeatureSpec { name: "a".into(), min: None, max: None }],
+            features: vec![FeatureSpec {
+                name: "a".into(),
+                min: None,
+                max: None,
+            }],
             index: HashMap::new(),
             dtype: DataType::F32,
         };
@@ -480,7 +585,10 @@ mod tests {
     #[test]
     fn messages_name_instance_field_and_limit() {
         let err = decode(&tabular(true), &[json!([1, 2]), json!([3, 12.5])]).unwrap_err();
-        assert_eq!(err.to_string(), "instance 1: feature \"b\" = 12.5 is outside its valid range [0, 10]");
+        assert_eq!(
+            err.to_string(),
+            "instance 1: feature \"b\" = 12.5 is outside its valid range [0, 10]"
+        );
     }
 
     #[test]
@@ -495,7 +603,13 @@ mod tests {
         assert_eq!(t[0].shape, vec![2, 2, 2]);
         assert_eq!(t[0].data, TensorData::I64(vec![1, 2, 3, 4, 5, 6, 7, 8]));
         assert_eq!(kind(&c, json!([[[1, 2], [3]]])), ViolationKind::WrongShape);
-        assert_eq!(kind(&c, json!([[[1, 2], [3, 4.5]]])), ViolationKind::WrongType);
-        assert_eq!(kind(&c, json!([{"other": 1}])), ViolationKind::UnknownFeature);
+        assert_eq!(
+            kind(&c, json!([[[1, 2], [3, 4.5]]])),
+            ViolationKind::WrongType
+        );
+        assert_eq!(
+            kind(&c, json!([{"other": 1}])),
+            ViolationKind::UnknownFeature
+        );
     }
 }

@@ -33,14 +33,26 @@ pub struct RawOutput {
 }
 
 /// Splits batched outputs into one prediction per instance.
-pub fn predictions(contract: &ModelContract, outputs: &[Tensor], rows: usize) -> Result<Vec<Prediction>, String> {
+pub fn predictions(
+    contract: &ModelContract,
+    outputs: &[Tensor],
+    rows: usize,
+) -> Result<Vec<Prediction>, String> {
     for (t, spec) in outputs.iter().zip(&contract.signature.outputs) {
         if t.rows() != rows {
-            return Err(format!("output {} has {} rows for {rows} instances", spec.name, t.rows()));
+            return Err(format!(
+                "output {} has {} rows for {rows} instances",
+                spec.name,
+                t.rows()
+            ));
         }
     }
     match &contract.output {
-        OutputContract::Classification { label, probabilities, labels } => {
+        OutputContract::Classification {
+            label,
+            probabilities,
+            labels,
+        } => {
             let probs = &outputs[*probabilities];
             let classes = probs.row_len();
             (0..rows)
@@ -102,7 +114,13 @@ fn class_from_label(t: &Tensor, row: usize, classes: usize) -> Result<usize, Str
 fn argmax(p: &[f32]) -> usize {
     p.iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
+        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
+            if x > best.1 {
+                (i, x)
+            } else {
+                best
+            }
+        })
         .0
 }
 
@@ -138,7 +156,11 @@ mod tests {
             shape: vec![Dim::Batch, Dim::Fixed(3)],
         }];
         if with_label {
-            outputs.push(TensorSpec { name: "label".into(), dtype: DataType::I64, shape: vec![Dim::Batch] });
+            outputs.push(TensorSpec {
+                name: "label".into(),
+                dtype: DataType::I64,
+                shape: vec![Dim::Batch],
+            });
         }
         ModelContract {
             task: Task::Classification,
@@ -148,20 +170,35 @@ mod tests {
                 probabilities: 0,
                 labels: vec!["a".into(), "b".into(), "c".into()],
             },
-            signature: ModelSignature { inputs: vec![], outputs, batched: true },
+            signature: ModelSignature {
+                inputs: vec![],
+                outputs,
+                batched: true,
+            },
         }
     }
 
     #[test]
     fn classification_uses_the_label_output_or_argmax() {
-        let probs = Tensor::new(vec![2, 3], TensorData::F32(vec![0.1, 0.7, 0.2, 0.5, 0.3, 0.2])).unwrap();
-        let got = predictions(&classifier(false), &[probs.clone()], 2).unwrap();
-        assert!(matches!(&got[0], Prediction::Classification { class_index: 1, label, confidence, .. } if label == "b" && *confidence == 0.7));
+        let probs = Tensor::new(
+            vec![2, 3],
+            TensorData::F32(vec![0.1, 0.7, 0.2, 0.5, 0.3, 0.2]),
+        )
+        .unwrap();
+        let got = predictions(&classifier(false), std::slice::from_ref(&probs), 2).unwrap();
+        assert!(
+            matches!(&got[0], Prediction::Classification { class_index: 1, label, confidence, .. } if label == "b" && *confidence == 0.7)
+        );
         let label = Tensor::new(vec![2], TensorData::I64(vec![2, 0])).unwrap();
         let got = predictions(&classifier(true), &[probs.clone(), label], 2).unwrap();
-        assert!(matches!(&got[0], Prediction::Classification { class_index: 2, .. }));
+        assert!(matches!(
+            &got[0],
+            Prediction::Classification { class_index: 2, .. }
+        ));
         let bad = Tensor::new(vec![2], TensorData::I64(vec![7, 0])).unwrap();
-        assert!(predictions(&classifier(true), &[probs, bad], 2).unwrap_err().contains("outside 0..3"));
+        assert!(predictions(&classifier(true), &[probs, bad], 2)
+            .unwrap_err()
+            .contains("outside 0..3"));
     }
 
     #[test]

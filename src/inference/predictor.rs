@@ -48,7 +48,11 @@ pub struct Predictor {
 
 impl Predictor {
     pub fn new(store: Arc<ModelStore>, pool: Arc<WorkerPool>, limits: Limits) -> Predictor {
-        Predictor { store, pool, limits }
+        Predictor {
+            store,
+            pool,
+            limits,
+        }
     }
 
     pub fn store(&self) -> &Arc<ModelStore> {
@@ -60,33 +64,61 @@ impl Predictor {
     }
 
     /// Predicts every instance with the target model version.
-    pub async fn predict(&self, target: Target<'_>, instances: &[Value]) -> Result<PredictOutcome, PredictError> {
+    pub async fn predict(
+        &self,
+        target: Target<'_>,
+        instances: &[Value],
+    ) -> Result<PredictOutcome, PredictError> {
         let started = Instant::now();
-        let loaded = self.store.snapshot().resolve(target.model, target.version)?;
+        let loaded = self
+            .store
+            .snapshot()
+            .resolve(target.model, target.version)?;
         let result = self.run(&loaded, instances, started).await;
         match &result {
-            Ok(outcome) => loaded.metrics.succeeded(outcome.predictions.len(), started.elapsed()),
+            Ok(outcome) => loaded
+                .metrics
+                .succeeded(outcome.predictions.len(), started.elapsed()),
             Err(e) => loaded.metrics.failed(e.reason()),
         }
         result
     }
 
-    async fn run(&self, loaded: &Arc<LoadedVersion>, instances: &[Value], started: Instant) -> Result<PredictOutcome, PredictError> {
+    async fn run(
+        &self,
+        loaded: &Arc<LoadedVersion>,
+        instances: &[Value],
+        started: Instant,
+    ) -> Result<PredictOutcome, PredictError> {
         if instances.len() > self.limits.max_instances {
-            return Err(PredictError::TooManyInstances { count: instances.len(), limit: self.limits.max_instances });
+            return Err(PredictError::TooManyInstances {
+                count: instances.len(),
+                limit: self.limits.max_instances,
+            });
         }
         let inputs = decode(&loaded.contract.input, instances)?;
         let deadline = started + self.limits.timeout;
         let run = self
             .pool
-            .run(loaded.compiled.clone(), inputs, deadline, loaded.metrics.clone())
+            .run(
+                loaded.compiled.clone(),
+                inputs,
+                deadline,
+                loaded.metrics.clone(),
+            )
             .await?;
-        loaded.metrics.job(instances.len(), run.queue_wait, run.compute);
-        let predictions =
-            predictions(&loaded.contract, &run.outputs, instances.len()).map_err(PredictError::Output)?;
+        let predictions = predictions(&loaded.contract, &run.outputs, instances.len())
+            .map_err(PredictError::Output)?;
         for p in &predictions {
-            if let Prediction::Classification { class_index, confidence, .. } = p {
-                loaded.metrics.classified(*class_index, f64::from(*confidence));
+            if let Prediction::Classification {
+                class_index,
+                confidence,
+                ..
+            } = p
+            {
+                loaded
+                    .metrics
+                    .classified(*class_index, f64::from(*confidence));
             }
         }
         Ok(PredictOutcome {

@@ -18,7 +18,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     2.5, 5.0, 10.0,
 ];
 /// Instances per engine call.
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
 /// Probability of the predicted class.
 const CONFIDENCE_BUCKETS: &[f64] = &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0];
 
@@ -50,8 +52,11 @@ impl std::fmt::Debug for Metrics {
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
-    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
-        .expect("static histogram definition")
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .expect("static histogram definition")
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -160,7 +165,9 @@ impl Metrics {
             "Always 1; labels carry the build's version",
             &["version"],
         );
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.http_requests.clone()),
             Box::new(m.http_duration.clone()),
@@ -205,7 +212,9 @@ impl Metrics {
         let status = status.to_string();
         let labels = [method, route, status.as_str()];
         self.http_requests.with_label_values(&labels).inc();
-        self.http_duration.with_label_values(&labels).observe(elapsed.as_secs_f64());
+        self.http_duration
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn http_in_flight(&self) -> &IntGauge {
@@ -229,7 +238,10 @@ impl Metrics {
             confidence: self.confidence.with_label_values(&labels),
             predicted_class: classes
                 .iter()
-                .map(|c| self.predicted_class.with_label_values(&[model, version.as_str(), c.as_str()]))
+                .map(|c| {
+                    self.predicted_class
+                        .with_label_values(&[model, version.as_str(), c.as_str()])
+                })
                 .collect(),
             load_duration: self.load_duration.with_label_values(&labels),
             ready: self.model_ready.with_label_values(&labels),
@@ -272,13 +284,6 @@ impl ModelMetrics {
         self.ready.set(1);
     }
 
-    /// One inference job ran.
-    pub fn job(&self, rows: usize, queue_wait: Duration, compute: Duration) {
-        self.batch_size.observe(rows as f64);
-        self.queue_wait.observe(queue_wait.as_secs_f64());
-        self.compute.observe(compute.as_secs_f64());
-    }
-
     /// One predict request succeeded.
     pub fn succeeded(&self, instances: usize, elapsed: Duration) {
         self.instances.inc_by(instances as u64);
@@ -295,7 +300,9 @@ impl ModelMetrics {
 
     /// One predict request failed; `reason` is a fixed identifier.
     pub fn failed(&self, reason: &'static str) {
-        self.failures.with_label_values(&[self.model.as_str(), self.version.as_str(), reason]).inc();
+        self.failures
+            .with_label_values(&[self.model.as_str(), self.version.as_str(), reason])
+            .inc();
     }
 }
 
@@ -306,6 +313,12 @@ impl JobObserver for ModelMetrics {
 
     fn dequeued(&self) {
         self.queue_depth.dec();
+    }
+
+    fn ran(&self, rows: usize, queue_wait: Duration, compute: Duration) {
+        self.batch_size.observe(rows as f64);
+        self.queue_wait.observe(queue_wait.as_secs_f64());
+        self.compute.observe(compute.as_secs_f64());
     }
 
     fn skipped(&self, reason: SkipReason) {
@@ -328,15 +341,24 @@ mod tests {
         m.succeeded(1, Duration::from_millis(2));
         metrics.http_request("POST", "/predict", 200, Duration::from_millis(3));
         let text = metrics.render();
-        assert!(text.contains(r#"infera_predicted_class_total{class="b",model="iris",version="1"} 1"#), "{text}");
-        assert!(text.contains(r#"infera_http_requests_total{method="POST",route="/predict",status="200"} 1"#));
+        assert!(
+            text.contains(r#"infera_predicted_class_total{class="b",model="iris",version="1"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"infera_http_requests_total{method="POST",route="/predict",status="200"} 1"#
+        ));
         assert!(text.contains("infera_build_info{version="));
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             let name = line.split_whitespace().nth(2).unwrap();
             let kind = line.split_whitespace().nth(3).unwrap();
             let ok = match kind {
                 "counter" => name.ends_with("_total"),
-                "histogram" => name.ends_with("_seconds") || name.ends_with("_size") || name.ends_with("_confidence"),
+                "histogram" => {
+                    name.ends_with("_seconds")
+                        || name.ends_with("_size")
+                        || name.ends_with("_confidence")
+                }
                 _ => true,
             };
             assert!(ok, "metric {name} ({kind}) does not carry a unit suffix");

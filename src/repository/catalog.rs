@@ -61,7 +61,10 @@ impl ModelEntry {
     pub fn is_ready(&self) -> bool {
         self.error.is_none()
             && !self.versions.is_empty()
-            && self.versions.values().all(|v| matches!(v, VersionState::Ready(_)))
+            && self
+                .versions
+                .values()
+                .all(|v| matches!(v, VersionState::Ready(_)))
     }
 }
 
@@ -96,21 +99,42 @@ impl Catalog {
 
     /// Finds the version a request means: the named (or default) model, the named (or highest)
     /// version.
-    pub fn resolve(&self, model: Option<&str>, version: Option<u64>) -> Result<Arc<LoadedVersion>, ResolveError> {
+    pub fn resolve(
+        &self,
+        model: Option<&str>,
+        version: Option<u64>,
+    ) -> Result<Arc<LoadedVersion>, ResolveError> {
         let name = match model {
             Some(name) => name,
-            None => self.default_model.as_deref().ok_or(ResolveError::NoDefaultModel)?,
+            None => self
+                .default_model
+                .as_deref()
+                .ok_or(ResolveError::NoDefaultModel)?,
         };
-        let entry = self.models.get(name).ok_or_else(|| ResolveError::ModelNotFound(name.to_string()))?;
+        let entry = self
+            .models
+            .get(name)
+            .ok_or_else(|| ResolveError::ModelNotFound(name.to_string()))?;
         let version = match version {
             Some(v) => v,
-            None => entry.default_version().ok_or_else(|| ResolveError::ModelNotFound(name.to_string()))?,
+            None => entry
+                .default_version()
+                .ok_or_else(|| ResolveError::ModelNotFound(name.to_string()))?,
         };
         match entry.versions.get(&version) {
             Some(VersionState::Ready(loaded)) => Ok(loaded.clone()),
-            Some(VersionState::Loading) => Err(ResolveError::Loading { model: name.to_string(), version }),
-            Some(VersionState::Failed(_)) => Err(ResolveError::Failed { model: name.to_string(), version }),
-            None => Err(ResolveError::VersionNotFound { model: name.to_string(), version }),
+            Some(VersionState::Loading) => Err(ResolveError::Loading {
+                model: name.to_string(),
+                version,
+            }),
+            Some(VersionState::Failed(_)) => Err(ResolveError::Failed {
+                model: name.to_string(),
+                version,
+            }),
+            None => Err(ResolveError::VersionNotFound {
+                model: name.to_string(),
+                version,
+            }),
         }
     }
 }
@@ -123,7 +147,9 @@ pub struct ModelStore {
 
 impl ModelStore {
     pub fn new(catalog: Catalog) -> ModelStore {
-        ModelStore { catalog: ArcSwap::from_pointee(catalog) }
+        ModelStore {
+            catalog: ArcSwap::from_pointee(catalog),
+        }
     }
 
     /// A consistent snapshot; cheap, lock-free.

@@ -18,7 +18,11 @@ pub enum RepositoryError {
     Config { path: String, reason: String },
 
     #[error("model {model} version {version}: the manifest contradicts the graph: {reason}")]
-    Contract { model: String, version: u64, reason: String },
+    Contract {
+        model: String,
+        version: u64,
+        reason: String,
+    },
 
     #[error("model {model} version {version}: {source}")]
     Engine {
@@ -29,7 +33,11 @@ pub enum RepositoryError {
     },
 
     #[error("model {model} version {version}: warm-up failed: {reason}")]
-    WarmUp { model: String, version: u64, reason: String },
+    WarmUp {
+        model: String,
+        version: u64,
+        reason: String,
+    },
 
     #[error("model {0} has no versions (expected <repository>/{0}/<version>/model.onnx)")]
     NoVersions(String),
@@ -43,6 +51,9 @@ pub enum RepositoryError {
 
 impl RepositoryError {
     pub(crate) fn io(path: &Path, e: &std::io::Error) -> RepositoryError {
-        RepositoryError::Io { path: path.display().to_string(), reason: e.to_string() }
+        RepositoryError::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }
     }
 }

@@ -78,16 +78,30 @@ pub fn check(loaded: &LoadedVersion, golden: &GoldenFile) -> GoldenReport {
             return report;
         }
     };
-    let names: Vec<&str> = loaded.contract.signature.outputs.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = loaded
+        .contract
+        .signature
+        .outputs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     for (name, expected) in &golden.outputs {
         let Some(ix) = names.iter().position(|n| n == name) else {
-            report.mismatches.push(format!("output {name:?} is not produced by the model (outputs: {names:?})"));
+            report.mismatches.push(format!(
+                "output {name:?} is not produced by the model (outputs: {names:?})"
+            ));
             continue;
         };
         compare(name, &outputs[ix], expected, golden.tolerance, &mut report);
         report.outputs_checked += 1;
     }
-    check_batch_invariance(loaded, &golden.inputs, &outputs, golden.tolerance, &mut report);
+    check_batch_invariance(
+        loaded,
+        &golden.inputs,
+        &outputs,
+        golden.tolerance,
+        &mut report,
+    );
     report
 }
 
@@ -110,8 +124,11 @@ fn check_batch_invariance(
         for (out, (one, all)) in single.iter().zip(batched).enumerate() {
             let n = one.data.len();
             let differs = (0..n).any(|j| {
-                let (a, b) = (one.data.get_f64(j).unwrap_or(f64::NAN), all.data.get_f64(i * n + j).unwrap_or(f64::NAN));
-                !((a - b).abs() <= tolerance * b.abs().max(1.0))
+                let (a, b) = (
+                    one.data.get_f64(j).unwrap_or(f64::NAN),
+                    all.data.get_f64(i * n + j).unwrap_or(f64::NAN),
+                );
+                !within(a, b, tolerance)
             });
             if differs {
                 report.mismatches.push(format!(
@@ -126,6 +143,11 @@ fn run(loaded: &LoadedVersion, inputs: &[Value]) -> Result<Vec<Tensor>, String> 
     let tensors = decode_instances(&loaded.contract.input, inputs)
         .map_err(|e| format!("golden inputs break the model's contract: {e}"))?;
     loaded.compiled.run(tensors).map_err(|e| e.to_string())
+}
+
+/// |got - want| <= tolerance * max(1, |want|); false when either is NaN.
+fn within(got: f64, want: f64, tolerance: f64) -> bool {
+    (got - want).abs() <= tolerance * want.abs().max(1.0)
 }
 
 fn flatten(value: &Value, out: &mut Vec<f64>) -> Result<(), String> {
@@ -166,7 +188,7 @@ fn compare(name: &str, got: &Tensor, expected: &Value, tolerance: f64, report: &
         if diff.is_finite() {
             report.max_abs_diff = report.max_abs_diff.max(diff);
         }
-        if !(diff <= tolerance * w.abs().max(1.0)) {
+        if !within(g, *w, tolerance) {
             if shown < 5 {
                 report.mismatches.push(format!(
                     "output {name:?} instance {} element {}: got {g}, want {w} (diff {diff:.3e}, tolerance {tolerance:e})",
@@ -178,6 +200,8 @@ fn compare(name: &str, got: &Tensor, expected: &Value, tolerance: f64, report: &
         }
     }
     if shown > 5 {
-        report.mismatches.push(format!("output {name:?}: {} more mismatches", shown - 5));
+        report
+            .mismatches
+            .push(format!("output {name:?}: {} more mismatches", shown - 5));
     }
 }

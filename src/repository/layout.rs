@@ -55,8 +55,13 @@ pub struct VersionDir {
 pub fn valid_model_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// Reads the directory structure and manifests (no model is loaded here).
@@ -67,7 +72,11 @@ pub fn scan(root: &Path) -> Result<Layout, RepositoryError> {
     for entry in entries {
         let entry = entry.map_err(|e| RepositoryError::io(root, &e))?;
         let path = entry.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
             continue;
         };
         if !path.is_dir() || name.starts_with('.') {
@@ -80,7 +89,11 @@ pub fn scan(root: &Path) -> Result<Layout, RepositoryError> {
         models.push(scan_model(&path, name)?);
     }
     models.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Layout { root: root.to_path_buf(), default_model: config.default_model, models })
+    Ok(Layout {
+        root: root.to_path_buf(),
+        default_model: config.default_model,
+        models,
+    })
 }
 
 fn read_config(path: &Path) -> Result<RepositoryConfig, RepositoryError> {
@@ -97,7 +110,9 @@ fn read_config(path: &Path) -> Result<RepositoryConfig, RepositoryError> {
 fn scan_model(dir: &Path, name: String) -> Result<ModelDir, RepositoryError> {
     let manifest_path = dir.join(MANIFEST_FILE);
     let manifest = if manifest_path.exists() {
-        Manifest::read(&manifest_path).map(Some).map_err(|e| e.to_string())
+        Manifest::read(&manifest_path)
+            .map(Some)
+            .map_err(|e| e.to_string())
     } else {
         Ok(None)
     };
@@ -125,7 +140,11 @@ fn scan_model(dir: &Path, name: String) -> Result<ModelDir, RepositoryError> {
         });
     }
     versions.sort_by_key(|v| v.version);
-    Ok(ModelDir { name, manifest, versions })
+    Ok(ModelDir {
+        name,
+        manifest,
+        versions,
+    })
 }
 
 #[cfg(test)]
@@ -154,7 +173,11 @@ mod tests {
         std::fs::write(dir.path().join(REPOSITORY_FILE), "default_model = \"m\"\n").unwrap();
         let layout = scan(dir.path()).unwrap();
         assert_eq!(layout.default_model.as_deref(), Some("m"));
-        let versions: Vec<u64> = layout.models[0].versions.iter().map(|v| v.version).collect();
+        let versions: Vec<u64> = layout.models[0]
+            .versions
+            .iter()
+            .map(|v| v.version)
+            .collect();
         assert_eq!(versions, vec![2, 10]);
         assert!(matches!(layout.models[0].manifest, Ok(None)));
     }

@@ -15,7 +15,10 @@ use crate::monitoring::Metrics;
 
 /// The catalog as scanned, every version `Loading`. `default_model` (from the command line)
 /// overrides `repository.toml`; a repository with one model defaults to it.
-pub fn initial_catalog(layout: &Layout, default_model: Option<&str>) -> Result<Catalog, RepositoryError> {
+pub fn initial_catalog(
+    layout: &Layout,
+    default_model: Option<&str>,
+) -> Result<Catalog, RepositoryError> {
     let mut models = BTreeMap::new();
     for dir in &layout.models {
         let (manifest, mut error) = match &dir.manifest {
@@ -25,17 +28,35 @@ pub fn initial_catalog(layout: &Layout, default_model: Option<&str>) -> Result<C
         if dir.versions.is_empty() && error.is_none() {
             error = Some(RepositoryError::NoVersions(dir.name.clone()).to_string());
         }
-        let versions = dir.versions.iter().map(|v| (v.version, VersionState::Loading)).collect();
-        let entry = ModelEntry { name: dir.name.clone(), manifest, error, versions };
+        let versions = dir
+            .versions
+            .iter()
+            .map(|v| (v.version, VersionState::Loading))
+            .collect();
+        let entry = ModelEntry {
+            name: dir.name.clone(),
+            manifest,
+            error,
+            versions,
+        };
         models.insert(dir.name.clone(), Arc::new(entry));
     }
-    let default_model = match default_model.map(str::to_string).or(layout.default_model.clone()) {
-        Some(name) if !models.contains_key(&name) => return Err(RepositoryError::UnknownDefault(name)),
+    let default_model = match default_model
+        .map(str::to_string)
+        .or(layout.default_model.clone())
+    {
+        Some(name) if !models.contains_key(&name) => {
+            return Err(RepositoryError::UnknownDefault(name))
+        }
         Some(name) => Some(name),
         None if models.len() == 1 => models.keys().next().cloned(),
         None => None,
     };
-    Ok(Catalog { models, default_model, loaded: false })
+    Ok(Catalog {
+        models,
+        default_model,
+        loaded: false,
+    })
 }
 
 /// Loads every version of every model into `store`, publishing each as it becomes ready or
@@ -47,7 +68,10 @@ pub fn load_all(layout: &Layout, store: &ModelStore, metrics: &Metrics) -> Vec<R
             Ok(manifest) => manifest.as_ref(),
             Err(reason) => {
                 tracing::error!(model = %dir.name, %reason, "model not loaded: invalid manifest");
-                failures.push(RepositoryError::Manifest { path: dir.name.clone(), reason: reason.clone() });
+                failures.push(RepositoryError::Manifest {
+                    path: dir.name.clone(),
+                    reason: reason.clone(),
+                });
                 continue;
             }
         };
@@ -86,11 +110,24 @@ pub fn load_version(
 ) -> Result<LoadedVersion, RepositoryError> {
     let started = Instant::now();
     let version = dir.version;
-    let compiled = CompiledModel::load(&dir.model_file)
-        .map_err(|source| RepositoryError::Engine { model: model.to_string(), version, source })?;
-    let contract = ModelContract::build(manifest, compiled.signature())
-        .map_err(|reason| RepositoryError::Contract { model: model.to_string(), version, reason })?;
-    warm_up(&compiled).map_err(|reason| RepositoryError::WarmUp { model: model.to_string(), version, reason })?;
+    let compiled =
+        CompiledModel::load(&dir.model_file).map_err(|source| RepositoryError::Engine {
+            model: model.to_string(),
+            version,
+            source,
+        })?;
+    let contract = ModelContract::build(manifest, compiled.signature()).map_err(|reason| {
+        RepositoryError::Contract {
+            model: model.to_string(),
+            version,
+            reason,
+        }
+    })?;
+    warm_up(&compiled).map_err(|reason| RepositoryError::WarmUp {
+        model: model.to_string(),
+        version,
+        reason,
+    })?;
     let load_duration = started.elapsed();
     let model_metrics = metrics.model(model, version, contract.labels());
     model_metrics.loaded(load_duration);
@@ -121,7 +158,10 @@ fn warm_up(compiled: &CompiledModel) -> Result<(), String> {
                 DataType::F32 => TensorData::F32(vec![0.0; n]),
                 DataType::F64 => TensorData::F64(vec![0.0; n]),
             };
-            Tensor { shape: std::iter::once(1).chain(spec.row_shape()).collect(), data }
+            Tensor {
+                shape: std::iter::once(1).chain(spec.row_shape()).collect(),
+                data,
+            }
         })
         .collect();
     compiled.run(inputs).map(|_| ()).map_err(|e| e.to_string())

@@ -116,8 +116,7 @@ pub struct Feature {
 impl Manifest {
     /// Reads and parses a manifest file.
     pub fn read(path: &Path) -> Result<Manifest, RepositoryError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| RepositoryError::io(path, &e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| RepositoryError::io(path, &e))?;
         Manifest::parse(&text).map_err(|reason| RepositoryError::Manifest {
             path: path.display().to_string(),
             reason,
@@ -200,7 +199,9 @@ mod tests {
 
     #[test]
     fn rejects_unknown_fields_and_bad_ranges() {
-        assert!(Manifest::parse("descripton = \"typo\"").unwrap_err().contains("descripton"));
+        assert!(Manifest::parse("descripton = \"typo\"")
+            .unwrap_err()
+            .contains("descripton"));
         let err = Manifest::parse("[[features]]\nname = \"x\"\nmin = 2.0\nmax = 1.0").unwrap_err();
         assert!(err.contains("min 2 > max 1"), "{err}");
         let err = Manifest::parse("labels = [\"a\", \"a\"]").unwrap_err();

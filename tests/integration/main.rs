@@ -1,1 +1,12 @@
+//! infera's integration tests, in one binary so CI links once.
 
+mod common;
+mod engine_modes;
+mod errors;
+mod golden;
+mod metrics;
+mod models;
+mod onnx;
+mod openapi;
+mod overload;
+mod server;

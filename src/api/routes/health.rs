@@ -17,7 +17,10 @@ use crate::api::types::HealthBody;
     responses((status = 200, description = "Alive", body = HealthBody))
 )]
 pub async fn live() -> Json<HealthBody> {
-    Json(HealthBody { status: "live".into(), models: BTreeMap::new() })
+    Json(HealthBody {
+        status: "live".into(),
+        models: BTreeMap::new(),
+    })
 }
 
 /// Every model is loaded and warmed up.
@@ -33,7 +36,13 @@ pub async fn live() -> Json<HealthBody> {
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthBody>) {
     let catalog = state.predictor.store().snapshot();
     if catalog.is_ready() {
-        return (StatusCode::OK, Json(HealthBody { status: "ready".into(), models: BTreeMap::new() }));
+        return (
+            StatusCode::OK,
+            Json(HealthBody {
+                status: "ready".into(),
+                models: BTreeMap::new(),
+            }),
+        );
     }
     let models = catalog
         .models
@@ -43,10 +52,20 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthBod
             let state = if m.error.is_some() {
                 "failed"
             } else {
-                m.versions.values().map(|v| v.name()).find(|s| *s != "ready").unwrap_or("loading")
+                m.versions
+                    .values()
+                    .map(|v| v.name())
+                    .find(|s| *s != "ready")
+                    .unwrap_or("loading")
             };
             (m.name.clone(), state.to_string())
         })
         .collect();
-    (StatusCode::SERVICE_UNAVAILABLE, Json(HealthBody { status: "not_ready".into(), models }))
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(HealthBody {
+            status: "not_ready".into(),
+            models,
+        }),
+    )
 }

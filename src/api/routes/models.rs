@@ -5,7 +5,9 @@ use axum::Json;
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::state::AppState;
-use crate::api::types::{ContractBody, FeatureBody, ModelDetail, ModelList, ModelSummary, VersionBody};
+use crate::api::types::{
+    ContractBody, FeatureBody, ModelDetail, ModelList, ModelSummary, VersionBody,
+};
 use crate::inference::{InputContract, ModelContract};
 use crate::repository::{ModelEntry, ResolveError, VersionState};
 
@@ -50,7 +52,10 @@ pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
             description: entry.manifest.as_ref().and_then(|m| m.description.clone()),
         })
         .collect();
-    Json(ModelList { default_model: catalog.default_model.clone(), models })
+    Json(ModelList {
+        default_model: catalog.default_model.clone(),
+        models,
+    })
 }
 
 /// A model's card, input/output contract, versions and state.
@@ -64,9 +69,15 @@ pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
         (status = 404, description = "Unknown model", body = ErrorBody),
     )
 )]
-pub async fn get_model(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ModelDetail>, ApiError> {
+pub async fn get_model(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ModelDetail>, ApiError> {
     let catalog = state.predictor.store().snapshot();
-    let entry = catalog.models.get(&name).ok_or(ResolveError::ModelNotFound(name))?;
+    let entry = catalog
+        .models
+        .get(&name)
+        .ok_or(ResolveError::ModelNotFound(name))?;
     let versions = entry
         .versions
         .iter()
@@ -100,7 +111,11 @@ fn contract_body(c: &ModelContract) -> ContractBody {
     let features = match &c.input {
         InputContract::Tabular { features, .. } => features
             .iter()
-            .map(|f| FeatureBody { name: f.name.clone(), min: f.min, max: f.max })
+            .map(|f| FeatureBody {
+                name: f.name.clone(),
+                min: f.min,
+                max: f.max,
+            })
             .collect(),
         InputContract::Tensors { .. } => Vec::new(),
     };

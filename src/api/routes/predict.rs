@@ -33,7 +33,10 @@ pub async fn predict_default(
     request_id: Option<Extension<RequestId>>,
     ValidJson(request): ValidJson<PredictRequest>,
 ) -> Result<Json<PredictResponse>, ApiError> {
-    let target = Target { model: request.model.as_deref(), version: None };
+    let target = Target {
+        model: request.model.as_deref(),
+        version: None,
+    };
     run(&state, target, request_id, &request).await
 }
 
@@ -62,7 +65,16 @@ pub async fn predict_model(
     ValidJson(request): ValidJson<PredictRequest>,
 ) -> Result<Json<PredictResponse>, ApiError> {
     check_body_model(&request, &name)?;
-    run(&state, Target { model: Some(&name), version: None }, request_id, &request).await
+    run(
+        &state,
+        Target {
+            model: Some(&name),
+            version: None,
+        },
+        request_id,
+        &request,
+    )
+    .await
 }
 
 /// Predict with one specific version of a model.
@@ -94,18 +106,33 @@ pub async fn predict_version(
 ) -> Result<Json<PredictResponse>, ApiError> {
     check_body_model(&request, &name)?;
     let version = parse_version(&name, &version)?;
-    run(&state, Target { model: Some(&name), version: Some(version) }, request_id, &request).await
+    run(
+        &state,
+        Target {
+            model: Some(&name),
+            version: Some(version),
+        },
+        request_id,
+        &request,
+    )
+    .await
 }
 
 /// A version path segment: a positive integer, else the version does not exist.
 pub fn parse_version(model: &str, version: &str) -> Result<u64, ApiError> {
-    version.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| {
-        ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "version_not_found",
-            format!("model {model:?} has no version {version:?} (versions are positive integers)"),
-        )
-    })
+    version
+        .parse::<u64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "version_not_found",
+                format!(
+                    "model {model:?} has no version {version:?} (versions are positive integers)"
+                ),
+            )
+        })
 }
 
 fn check_body_model(request: &PredictRequest, path_model: &str) -> Result<(), ApiError> {

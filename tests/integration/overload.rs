@@ -1,0 +1,191 @@
+//! Backpressure: a full queue is refused at once with 429 + Retry-After while every accepted
+//! request completes; deadlines and disconnected callers are skipped before inference.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use futures_util::future::join_all;
+use serde_json::json;
+
+use crate::common::{eventually, get, loaded, metric, post};
+use crate::onnx;
+
+const WIDTH: usize = 512;
+
+fn slow_repo(depth: usize) -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    onnx::slow(repo.path(), "slow", WIDTH as i64, depth);
+    repo
+}
+
+fn instance() -> serde_json::Value {
+    instances(1)
+}
+
+fn instances(n: usize) -> serde_json::Value {
+    json!(vec![vec![0.5f32; WIDTH]; n])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_is_refused_with_429_and_no_accepted_request_is_lost() {
+    let repo = slow_repo(400);
+    let infera = loaded(
+        repo.path(),
+        &[
+            "--workers",
+            "1",
+            "--queue-capacity",
+            "2",
+            "--retry-after-secs",
+            "3",
+        ],
+    );
+    let app = Arc::new(infera.router());
+    let requests = (0..24).map(|_| {
+        let app = app.clone();
+        tokio::spawn(
+            async move { post(&app, "/predict", &json!({ "instances": instance() })).await },
+        )
+    });
+    let replies: Vec<_> = join_all(requests)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    let refused: Vec<_> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!(
+        ok + refused.len(),
+        replies.len(),
+        "only 200 and 429: {:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    // The queue's two slots always take the first two; a third fits only if the worker has
+    // already dequeued a job when it arrives.
+    assert!(ok >= 2, "the queue's two slots were used: {ok} ok");
+    assert!(
+        !refused.is_empty(),
+        "24 concurrent slow requests overflow a queue of 2"
+    );
+    for r in &refused {
+        assert_eq!(r.headers["retry-after"], "3");
+        let (msg, kind) = r.error(StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(kind, "overloaded");
+        assert!(msg.contains("queue is full (2 requests waiting)"), "{msg}");
+    }
+    for r in replies.iter().filter(|r| r.status == StatusCode::OK) {
+        assert_eq!(
+            r.json()["predictions"][0]["outputs"]["y"]["shape"],
+            json!([WIDTH])
+        );
+    }
+    let text = get(&app, "/metrics").await.text;
+    let series = |reason: &str| {
+        format!("infera_model_failures_total{{model=\"slow\",reason=\"{reason}\",version=\"1\"}}")
+    };
+    assert_eq!(
+        metric(&text, &series("overloaded")),
+        Some(refused.len() as f64),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "infera_model_queue_depth{model=\"slow\",version=\"1\"}"
+        ),
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_is_dropped_before_inference() {
+    let repo = slow_repo(400);
+    let infera = loaded(
+        repo.path(),
+        &["--workers", "1", "--request-timeout-ms", "1"],
+    );
+    let app = Arc::new(infera.router());
+    let replies = join_all((0..4).map(|_| {
+        let app = app.clone();
+        tokio::spawn(
+            async move { post(&app, "/predict", &json!({ "instances": instance() })).await },
+        )
+    }))
+    .await;
+    let timed_out = replies
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
+        .inspect(|r| {
+            assert_eq!(r.error(StatusCode::SERVICE_UNAVAILABLE).1, "timeout");
+            assert!(r.headers.contains_key("retry-after"));
+        })
+        .count();
+    assert!(
+        timed_out >= 3,
+        "a 1 ms budget cannot cover four runs of the slow model back to back"
+    );
+    let text = infera.state.metrics.render();
+    let jobs_run = metric(
+        &text,
+        "infera_model_batch_size_count{model=\"slow\",version=\"1\"}",
+    )
+    .unwrap();
+    assert!(
+        jobs_run <= 1.0,
+        "queued jobs past their deadline never reach the model: {jobs_run} ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_goes_away_is_skipped() {
+    let repo = slow_repo(400);
+    let infera = loaded(repo.path(), &["--workers", "1"]);
+    let app = Arc::new(infera.router());
+    let pool = infera.pool().clone();
+    // 64 instances keep the only worker busy for tens of milliseconds.
+    let busy = {
+        let app = app.clone();
+        tokio::spawn(
+            async move { post(&app, "/predict", &json!({ "instances": instances(64) })).await },
+        )
+    };
+    // Wait until the worker has taken the first job, then queue a second one and abandon it.
+    eventually("the first job is running", || pool.running() == 1).await;
+    let abandoned = {
+        let app = app.clone();
+        tokio::spawn(
+            async move { post(&app, "/predict", &json!({ "instances": instance() })).await },
+        )
+    };
+    eventually("the second job is queued", || pool.queued() == 1).await;
+    abandoned.abort();
+    assert_eq!(busy.await.unwrap().status, StatusCode::OK);
+    let series = "infera_model_failures_total{model=\"slow\",reason=\"cancelled\",version=\"1\"}";
+    eventually("the abandoned job is skipped", || {
+        metric(&infera.state.metrics.render(), series) == Some(1.0)
+    })
+    .await;
+    let text = infera.state.metrics.render();
+    assert_eq!(
+        metric(
+            &text,
+            "infera_model_batch_size_count{model=\"slow\",version=\"1\"}"
+        ),
+        Some(1.0),
+        "only one job ran"
+    );
+    eprintln!(
+        "slow model compute: {:?} s",
+        metric(
+            &text,
+            "infera_model_inference_seconds_sum{model=\"slow\",version=\"1\"}"
+        )
+    );
+}
