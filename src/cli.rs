@@ -85,7 +85,7 @@ pub fn check(args: &CheckArgs, out: &mut impl Write) -> anyhow::Result<bool> {
     }
     writeln!(
         out,
-        "checked {} model versions: {ok} ok, {failed} failing",
+        "checked {} entries (model versions, models, repository): {ok} ok, {failed} failing",
         ok + failed
     )?;
     Ok(failed == 0)

@@ -53,6 +53,7 @@ impl Infera {
             predictor,
             metrics,
             max_body_bytes: args.max_body_bytes,
+            draining: Default::default(),
         };
         Ok(Infera {
             state,
@@ -103,14 +104,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "infera listening; Swagger UI at http://{addr}/docs"
     );
     let loader = infera.load_models_in_background();
-    run_until(
+    let drained = run_until(
         &infera,
         listener,
         shutdown_signal(),
         Duration::from_secs(args.shutdown_grace_secs),
     )
     .await?;
-    infera.pool().shutdown();
+    if drained {
+        infera.pool().shutdown();
+    } else {
+        infera.pool().close();
+    }
     if loader.is_finished() {
         let _ = loader.join();
     }
@@ -119,27 +124,34 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Serves `listener` until `shutdown` completes, then lets in-flight requests finish for at
-/// most `grace`.
+/// most `grace` (readiness answers 503 meanwhile). Returns whether every request finished.
 pub async fn run_until(
     infera: &Infera,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let draining = infera.state.draining.clone();
     let server = axum::serve(listener, infera.router()).with_graceful_shutdown(async move {
         shutdown.await;
+        draining.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
     });
     tokio::select! {
-        result = server => result.context("serving HTTP")?,
+        result = server => {
+            result.context("serving HTTP")?;
+            Ok(true)
+        }
         _ = async {
             let _ = stop_rx.wait_for(|stopped| *stopped).await;
             tokio::time::sleep(grace).await;
-        } => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; exiting with requests in flight"),
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "grace period over; exiting with requests in flight");
+            Ok(false)
+        }
     }
-    Ok(())
 }
 
 async fn shutdown_signal() {

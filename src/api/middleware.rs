@@ -16,27 +16,51 @@ use super::state::AppState;
 /// Route label for requests that matched no route (a closed set: never the raw path).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
+/// Status recorded for a request whose client went away before the answer (nginx's 499).
+pub const CLIENT_CLOSED: u16 = 499;
+
 /// Records `infera_http_requests_total`, `infera_http_request_duration_seconds` and the
-/// in-flight gauge, labelled by route template.
+/// in-flight gauge, labelled by route template. A request dropped before its answer (client
+/// disconnected) is recorded with status 499.
 pub async fn http_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-    let method = request.method().clone();
-    let in_flight = state.metrics.http_in_flight().clone();
-    in_flight.inc();
+    let mut guard = InFlight {
+        metrics: state.metrics.clone(),
+        method: request.method().clone(),
+        route,
+        started: Instant::now(),
+        status: None,
+    };
+    state.metrics.http_in_flight().inc();
     let response = next.run(request).await;
-    in_flight.dec();
-    state.metrics.http_request(
-        method.as_str(),
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    guard.status = Some(response.status().as_u16());
     response
+}
+
+/// Decrements the in-flight gauge and records the request however the handler future ends.
+struct InFlight {
+    metrics: std::sync::Arc<crate::monitoring::Metrics>,
+    method: axum::http::Method,
+    route: String,
+    started: Instant,
+    status: Option<u16>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.metrics.http_in_flight().dec();
+        let status = self.status.unwrap_or(CLIENT_CLOSED);
+        self.metrics.http_request(
+            self.method.as_str(),
+            &self.route,
+            status,
+            self.started.elapsed(),
+        );
+    }
 }
 
 /// Refuses a declared body over the limit before reading it, naming the limit. (Bodies without

@@ -1,5 +1,6 @@
 //! What every handler can reach.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::inference::Predictor;
@@ -11,4 +12,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Set when shutdown begins: readiness turns 503 so load balancers stop sending traffic.
+    pub draining: Arc<AtomicBool>,
 }

@@ -243,7 +243,7 @@ impl From<&TensorSpec> for TensorSpecBody {
 /// Health probe answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthBody {
-    /// `live`, `ready` or `not_ready`.
+    /// `live`, `ready`, `not_ready` or `draining`.
     pub status: String,
     /// Models not ready yet, with their state (only when not ready).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]

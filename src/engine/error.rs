@@ -36,8 +36,9 @@ pub enum EngineError {
         retry_after: Duration,
     },
 
-    /// The request's deadline passed before a worker reached it.
-    #[error("the request timed out after {0:?} before inference started")]
+    /// The request's time budget ran out (queued jobs are then dropped; a running one finishes
+    /// but its answer is discarded).
+    #[error("the request did not finish within its time budget ({0:?})")]
     DeadlineExceeded(Duration),
 
     /// The worker pool is shutting down.

@@ -3,6 +3,7 @@
 //! tract types is `runtime.rs`.
 
 mod error;
+mod ml;
 mod pool;
 mod runtime;
 mod tensor;

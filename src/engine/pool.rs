@@ -137,12 +137,12 @@ impl WorkerPool {
         deadline: Instant,
         observer: Arc<dyn JobObserver>,
     ) -> Result<RunOutput, EngineError> {
+        let budget = deadline.saturating_duration_since(Instant::now());
         let receiver = self.submit(model, inputs, deadline, observer)?;
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(timeout, receiver).await {
+        match tokio::time::timeout_at(deadline.into(), receiver).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(EngineError::WorkerLost),
-            Err(_) => Err(EngineError::DeadlineExceeded(timeout)),
+            Err(_) => Err(EngineError::DeadlineExceeded(budget)),
         }
     }
 
@@ -181,9 +181,14 @@ impl WorkerPool {
         }
     }
 
+    /// Stops taking jobs; workers finish what is queued and exit, without waiting for them.
+    pub fn close(&self) {
+        self.sender.store(None);
+    }
+
     /// Stops taking jobs, lets the workers finish what is queued, and joins them.
     pub fn shutdown(&self) {
-        self.sender.store(None);
+        self.close();
         let handles = self
             .handles
             .lock()
@@ -197,7 +202,7 @@ impl WorkerPool {
 
 impl Drop for WorkerPool {
     fn drop(&mut self) {
-        self.shutdown();
+        self.close();
     }
 }
 

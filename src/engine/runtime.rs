@@ -41,7 +41,7 @@ impl CompiledModel {
             path: shown.clone(),
             reason: format!("{e:#}"),
         };
-        let model = tract_onnx::onnx().model_for_path(path).map_err(&load_err)?;
+        let model = super::ml::onnx().model_for_path(path).map_err(&load_err)?;
         let declared = declared_inputs(&model, &shown)?;
         let has_axis = declared
             .iter()
@@ -57,7 +57,7 @@ impl CompiledModel {
                     "model does not optimise with a symbolic batch; running one instance per call"
                 ),
             }
-            let model = tract_onnx::onnx().model_for_path(path).map_err(&load_err)?;
+            let model = super::ml::onnx().model_for_path(path).map_err(&load_err)?;
             return compile(model, &declared, BatchChoice::FixedOne)
                 .map_err(&load_err)?
                 .finish(&shown);

@@ -174,6 +174,14 @@ fn is_value_output(spec: &TensorSpec) -> bool {
 }
 
 fn infer_task(manifest: &Manifest, sig: &ModelSignature) -> Task {
+    if let Some(names) = &manifest.outputs {
+        if names.probabilities.is_some() || names.label.is_some() {
+            return Task::Classification;
+        }
+        if names.value.is_some() {
+            return Task::Regression;
+        }
+    }
     let outputs = &sig.outputs;
     let probabilities = outputs.iter().filter(|o| is_probability_output(o)).count();
     let labels = outputs.iter().filter(|o| is_label_output(o)).count();
@@ -227,6 +235,28 @@ fn output_contract(
     sig: &ModelSignature,
 ) -> Result<OutputContract, String> {
     let names = manifest.outputs.clone().unwrap_or_default();
+    let misplaced = |what: &str| {
+        Err(format!(
+            "{what} only applies to {} models, but this model's task is {}",
+            if what.contains("value") {
+                "regression"
+            } else {
+                "classification"
+            },
+            task.as_str()
+        ))
+    };
+    if task != Task::Classification {
+        if !manifest.labels.is_empty() {
+            return misplaced("labels");
+        }
+        if names.label.is_some() || names.probabilities.is_some() {
+            return misplaced("[outputs] label/probabilities");
+        }
+    }
+    if task != Task::Regression && names.value.is_some() {
+        return misplaced("[outputs] value");
+    }
     match task {
         Task::Classification => {
             let probabilities = pick(
@@ -364,6 +394,41 @@ mod tests {
         };
         let err = ModelContract::build(Some(&m), &classifier(4, 3)).unwrap_err();
         assert!(err.contains("\"nope\""), "{err}");
+    }
+
+    #[test]
+    fn card_fields_of_another_task_are_rejected() {
+        let sig = ModelSignature {
+            inputs: vec![spec("x", DataType::F32, vec![Dim::Batch, Dim::Fixed(10)])],
+            outputs: vec![spec(
+                "variable",
+                DataType::F32,
+                vec![Dim::Batch, Dim::Fixed(1)],
+            )],
+            batched: true,
+        };
+        let m = Manifest {
+            labels: vec!["a".into()],
+            ..Manifest::default()
+        };
+        let err = ModelContract::build(Some(&m), &sig).unwrap_err();
+        assert!(
+            err.contains("labels only applies to classification"),
+            "{err}"
+        );
+        let m = Manifest {
+            task: Some(Task::Classification),
+            outputs: Some(crate::repository::OutputNames {
+                value: Some("variable".into()),
+                ..Default::default()
+            }),
+            ..Manifest::default()
+        };
+        let err = ModelContract::build(Some(&m), &classifier(4, 3)).unwrap_err();
+        assert!(
+            err.contains("[outputs] value only applies to regression"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -336,7 +336,7 @@ fn fill_nested(
                 ViolationKind::WrongShape,
                 instance,
                 format!(
-                "input {input:?}{path}: expected {len} items (instance shape {shape:?}), got {}",
+                "input {input:?}{path}: expected {len} item(s) (instance shape {shape:?}), got {}",
                 items.len()
             ),
             ))
@@ -481,8 +481,11 @@ impl Sink {
             }
             Sink::Bool(_) => return Err(ElementError::WrongType("true or false", "a number")),
             Sink::U8(_) | Sink::I32(_) | Sink::I64(_) => {
-                if f.fract() != 0.0 || !f.is_finite() || f.abs() > 9.007_199_254_740_992e15 {
+                if f.fract() != 0.0 {
                     return Err(ElementError::WrongType("an integer", "a fractional number"));
+                }
+                if !f.is_finite() || f.abs() > 9.007_199_254_740_992e15 {
+                    return Err(ElementError::OutOfTypeRange(format!("{f:e}"), dt));
                 }
                 return self.push_i64(f as i64);
             }

@@ -18,7 +18,8 @@ use crate::repository::{LoadedVersion, ModelStore};
 pub struct Limits {
     /// Instances one request may carry.
     pub max_instances: usize,
-    /// Time from arrival to answer; past it the job is dropped and the caller told so.
+    /// Time from the start of prediction (body parsed) to the answer; past it a queued job is
+    /// dropped and the caller told so.
     pub timeout: Duration,
 }
 

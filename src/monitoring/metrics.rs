@@ -41,6 +41,7 @@ pub struct Metrics {
     predicted_class: IntCounterVec,
     load_duration: GaugeVec,
     model_ready: IntGaugeVec,
+    skipped: IntCounterVec,
     workers: IntGauge,
     queue_capacity: IntGauge,
 }
@@ -152,6 +153,11 @@ impl Metrics {
                 "1 when a model version is loaded and warmed up, else 0",
                 MODEL,
             ),
+            skipped: counter(
+                "infera_model_jobs_skipped_total",
+                "Queued jobs dropped before inference: caller gone (cancelled) or deadline passed",
+                &["model", "version", "reason"],
+            ),
             workers: IntGauge::new("infera_workers", "Inference worker threads")
                 .expect("static gauge definition"),
             queue_capacity: IntGauge::new(
@@ -183,6 +189,7 @@ impl Metrics {
             Box::new(m.predicted_class.clone()),
             Box::new(m.load_duration.clone()),
             Box::new(m.model_ready.clone()),
+            Box::new(m.skipped.clone()),
             Box::new(m.workers.clone()),
             Box::new(m.queue_capacity.clone()),
             Box::new(build_info),
@@ -221,7 +228,15 @@ impl Metrics {
         &self.http_in_flight
     }
 
+    /// Marks a version that failed to load (`infera_model_ready` 0).
+    pub fn model_failed(&self, model: &str, version: u64) {
+        self.model_ready
+            .with_label_values(&[model, version.to_string().as_str()])
+            .set(0);
+    }
+
     /// Per-version handles, resolved once at load so the hot path does no label lookups.
+    /// `classes` is empty for models that are not classifiers (no confidence series then).
     pub fn model(&self, model: &str, version: u64, classes: &[String]) -> Arc<ModelMetrics> {
         let version = version.to_string();
         let labels = [model, version.as_str()];
@@ -235,7 +250,7 @@ impl Metrics {
             failures: self.failures.clone(),
             queue_depth: self.queue_depth.with_label_values(&labels),
             batch_size: self.batch_size.with_label_values(&labels),
-            confidence: self.confidence.with_label_values(&labels),
+            confidence: (!classes.is_empty()).then(|| self.confidence.with_label_values(&labels)),
             predicted_class: classes
                 .iter()
                 .map(|c| {
@@ -245,6 +260,10 @@ impl Metrics {
                 .collect(),
             load_duration: self.load_duration.with_label_values(&labels),
             ready: self.model_ready.with_label_values(&labels),
+            skipped: [SkipReason::Cancelled, SkipReason::Deadline].map(|r| {
+                self.skipped
+                    .with_label_values(&[model, version.as_str(), r.as_str()])
+            }),
         })
     }
 }
@@ -266,10 +285,11 @@ pub struct ModelMetrics {
     failures: IntCounterVec,
     queue_depth: IntGauge,
     batch_size: Histogram,
-    confidence: Histogram,
+    confidence: Option<Histogram>,
     predicted_class: Vec<IntCounter>,
     load_duration: Gauge,
     ready: IntGauge,
+    skipped: [IntCounter; 2],
 }
 
 impl std::fmt::Debug for ModelMetrics {
@@ -295,7 +315,9 @@ impl ModelMetrics {
         if let Some(counter) = self.predicted_class.get(class_index) {
             counter.inc();
         }
-        self.confidence.observe(confidence);
+        if let Some(histogram) = &self.confidence {
+            histogram.observe(confidence);
+        }
     }
 
     /// One predict request failed; `reason` is a fixed identifier.
@@ -322,10 +344,10 @@ impl JobObserver for ModelMetrics {
     }
 
     fn skipped(&self, reason: SkipReason) {
-        self.failed(match reason {
-            SkipReason::Cancelled => "cancelled",
-            SkipReason::Deadline => "deadline",
-        });
+        match reason {
+            SkipReason::Cancelled => self.skipped[0].inc(),
+            SkipReason::Deadline => self.skipped[1].inc(),
+        }
     }
 }
 

@@ -95,6 +95,11 @@ pub fn check(loaded: &LoadedVersion, golden: &GoldenFile) -> GoldenReport {
         compare(name, &outputs[ix], expected, golden.tolerance, &mut report);
         report.outputs_checked += 1;
     }
+    if golden.outputs.is_empty() {
+        report
+            .mismatches
+            .push("the golden file lists no outputs to compare".into());
+    }
     check_batch_invariance(
         loaded,
         &golden.inputs,

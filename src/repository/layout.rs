@@ -6,7 +6,8 @@
 //! <root>/<model>/<version>/model.onnx
 //! <root>/<model>/<version>/golden.json   optional golden inputs + reference outputs
 //! ```
-//! Versions are positive integers; the highest serves by default.
+//! Versions are positive integers; the highest serves by default. A subdirectory holding its own
+//! `repository.toml` is a separate repository (e.g. `models/conformance/`), not a model.
 
 use std::path::{Path, PathBuf};
 
@@ -82,6 +83,10 @@ pub fn scan(root: &Path) -> Result<Layout, RepositoryError> {
         if !path.is_dir() || name.starts_with('.') {
             continue;
         }
+        if path.join(REPOSITORY_FILE).is_file() {
+            tracing::debug!(dir = %path.display(), "skipping nested model repository");
+            continue;
+        }
         if !valid_model_name(&name) {
             tracing::warn!(dir = %path.display(), "skipping directory: not a valid model name");
             continue;
@@ -119,11 +124,11 @@ fn scan_model(dir: &Path, name: String) -> Result<ModelDir, RepositoryError> {
     let mut versions = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| RepositoryError::io(dir, &e))? {
         let path = entry.map_err(|e| RepositoryError::io(dir, &e))?.path();
-        let version = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.parse::<u64>().ok())
-            .filter(|v| *v > 0);
+        let version = path.file_name().and_then(|n| n.to_str()).and_then(|n| {
+            n.parse::<u64>()
+                .ok()
+                .filter(|v| *v > 0 && v.to_string() == n)
+        });
         let (Some(version), true) = (version, path.is_dir()) else {
             continue;
         };
@@ -165,14 +170,21 @@ mod tests {
     fn scan_finds_versions_in_order_and_skips_junk() {
         let dir = tempfile::tempdir().unwrap();
         let m = dir.path().join("m");
-        for v in ["2", "10", "0", "x"] {
+        for v in ["2", "10", "0", "x", "01", "+3"] {
             std::fs::create_dir_all(m.join(v)).unwrap();
             std::fs::write(m.join(v).join(MODEL_FILE), b"").unwrap();
         }
         std::fs::create_dir_all(m.join("3")).unwrap(); // no model file
         std::fs::write(dir.path().join(REPOSITORY_FILE), "default_model = \"m\"\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("nested")).unwrap();
+        std::fs::write(dir.path().join("nested").join(REPOSITORY_FILE), "").unwrap();
         let layout = scan(dir.path()).unwrap();
         assert_eq!(layout.default_model.as_deref(), Some("m"));
+        assert_eq!(
+            layout.models.len(),
+            1,
+            "the nested repository is not a model"
+        );
         let versions: Vec<u64> = layout.models[0]
             .versions
             .iter()

@@ -68,6 +68,14 @@ pub fn load_all(layout: &Layout, store: &ModelStore, metrics: &Metrics) -> Vec<R
             Ok(manifest) => manifest.as_ref(),
             Err(reason) => {
                 tracing::error!(model = %dir.name, %reason, "model not loaded: invalid manifest");
+                for version in &dir.versions {
+                    metrics.model_failed(&dir.name, version.version);
+                    store.set_version(
+                        &dir.name,
+                        version.version,
+                        VersionState::Failed(reason.clone()),
+                    );
+                }
                 failures.push(RepositoryError::Manifest {
                     path: dir.name.clone(),
                     reason: reason.clone(),
@@ -89,6 +97,7 @@ pub fn load_all(layout: &Layout, store: &ModelStore, metrics: &Metrics) -> Vec<R
                 }
                 Err(e) => {
                     tracing::error!(model = %dir.name, version = version.version, error = %e, "model failed to load");
+                    metrics.model_failed(&dir.name, version.version);
                     let state = VersionState::Failed(e.to_string());
                     failures.push(e);
                     state

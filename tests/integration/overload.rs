@@ -167,7 +167,8 @@ async fn a_caller_that_goes_away_is_skipped() {
     eventually("the second job is queued", || pool.queued() == 1).await;
     abandoned.abort();
     assert_eq!(busy.await.unwrap().status, StatusCode::OK);
-    let series = "infera_model_failures_total{model=\"slow\",reason=\"cancelled\",version=\"1\"}";
+    let series =
+        "infera_model_jobs_skipped_total{model=\"slow\",reason=\"cancelled\",version=\"1\"}";
     eventually("the abandoned job is skipped", || {
         metric(&infera.state.metrics.render(), series) == Some(1.0)
     })

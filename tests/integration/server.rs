@@ -89,3 +89,49 @@ async fn shutdown_lets_in_flight_requests_finish() {
     assert_eq!(reply.status(), 200);
     server.join().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_is_counted_as_499_and_leaves_no_in_flight_request() {
+    let repo = tempfile::tempdir().unwrap();
+    onnx::slow(repo.path(), "slow", 512, 400);
+    let infera = loaded(repo.path(), &["--workers", "1"]);
+    let metrics = infera.state.metrics.clone();
+    let server = TestServer::start(infera).await;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(20))
+        .build()
+        .unwrap();
+    // 64 instances of the slow model take far longer than the client waits.
+    let body = json!({"instances": vec![vec![0.1f32; 512]; 64]});
+    let err = client
+        .post(server.url("/predict"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    let series = "infera_http_requests_total{method=\"POST\",route=\"/predict\",status=\"499\"}";
+    crate::common::eventually("the server records the abandoned request", || {
+        crate::common::metric(&metrics.render(), series) == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        crate::common::metric(&metrics.render(), "infera_http_requests_in_flight"),
+        Some(0.0)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_turns_503_while_draining() {
+    let infera = shipped();
+    let app = infera.router();
+    assert_eq!(crate::common::get(&app, "/health/ready").await.status, 200);
+    infera
+        .state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let r = crate::common::get(&app, "/health/ready").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["status"], "draining");
+}

@@ -30,10 +30,19 @@ pub async fn live() -> Json<HealthBody> {
     tag = "health",
     responses(
         (status = 200, description = "Ready to serve every model", body = HealthBody),
-        (status = 503, description = "Some model is loading or failed to load", body = HealthBody),
+        (status = 503, description = "Some model is loading or failed to load, or the server is shutting down", body = HealthBody),
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthBody>) {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(HealthBody {
+                status: "draining".into(),
+                models: BTreeMap::new(),
+            }),
+        );
+    }
     let catalog = state.predictor.store().snapshot();
     if catalog.is_ready() {
         return (

@@ -1,0 +1,177 @@
+//! One tract operator that runs any infera ML kernel. A kernel is plain Rust: it says what it
+//! outputs per instance and computes outputs from inputs whose first axis is the batch. The
+//! wrapper supplies tract's shape inference (hir rules), typing and evaluation.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use tract_onnx::tract_hir::internal::*;
+
+/// The computation of one ai.onnx.ml node.
+pub trait Kernel: Debug + Send + Sync + 'static {
+    /// ONNX op type, for dumps and errors.
+    fn name(&self) -> &'static str;
+
+    /// Number of inputs the node takes.
+    fn arity(&self) -> usize {
+        1
+    }
+
+    /// Per output: element type and shape.
+    fn outputs(&self) -> Vec<(DatumType, OutShape)>;
+
+    /// Computes every output; inputs arrive with the batch axis first.
+    fn eval(&self, inputs: &[TValue]) -> TractResult<TVec<TValue>>;
+}
+
+/// The shape of one output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutShape {
+    /// The batch axis of input 0, then these dims.
+    Rows(Vec<usize>),
+    /// The shape of input 0.
+    SameAsInput,
+    /// The shape of input 0 with one more axis of this size at the end.
+    InputPlus(usize),
+}
+
+/// Wraps a kernel as both an inference-time expansion and a typed, evaluable op.
+#[derive(Debug, Clone)]
+pub struct MlOp(pub Arc<dyn Kernel>);
+
+impl MlOp {
+    pub fn boxed(kernel: impl Kernel) -> Box<dyn InferenceOp> {
+        expand(MlOp(Arc::new(kernel)))
+    }
+}
+
+impl PartialEq for MlOp {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for MlOp {}
+
+impl Op for MlOp {
+    fn name(&self) -> StaticName {
+        self.0.name().into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for MlOp {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        self.0.eval(&inputs)
+    }
+}
+
+impl TypedOp for MlOp {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let input = inputs
+            .first()
+            .ok_or_else(|| format_err!("{}: no input", self.0.name()))?;
+        let dims = input.shape.dims();
+        let batch = dims
+            .first()
+            .cloned()
+            .ok_or_else(|| format_err!("{}: input must have a batch axis", self.0.name()))?;
+        Ok(self
+            .0
+            .outputs()
+            .into_iter()
+            .map(|(dt, shape)| {
+                let dims: TVec<TDim> = match shape {
+                    OutShape::Rows(rest) => std::iter::once(batch.clone())
+                        .chain(rest.iter().map(|d| d.to_dim()))
+                        .collect(),
+                    OutShape::SameAsInput => dims.iter().cloned().collect(),
+                    OutShape::InputPlus(n) => dims
+                        .iter()
+                        .cloned()
+                        .chain(std::iter::once(n.to_dim()))
+                        .collect(),
+                };
+                dt.fact(dims)
+            })
+            .collect())
+    }
+
+    as_op!();
+}
+
+impl Expansion for MlOp {
+    fn name(&self) -> StaticName {
+        self.0.name().into()
+    }
+
+    fn nboutputs(&self) -> TractResult<usize> {
+        Ok(self.0.outputs().len())
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, self.0.arity())?;
+        let shapes = self.0.outputs();
+        check_output_arity(outputs, shapes.len())?;
+        for (output, (dt, shape)) in outputs.iter().zip(shapes) {
+            s.equals(&output.datum_type, dt)?;
+            match shape {
+                OutShape::Rows(rest) => {
+                    s.equals(&output.rank, (rest.len() + 1) as i64)?;
+                    s.equals(&output.shape[0], &inputs[0].shape[0])?;
+                    for (axis, dim) in rest.iter().enumerate() {
+                        s.equals(&output.shape[axis + 1], dim.to_dim())?;
+                    }
+                }
+                OutShape::SameAsInput => s.equals(&output.shape, &inputs[0].shape)?,
+                OutShape::InputPlus(n) => {
+                    s.equals(&output.rank, inputs[0].rank.bex() + 1)?;
+                    s.given(&inputs[0].rank, move |s, rank| {
+                        for axis in 0..rank as usize {
+                            s.equals(&output.shape[axis], &inputs[0].shape[axis])?;
+                        }
+                        s.equals(&output.shape[rank as usize], n.to_dim())
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(prefix, self.clone(), inputs)
+    }
+}
+
+/// Input 0 as a row-major f32 matrix `[rows, width]` (any numeric type is cast; a rank-1 input
+/// is one row).
+pub fn rows_f32(input: &TValue) -> TractResult<(Vec<f32>, usize, usize)> {
+    let cast = input.cast_to::<f32>()?;
+    let view = cast.to_plain_array_view::<f32>()?;
+    let shape = view.shape().to_vec();
+    let (rows, width) = match shape.as_slice() {
+        [] => (1, 1),
+        [w] => (1, *w),
+        [n, rest @ ..] => (*n, rest.iter().product()),
+    };
+    Ok((view.iter().copied().collect(), rows, width))
+}
+
+/// Builds an output tensor `[rows, rest...]`.
+pub fn output<T: Datum + Copy>(rows: usize, rest: &[usize], data: &[T]) -> TractResult<TValue> {
+    let shape: Vec<usize> = std::iter::once(rows).chain(rest.iter().copied()).collect();
+    Ok(Tensor::from_shape(&shape, data)?.into_tvalue())
+}

@@ -1,0 +1,362 @@
+//! Tree ensembles (TreeEnsembleClassifier / TreeEnsembleRegressor): parsing the node and leaf
+//! attributes into a compact, cache-friendly layout, and walking it per instance.
+
+use std::collections::HashMap;
+
+use tract_onnx::pb::NodeProto;
+use tract_onnx::tract_hir::internal::*;
+
+use super::attrs;
+
+/// Branch comparison of a node: go to the true child when `x <mode> threshold`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Leq,
+    Lt,
+    Gte,
+    Gt,
+    Eq,
+    Neq,
+}
+
+impl Mode {
+    fn parse(s: &str) -> Option<Option<Mode>> {
+        Some(match s {
+            "BRANCH_LEQ" => Some(Mode::Leq),
+            "BRANCH_LT" => Some(Mode::Lt),
+            "BRANCH_GTE" => Some(Mode::Gte),
+            "BRANCH_GT" => Some(Mode::Gt),
+            "BRANCH_EQ" => Some(Mode::Eq),
+            "BRANCH_NEQ" => Some(Mode::Neq),
+            "LEAF" => None,
+            _ => return None,
+        })
+    }
+}
+
+/// One node. For a leaf, `true_next..false_next` is its range in the leaf arrays.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    threshold: f64,
+    feature: u32,
+    true_next: u32,
+    false_next: u32,
+    mode: Mode,
+    nan_true: bool,
+    leaf: bool,
+}
+
+/// How leaf values of several trees combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    Sum,
+    Average,
+    Min,
+    Max,
+}
+
+impl Aggregate {
+    pub fn parse(s: &str) -> TractResult<Aggregate> {
+        Ok(match s {
+            "SUM" => Aggregate::Sum,
+            "AVERAGE" => Aggregate::Average,
+            "MIN" => Aggregate::Min,
+            "MAX" => Aggregate::Max,
+            other => bail!("unknown aggregate_function {other}"),
+        })
+    }
+}
+
+/// The parsed forest.
+#[derive(Debug, Clone)]
+pub struct Forest {
+    nodes: Vec<Node>,
+    roots: Vec<u32>,
+    leaf_targets: Vec<u32>,
+    leaf_weights: Vec<f64>,
+    /// Number of classes or targets the leaves write to.
+    pub n_targets: usize,
+    /// Largest feature index read.
+    pub max_feature: usize,
+    /// When every branch uses one mode and no node routes NaN to its true child, the walk is
+    /// specialised for that mode.
+    uniform: Option<Mode>,
+}
+
+/// Per-target scores of one instance, with whether any leaf wrote to the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Score {
+    pub value: f64,
+    pub set: bool,
+}
+
+impl Forest {
+    /// Parses the `nodes_*` and `<leaf>_*` attributes (`leaf` is "class" or "target").
+    pub fn parse(node: &NodeProto, leaf: &str, n_targets: usize) -> TractResult<Forest> {
+        let name = format!("{} ({})", node.name, node.op_type);
+        let tree_ids = attrs::indices(node, "nodes_treeids")?;
+        let node_ids = attrs::indices(node, "nodes_nodeids")?;
+        let features = attrs::indices(node, "nodes_featureids")?;
+        let modes = attrs::strings(node, "nodes_modes")?;
+        let values = attrs::required_floats(node, "nodes_values")?;
+        let true_ids = attrs::indices(node, "nodes_truenodeids")?;
+        let false_ids = attrs::indices(node, "nodes_falsenodeids")?;
+        let nan_true = attrs::ints(node, "nodes_missing_value_tracks_true")?;
+        let n = node_ids.len();
+        ensure!(n > 0, "{name}: the ensemble has no nodes");
+        for (attr, len) in [
+            ("nodes_treeids", tree_ids.len()),
+            ("nodes_featureids", features.len()),
+            ("nodes_modes", modes.len()),
+            ("nodes_values", values.len()),
+            ("nodes_truenodeids", true_ids.len()),
+            ("nodes_falsenodeids", false_ids.len()),
+        ] {
+            ensure!(
+                len == n,
+                "{name}: attribute {attr} has {len} entries, nodes_nodeids has {n}"
+            );
+        }
+        ensure!(
+            nan_true.is_empty() || nan_true.len() == n,
+            "{name}: nodes_missing_value_tracks_true has {} entries, expected {n}",
+            nan_true.len()
+        );
+
+        let mut index: HashMap<(usize, usize), usize> = HashMap::with_capacity(n);
+        for i in 0..n {
+            if index.insert((tree_ids[i], node_ids[i]), i).is_some() {
+                bail!(
+                    "{name}: node {} of tree {} is defined twice",
+                    node_ids[i],
+                    tree_ids[i]
+                );
+            }
+        }
+        let mut parsed_modes = Vec::with_capacity(n);
+        for m in &modes {
+            match Mode::parse(m) {
+                Some(mode) => parsed_modes.push(mode),
+                None => bail!("{name}: node mode {m} is not supported (supported: BRANCH_LEQ, BRANCH_LT, BRANCH_GTE, BRANCH_GT, BRANCH_EQ, BRANCH_NEQ, LEAF)"),
+            }
+        }
+
+        // Leaf entries per (tree, node), in attribute order.
+        let leaf_trees = attrs::indices(node, &format!("{leaf}_treeids"))?;
+        let leaf_nodes = attrs::indices(node, &format!("{leaf}_nodeids"))?;
+        let leaf_ids = attrs::indices(node, &format!("{leaf}_ids"))?;
+        let leaf_values = attrs::required_floats(node, &format!("{leaf}_weights"))?;
+        let m = leaf_ids.len();
+        for (attr, len) in [
+            ("treeids", leaf_trees.len()),
+            ("nodeids", leaf_nodes.len()),
+            ("weights", leaf_values.len()),
+        ] {
+            ensure!(
+                len == m,
+                "{name}: attribute {leaf}_{attr} has {len} entries, {leaf}_ids has {m}"
+            );
+        }
+        let mut entries: HashMap<usize, Vec<(u32, f64)>> = HashMap::new();
+        for k in 0..m {
+            let at = *index.get(&(leaf_trees[k], leaf_nodes[k])).ok_or_else(|| {
+                format_err!(
+                    "{name}: a leaf weight refers to node {} of tree {}, which does not exist",
+                    leaf_nodes[k],
+                    leaf_trees[k]
+                )
+            })?;
+            ensure!(
+                leaf_ids[k] < n_targets,
+                "{name}: leaf writes to {leaf} {} but there are {n_targets}",
+                leaf_ids[k]
+            );
+            entries
+                .entry(at)
+                .or_default()
+                .push((leaf_ids[k] as u32, leaf_values[k]));
+        }
+
+        // Roots: per tree, the node no other node points to, in order of first appearance.
+        let mut is_child = vec![false; n];
+        for i in 0..n {
+            if parsed_modes[i].is_some() {
+                for child in [true_ids[i], false_ids[i]] {
+                    let c = *index.get(&(tree_ids[i], child)).ok_or_else(|| {
+                        format_err!(
+                            "{name}: node {} of tree {} points to missing node {child}",
+                            node_ids[i],
+                            tree_ids[i]
+                        )
+                    })?;
+                    is_child[c] = true;
+                }
+            }
+        }
+        let mut root_of: HashMap<usize, usize> = HashMap::new();
+        for i in (0..n).filter(|&i| !is_child[i]) {
+            if root_of.insert(tree_ids[i], i).is_some() {
+                bail!("{name}: tree {} has more than one root", tree_ids[i]);
+            }
+        }
+        let mut tree_order: Vec<usize> = tree_ids.clone();
+        tree_order.sort_unstable();
+        tree_order.dedup();
+
+        // Lay each tree out depth-first, false child right after its parent.
+        let mut forest = Forest {
+            nodes: Vec::with_capacity(n),
+            roots: Vec::with_capacity(tree_order.len()),
+            leaf_targets: Vec::with_capacity(m),
+            leaf_weights: Vec::with_capacity(m),
+            n_targets,
+            max_feature: 0,
+            uniform: None,
+        };
+        let mut placed: HashMap<usize, u32> = HashMap::with_capacity(n);
+        let mut fixups: Vec<(u32, usize, bool)> = Vec::new();
+        for tree in tree_order {
+            let root = *root_of
+                .get(&tree)
+                .ok_or_else(|| format_err!("{name}: tree {tree} has no root (a cycle?)"))?;
+            forest.roots.push(forest.nodes.len() as u32);
+            let mut stack = vec![root];
+            while let Some(i) = stack.pop() {
+                if placed.contains_key(&i) {
+                    bail!(
+                        "{name}: node {} of tree {tree} is reached twice (not a tree)",
+                        node_ids[i]
+                    );
+                }
+                let at = forest.nodes.len() as u32;
+                placed.insert(i, at);
+                match parsed_modes[i] {
+                    Some(mode) => {
+                        forest.max_feature = forest.max_feature.max(features[i]);
+                        forest.nodes.push(Node {
+                            threshold: values[i],
+                            feature: features[i] as u32,
+                            true_next: 0,
+                            false_next: 0,
+                            mode,
+                            nan_true: nan_true.get(i).is_some_and(|v| *v != 0),
+                            leaf: false,
+                        });
+                        let t = index[&(tree, true_ids[i])];
+                        let f = index[&(tree, false_ids[i])];
+                        fixups.push((at, t, true));
+                        fixups.push((at, f, false));
+                        stack.push(t);
+                        stack.push(f);
+                    }
+                    None => {
+                        let start = forest.leaf_targets.len() as u32;
+                        for (target, weight) in entries.remove(&i).unwrap_or_default() {
+                            forest.leaf_targets.push(target);
+                            forest.leaf_weights.push(weight);
+                        }
+                        let end = forest.leaf_targets.len() as u32;
+                        forest.nodes.push(Node {
+                            threshold: 0.0,
+                            feature: 0,
+                            true_next: start,
+                            false_next: end,
+                            mode: Mode::Leq,
+                            nan_true: false,
+                            leaf: true,
+                        });
+                    }
+                }
+            }
+        }
+        for (at, target, is_true) in fixups {
+            let to = placed[&target];
+            let node = &mut forest.nodes[at as usize];
+            if is_true {
+                node.true_next = to;
+            } else {
+                node.false_next = to;
+            }
+        }
+        let mut branch_modes = forest.nodes.iter().filter(|n| !n.leaf).map(|n| n.mode);
+        let first = branch_modes.next();
+        let any_nan = forest.nodes.iter().any(|n| n.nan_true);
+        if !any_nan && branch_modes.all(|m| Some(m) == first) {
+            forest.uniform = first.or(Some(Mode::Leq));
+        }
+        Ok(forest)
+    }
+
+    pub fn n_trees(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// Walks every tree for one instance and combines the leaf values into `scores`.
+    pub fn score(&self, x: &[f32], aggregate: Aggregate, scores: &mut [Score]) {
+        scores.iter_mut().for_each(|s| *s = Score::default());
+        match self.uniform {
+            Some(Mode::Leq) => self.walk(x, aggregate, scores, |v, t, _| v <= t),
+            Some(Mode::Lt) => self.walk(x, aggregate, scores, |v, t, _| v < t),
+            Some(Mode::Gte) => self.walk(x, aggregate, scores, |v, t, _| v >= t),
+            Some(Mode::Gt) => self.walk(x, aggregate, scores, |v, t, _| v > t),
+            Some(Mode::Eq) => self.walk(x, aggregate, scores, |v, t, _| v == t),
+            Some(Mode::Neq) => self.walk(x, aggregate, scores, |v, t, _| v != t),
+            None => self.walk(x, aggregate, scores, |v, t, node: &Node| {
+                let hit = match node.mode {
+                    Mode::Leq => v <= t,
+                    Mode::Lt => v < t,
+                    Mode::Gte => v >= t,
+                    Mode::Gt => v > t,
+                    Mode::Eq => v == t,
+                    Mode::Neq => v != t,
+                };
+                hit || (node.nan_true && v.is_nan())
+            }),
+        }
+    }
+
+    #[inline(always)]
+    fn walk(
+        &self,
+        x: &[f32],
+        aggregate: Aggregate,
+        scores: &mut [Score],
+        go_true: impl Fn(f64, f64, &Node) -> bool,
+    ) {
+        let nodes = &self.nodes[..];
+        for &root in &self.roots {
+            let mut at = root as usize;
+            loop {
+                let node = &nodes[at];
+                if node.leaf {
+                    break;
+                }
+                let v = f64::from(x[node.feature as usize]);
+                at = if go_true(v, node.threshold, node) {
+                    node.true_next
+                } else {
+                    node.false_next
+                } as usize;
+            }
+            let leaf = &nodes[at];
+            for k in leaf.true_next as usize..leaf.false_next as usize {
+                let s = &mut scores[self.leaf_targets[k] as usize];
+                let w = self.leaf_weights[k];
+                match aggregate {
+                    Aggregate::Sum | Aggregate::Average => s.value += w,
+                    Aggregate::Min => {
+                        if !s.set || w < s.value {
+                            s.value = w;
+                        }
+                    }
+                    Aggregate::Max => {
+                        if !s.set || w > s.value {
+                            s.value = w;
+                        }
+                    }
+                }
+                s.set = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! TreeEnsembleClassifier and TreeEnsembleRegressor kernels: the forest walk from `tree.rs`
+//! plus onnxruntime's score finalisation (base values, binary handling, post-transforms,
+//! labels).
+
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb::NodeProto;
+use tract_onnx::tract_hir::internal::*;
+
+use super::attrs;
+use super::kernel::{output, rows_f32, Kernel, MlOp, OutShape};
+use super::post::{logistic, PostTransform};
+use super::tree::{Aggregate, Forest, Score};
+
+type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
+
+fn check_width(op: &str, forest: &Forest, width: usize) -> TractResult<()> {
+    ensure!(
+        forest.max_feature < width,
+        "{op}: the trees read feature {} but instances have {width} features",
+        forest.max_feature
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- classifier
+
+#[derive(Debug)]
+struct TreeClassifier {
+    forest: Forest,
+    labels: Vec<i64>,
+    base: Vec<f64>,
+    post: PostTransform,
+    /// Two classes, leaves write to one class only: the other is derived.
+    binary_case: bool,
+    weights_all_positive: bool,
+}
+
+pub fn tree_classifier(_: &ParsingContext, node: &NodeProto) -> Built {
+    ensure!(
+        attrs::strings(node, "classlabels_strings")?.is_empty(),
+        "{} (TreeEnsembleClassifier): string class labels are not supported; export with integer labels",
+        node.name
+    );
+    let labels = attrs::ints(node, "classlabels_int64s")?;
+    ensure!(
+        !labels.is_empty(),
+        "{} (TreeEnsembleClassifier): no classlabels_int64s",
+        node.name
+    );
+    let forest = Forest::parse(node, "class", labels.len())?;
+    let base = attrs::floats(node, "base_values")?.unwrap_or_default();
+    ensure!(
+        base.is_empty() || base.len() == labels.len() || (labels.len() == 2 && base.len() == 1),
+        "{} (TreeEnsembleClassifier): {} base_values for {} classes",
+        node.name,
+        base.len(),
+        labels.len()
+    );
+    let post = PostTransform::parse(node.get_attr_opt::<&str>("post_transform")?)?;
+    let class_ids = attrs::indices(node, "class_ids")?;
+    let weights = attrs::required_floats(node, "class_weights")?;
+    let mut distinct = class_ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let binary_case = labels.len() == 2 && distinct.len() == 1;
+    let weights_all_positive = weights.iter().all(|w| *w >= 0.0);
+    if labels.len() == 2 && post == PostTransform::Probit {
+        bail!(
+            "{} (TreeEnsembleClassifier): PROBIT on a binary classifier is not supported",
+            node.name
+        );
+    }
+    Ok((
+        MlOp::boxed(TreeClassifier {
+            forest,
+            labels,
+            base,
+            post,
+            binary_case,
+            weights_all_positive,
+        }),
+        vec![],
+    ))
+}
+
+impl TreeClassifier {
+    /// Label and probabilities of one instance from its per-class scores.
+    fn finalize(&self, scores: &mut Vec<Score>, probs: &mut [f32]) -> i64 {
+        if self.labels.len() > 2 {
+            for (s, b) in scores.iter_mut().zip(&self.base) {
+                s.value = if s.set { s.value + b } else { *b };
+                s.set = true;
+            }
+            // First class with the largest score among classes that have one.
+            let mut best: Option<(usize, f64)> = None;
+            for (c, s) in scores.iter().enumerate() {
+                if s.set && best.is_none_or(|(_, w)| s.value > w) {
+                    best = Some((c, s.value));
+                }
+            }
+            let mut values: Vec<f64> = scores.iter().map(|s| s.value).collect();
+            self.post.apply(&mut values);
+            for (p, v) in probs.iter_mut().zip(values) {
+                *p = v as f32;
+            }
+            return self.labels[best.map(|b| b.0).unwrap_or(0)];
+        }
+        // Two classes.
+        match self.base.len() {
+            2 if scores[1].set => {
+                scores[1].value = self.base[1] + scores[0].value;
+                scores[0].value = -scores[1].value;
+            }
+            2 => {
+                scores[1].value += self.base[1];
+                scores[0].value += self.base[0];
+            }
+            1 => {
+                scores[0].value += self.base[0];
+                if !scores[1].set {
+                    scores.pop();
+                }
+            }
+            _ => {
+                if !scores[1].set {
+                    scores.pop();
+                }
+            }
+        }
+        let pos_weight = match scores.as_slice() {
+            [_, s1] if s1.set => s1.value,
+            [s0, ..] if s0.set => s0.value,
+            _ => 0.0,
+        };
+        let (label, second) = if self.binary_case {
+            if self.weights_all_positive {
+                if pos_weight > 0.5 {
+                    (self.labels[1], 0)
+                } else {
+                    (self.labels[0], 1)
+                }
+            } else if pos_weight > 0.0 {
+                (self.labels[1], 2)
+            } else {
+                (self.labels[0], 3)
+            }
+        } else if pos_weight > 0.0 {
+            (self.labels[1], -1)
+        } else {
+            (self.labels[0], -1)
+        };
+        let mut values: Vec<f64> = scores.iter().map(|s| s.value).collect();
+        if values.len() >= 2 {
+            self.post.apply(&mut values);
+        } else {
+            let s = values[0];
+            values = match (second, self.post) {
+                (0 | 1, _) => vec![1.0 - s, s],
+                (2 | 3, PostTransform::Logistic) => vec![logistic(-s), logistic(s)],
+                (2, _) => vec![-s, s],
+                (3, _) => vec![s, -s],
+                _ => vec![s, 0.0],
+            };
+            if !matches!((second, self.post), (2 | 3, PostTransform::Logistic)) && second >= 0 {
+                // Scores pushed out for the second class are transformed like the first.
+                let mut transformed = values.clone();
+                self.post.apply(&mut transformed);
+                values = transformed;
+            }
+        }
+        for (p, v) in probs.iter_mut().zip(values) {
+            *p = v as f32;
+        }
+        label
+    }
+}
+
+impl Kernel for TreeClassifier {
+    fn name(&self) -> &'static str {
+        "TreeEnsembleClassifier"
+    }
+
+    fn outputs(&self) -> Vec<(DatumType, OutShape)> {
+        vec![
+            (i64::datum_type(), OutShape::Rows(vec![])),
+            (f32::datum_type(), OutShape::Rows(vec![self.labels.len()])),
+        ]
+    }
+
+    fn eval(&self, inputs: &[TValue]) -> TractResult<TVec<TValue>> {
+        let (x, rows, width) = rows_f32(&inputs[0])?;
+        check_width("TreeEnsembleClassifier", &self.forest, width)?;
+        let classes = self.labels.len();
+        let mut labels = Vec::with_capacity(rows);
+        let mut probs = vec![0f32; rows * classes];
+        let mut scores = vec![Score::default(); classes];
+        for r in 0..rows {
+            scores.resize(classes, Score::default());
+            self.forest
+                .score(&x[r * width..(r + 1) * width], Aggregate::Sum, &mut scores);
+            labels.push(self.finalize(&mut scores, &mut probs[r * classes..(r + 1) * classes]));
+        }
+        Ok(tvec!(
+            output(rows, &[], &labels)?,
+            output(rows, &[classes], &probs)?
+        ))
+    }
+}
+
+// ---------------------------------------------------------------- regressor
+
+#[derive(Debug)]
+struct TreeRegressor {
+    forest: Forest,
+    aggregate: Aggregate,
+    base: Vec<f64>,
+    post: PostTransform,
+}
+
+pub fn tree_regressor(_: &ParsingContext, node: &NodeProto) -> Built {
+    let targets = node.get_attr_opt::<i64>("n_targets")?.unwrap_or(1);
+    ensure!(
+        targets > 0,
+        "{} (TreeEnsembleRegressor): n_targets must be positive",
+        node.name
+    );
+    let forest = Forest::parse(node, "target", targets as usize)?;
+    let aggregate = Aggregate::parse(
+        node.get_attr_opt::<&str>("aggregate_function")?
+            .unwrap_or("SUM"),
+    )?;
+    let base = attrs::floats(node, "base_values")?.unwrap_or_default();
+    ensure!(
+        base.is_empty() || base.len() == targets as usize,
+        "{} (TreeEnsembleRegressor): {} base_values for {targets} targets",
+        node.name,
+        base.len()
+    );
+    let post = PostTransform::parse(node.get_attr_opt::<&str>("post_transform")?)?;
+    Ok((
+        MlOp::boxed(TreeRegressor {
+            forest,
+            aggregate,
+            base,
+            post,
+        }),
+        vec![],
+    ))
+}
+
+impl Kernel for TreeRegressor {
+    fn name(&self) -> &'static str {
+        "TreeEnsembleRegressor"
+    }
+
+    fn outputs(&self) -> Vec<(DatumType, OutShape)> {
+        vec![(
+            f32::datum_type(),
+            OutShape::Rows(vec![self.forest.n_targets]),
+        )]
+    }
+
+    fn eval(&self, inputs: &[TValue]) -> TractResult<TVec<TValue>> {
+        let (x, rows, width) = rows_f32(&inputs[0])?;
+        check_width("TreeEnsembleRegressor", &self.forest, width)?;
+        let targets = self.forest.n_targets;
+        let trees = self.forest.n_trees() as f64;
+        let mut y = vec![0f32; rows * targets];
+        let mut scores = vec![Score::default(); targets];
+        let mut values = vec![0f64; targets];
+        for r in 0..rows {
+            self.forest
+                .score(&x[r * width..(r + 1) * width], self.aggregate, &mut scores);
+            for (t, (v, s)) in values.iter_mut().zip(&scores).enumerate() {
+                let mut value = if s.set { s.value } else { 0.0 };
+                if self.aggregate == Aggregate::Average {
+                    value /= trees;
+                }
+                *v = value + self.base.get(t).copied().unwrap_or(0.0);
+            }
+            self.post.apply(&mut values);
+            for (out, v) in y[r * targets..(r + 1) * targets].iter_mut().zip(&values) {
+                *out = *v as f32;
+            }
+        }
+        Ok(tvec!(output(rows, &[targets], &y)?))
+    }
+}
