@@ -1,6 +1,7 @@
 //! infera's integration tests, in one binary so CI links once.
 
 mod common;
+mod conformance;
 mod engine_modes;
 mod errors;
 mod golden;

@@ -1,0 +1,136 @@
+//! Classic-ML models (trees, SVMs, linear, pipelines) from `models/conformance`: infera's engine
+//! at batch 1 and 64, and, in the same run, onnxruntime single-threaded on the same inputs.
+//!
+//! `benches/ml_vs_onnxruntime.sh` runs it with a Python venv and writes the comparison table.
+//! By hand: `INFERA_ORT_PYTHON=/path/to/venv/bin/python cargo bench --bench ml` (without the
+//! variable only infera is measured). `INFERA_ML_BENCH_FILTER=rf_` limits the models.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion};
+use infera::engine::{CompiledModel, Tensor, TensorData};
+use serde_json::Value;
+
+const BATCHES: [usize; 2] = [1, 64];
+
+fn conformance() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/conformance")
+}
+
+fn models() -> Vec<String> {
+    let filter = std::env::var("INFERA_ML_BENCH_FILTER").unwrap_or_default();
+    let mut names: Vec<String> = std::fs::read_dir(conformance())
+        .expect("models/conformance exists")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("1/model.onnx").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(&filter))
+        .collect();
+    names.sort();
+    names
+}
+
+fn input(model: &str, batch: usize) -> Tensor {
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(conformance().join(model).join("1/golden.json")).unwrap()).unwrap();
+    let rows: Vec<Vec<f32>> = golden["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect())
+        .collect();
+    let width = rows[0].len();
+    let data: Vec<f32> = rows.iter().cycle().take(batch).flatten().copied().collect();
+    Tensor::new(vec![batch, width], TensorData::F32(data)).unwrap()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// Criterion's median estimate in microseconds.
+fn criterion_median_us(model: &str, batch: usize) -> Option<f64> {
+    let path = target_dir().join("criterion/ml").join(model).join(batch.to_string()).join("new/estimates.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    Some(v["median"]["point_estimate"].as_f64()? / 1e3)
+}
+
+/// Runs models/bench_onnxruntime.py and returns model -> batch -> median microseconds.
+fn onnxruntime_us(python: &str) -> Option<BTreeMap<String, BTreeMap<usize, f64>>> {
+    let out = target_dir().join("ml-onnxruntime.json");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/bench_onnxruntime.py");
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(script).arg(conformance()).arg("--json").arg(&out);
+    for b in BATCHES {
+        cmd.arg("--batch").arg(b.to_string());
+    }
+    if let Ok(filter) = std::env::var("INFERA_ML_BENCH_FILTER") {
+        cmd.arg("--filter").arg(filter);
+    }
+    let status = cmd.status().ok()?;
+    if !status.success() {
+        eprintln!("onnxruntime benchmark failed: {status}");
+        return None;
+    }
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).ok()?).ok()?;
+    let mut result = BTreeMap::new();
+    for (model, batches) in v.as_object()? {
+        let mut per = BTreeMap::new();
+        for (batch, t) in batches.as_object()? {
+            per.insert(batch.parse().ok()?, t["median_us"].as_f64()?);
+        }
+        result.insert(model.clone(), per);
+    }
+    Some(result)
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    let names = models();
+    {
+        let mut group = c.benchmark_group("ml");
+        for name in &names {
+            let model = CompiledModel::load(&conformance().join(name).join("1/model.onnx"))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            for batch in BATCHES {
+                let x = input(name, batch);
+                group.bench_with_input(BenchmarkId::new(name, batch), &x, |b, x| b.iter(|| model.run(vec![x.clone()]).unwrap()));
+            }
+        }
+        group.finish();
+    }
+    c.final_summary();
+
+    let Ok(python) = std::env::var("INFERA_ORT_PYTHON") else {
+        eprintln!("INFERA_ORT_PYTHON not set: onnxruntime not measured");
+        return;
+    };
+    let Some(ort) = onnxruntime_us(&python) else { return };
+    let mut table = String::from(
+        "| model | batch | infera µs | onnxruntime µs | infera / onnxruntime |\n|---|---:|---:|---:|---:|\n",
+    );
+    for name in &names {
+        for batch in BATCHES {
+            let ours = criterion_median_us(name, batch);
+            let theirs = ort.get(name).and_then(|m| m.get(&batch)).copied();
+            let cell = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+            let ratio = match (ours, theirs) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                _ => "-".into(),
+            };
+            table.push_str(&format!("| {name} | {batch} | {} | {} | {ratio} |\n", cell(ours), cell(theirs)));
+        }
+    }
+    println!("\n{table}");
+    let path = target_dir().join("ml-vs-onnxruntime.md");
+    if std::fs::write(&path, &table).is_ok() {
+        println!("table written to {}", path.display());
+    }
+}
