@@ -33,13 +33,21 @@ fn models() -> Vec<String> {
 }
 
 fn input(model: &str, batch: usize) -> Tensor {
-    let golden: Value =
-        serde_json::from_str(&std::fs::read_to_string(conformance().join(model).join("1/golden.json")).unwrap()).unwrap();
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(conformance().join(model).join("1/golden.json")).unwrap(),
+    )
+    .unwrap();
     let rows: Vec<Vec<f32>> = golden["inputs"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect())
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect()
+        })
         .collect();
     let width = rows[0].len();
     let data: Vec<f32> = rows.iter().cycle().take(batch).flatten().copied().collect();
@@ -54,7 +62,11 @@ fn target_dir() -> PathBuf {
 
 /// Criterion's median estimate in microseconds.
 fn criterion_median_us(model: &str, batch: usize) -> Option<f64> {
-    let path = target_dir().join("criterion/ml").join(model).join(batch.to_string()).join("new/estimates.json");
+    let path = target_dir()
+        .join("criterion/ml")
+        .join(model)
+        .join(batch.to_string())
+        .join("new/estimates.json");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
     Some(v["median"]["point_estimate"].as_f64()? / 1e3)
 }
@@ -101,7 +113,9 @@ fn main() {
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             for batch in BATCHES {
                 let x = input(name, batch);
-                group.bench_with_input(BenchmarkId::new(name, batch), &x, |b, x| b.iter(|| model.run(vec![x.clone()]).unwrap()));
+                group.bench_with_input(BenchmarkId::new(name, batch), &x, |b, x| {
+                    b.iter(|| model.run(vec![x.clone()]).unwrap())
+                });
             }
         }
         group.finish();
@@ -112,7 +126,9 @@ fn main() {
         eprintln!("INFERA_ORT_PYTHON not set: onnxruntime not measured");
         return;
     };
-    let Some(ort) = onnxruntime_us(&python) else { return };
+    let Some(ort) = onnxruntime_us(&python) else {
+        return;
+    };
     let mut table = String::from(
         "| model | batch | infera µs | onnxruntime µs | infera / onnxruntime |\n|---|---:|---:|---:|---:|\n",
     );
@@ -125,7 +141,11 @@ fn main() {
                 (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
                 _ => "-".into(),
             };
-            table.push_str(&format!("| {name} | {batch} | {} | {} | {ratio} |\n", cell(ours), cell(theirs)));
+            table.push_str(&format!(
+                "| {name} | {batch} | {} | {} | {ratio} |\n",
+                cell(ours),
+                cell(theirs)
+            ));
         }
     }
     println!("\n{table}");

@@ -41,7 +41,8 @@ impl CompiledModel {
             path: shown.clone(),
             reason: format!("{e:#}"),
         };
-        let model = super::ml::onnx().model_for_path(path).map_err(&load_err)?;
+        let model = super::ml::load(path).map_err(&load_err)?;
+        reject_unimplemented(&model, &shown)?;
         let declared = declared_inputs(&model, &shown)?;
         let has_axis = declared
             .iter()
@@ -57,7 +58,7 @@ impl CompiledModel {
                     "model does not optimise with a symbolic batch; running one instance per call"
                 ),
             }
-            let model = super::ml::onnx().model_for_path(path).map_err(&load_err)?;
+            let model = super::ml::load(path).map_err(&load_err)?;
             return compile(model, &declared, BatchChoice::FixedOne)
                 .map_err(&load_err)?
                 .finish(&shown);
@@ -165,6 +166,27 @@ enum BatchChoice {
     Symbolic,
     FixedOne,
     NoAxis,
+}
+
+/// Names every operator of the graph that neither tract nor infera implements.
+fn reject_unimplemented(model: &InferenceModel, path: &str) -> Result<(), EngineError> {
+    let missing: Vec<String> = model
+        .nodes()
+        .iter()
+        .filter_map(|n| {
+            let name = n.op.name();
+            name.strip_prefix("Unimplemented(")
+                .and_then(|op| op.strip_suffix(')'))
+                .map(|op| format!("{op} (node {:?})", n.name))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::Unsupported {
+        path: path.to_string(),
+        reason: format!("operators not supported by infera: {}", missing.join(", ")),
+    })
 }
 
 /// An input as the ONNX graph declares it: element type and dims (None = not fixed).

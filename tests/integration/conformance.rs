@@ -29,13 +29,25 @@ fn every_conformance_model_matches_onnxruntime_at_batch_64_and_alone() {
     let names = model_names();
     assert!(names.len() >= 30, "the conformance set is there: {names:?}");
     let mut out = Vec::new();
-    let args = CheckArgs { repository: conformance(), log: LogArgs { log_format: LogFormat::Pretty, log: "warn".into() } };
+    let args = CheckArgs {
+        repository: conformance(),
+        log: LogArgs {
+            log_format: LogFormat::Pretty,
+            log: "warn".into(),
+        },
+    };
     let passed = infera::cli::check(&args, &mut out).unwrap();
     let report = String::from_utf8(out).unwrap();
-    let failing: Vec<&str> = report.lines().filter(|l| l.contains("FAIL") || l.starts_with("          ")).collect();
+    let failing: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains("FAIL") || l.starts_with("          "))
+        .collect();
     assert!(passed, "{} failing:\n{}", failing.len(), failing.join("\n"));
     for name in &names {
-        assert!(report.contains(&format!("ok    {name} v1: ")), "{name} not checked:\n{report}");
+        assert!(
+            report.contains(&format!("ok    {name} v1: ")),
+            "{name} not checked:\n{report}"
+        );
         assert!(report.contains("64 instances"), "{report}");
     }
 }
@@ -49,8 +61,17 @@ async fn conformance_models_serve_predictions_over_http() {
         )
         .unwrap();
         let rows = &golden["inputs"].as_array().unwrap()[..2];
-        let r = post(&app, &format!("/models/{name}/predict"), &json!({ "instances": rows })).await;
+        let r = post(
+            &app,
+            &format!("/models/{name}/predict"),
+            &json!({ "instances": rows }),
+        )
+        .await;
         assert_eq!(r.status, 200, "{name}: {}", r.text);
-        assert_eq!(r.json()["predictions"].as_array().unwrap().len(), 2, "{name}");
+        assert_eq!(
+            r.json()["predictions"].as_array().unwrap().len(),
+            2,
+            "{name}"
+        );
     }
 }

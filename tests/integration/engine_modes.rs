@@ -81,3 +81,27 @@ async fn several_inputs_take_objects_keyed_by_input_name() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_unknown_operator_fails_at_load_naming_it() {
+    let repo = tempfile::tempdir().unwrap();
+    onnx::write(
+        repo.path(),
+        "odd",
+        tract_onnx::pb::GraphProto {
+            node: vec![onnx::node("NoSuchOp", &["x"], &["y"], vec![])],
+            name: "odd".into(),
+            input: vec![onnx::io("x", onnx::F32, &[-1, 3])],
+            output: vec![onnx::io("y", onnx::F32, &[-1, 3])],
+            ..Default::default()
+        },
+    );
+    let app = loaded(repo.path(), &[]).router();
+    let card = get(&app, "/models/odd").await.json();
+    assert_eq!(card["state"], "failed");
+    let error = card["versions"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("operators not supported by infera: NoSuchOp (node \"NoSuchOp_y\")"),
+        "{error}"
+    );
+}

@@ -5,10 +5,16 @@
 mod attrs;
 mod kernel;
 mod post;
+mod svm;
 mod transforms;
 mod tree;
 mod tree_ops;
 
+use std::path::Path;
+
+use tract_onnx::pb::ModelProto;
+use tract_onnx::prelude::{Framework, InferenceModel, TractResult};
+use tract_onnx::tract_hir::internal::bail;
 use tract_onnx::Onnx;
 
 /// tract's ONNX parser with infera's ai.onnx.ml operators registered (replacing tract's own
@@ -18,6 +24,8 @@ pub fn onnx() -> Onnx {
     let reg = &mut onnx.op_register;
     reg.insert("TreeEnsembleClassifier", tree_ops::tree_classifier);
     reg.insert("TreeEnsembleRegressor", tree_ops::tree_regressor);
+    reg.insert("SVMClassifier", svm::svm_classifier);
+    reg.insert("SVMRegressor", svm::svm_regressor);
     reg.insert("Scaler", transforms::scaler);
     reg.insert("Imputer", transforms::imputer);
     reg.insert("Binarizer", transforms::binarizer);
@@ -26,4 +34,41 @@ pub fn onnx() -> Onnx {
     reg.insert("LabelEncoder", transforms::label_encoder);
     reg.insert("FeatureVectorizer", transforms::feature_vectorizer);
     onnx
+}
+
+/// Reads an ONNX file into a tract inference model with infera's operators, after rewriting the
+/// graph where converters rely on onnxruntime behaviour tract does not share.
+pub fn load(path: &Path) -> TractResult<InferenceModel> {
+    let onnx = onnx();
+    let mut proto = onnx.proto_model_for_path(path)?;
+    normalise(&mut proto);
+    let dir = path.parent().and_then(|d| d.to_str());
+    let parsed = onnx.parse(&proto, dir)?;
+    if !parsed.unresolved_inputs.is_empty() {
+        bail!(
+            "could not resolve inputs at top level: {:?}",
+            parsed.unresolved_inputs
+        );
+    }
+    Ok(parsed.model)
+}
+
+/// ArrayFeatureExtractor with a scalar index (skl2onnx's SVM and discretizer graphs): onnxruntime
+/// keeps the last axis with length 1, tract drops it. Giving the index the shape [1] makes both
+/// agree.
+fn normalise(proto: &mut ModelProto) {
+    let Some(graph) = proto.graph.as_mut() else {
+        return;
+    };
+    let scalar_indices: Vec<String> = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "ArrayFeatureExtractor")
+        .filter_map(|n| n.input.get(1).cloned())
+        .collect();
+    for init in graph.initializer.iter_mut() {
+        if init.dims.is_empty() && scalar_indices.contains(&init.name) {
+            init.dims = vec![1];
+        }
+    }
 }

@@ -36,14 +36,12 @@ impl PostTransform {
     }
 }
 
-/// onnxruntime's ComputeLogistic: symmetric form, stable for large |x|.
+/// onnxruntime's ComputeLogistic, in f32 like onnxruntime (so large negative inputs round the
+/// same way).
 pub fn logistic(x: f64) -> f64 {
-    let v = 1.0 / (1.0 + (-x.abs()).exp());
-    if x < 0.0 {
-        1.0 - v
-    } else {
-        v
-    }
+    let x = x as f32;
+    let v = 1.0f32 / (1.0 + (-x.abs()).exp());
+    f64::from(if x < 0.0 { 1.0 - v } else { v })
 }
 
 /// onnxruntime's ComputeProbit: sqrt(2) * erfinv(2x - 1).

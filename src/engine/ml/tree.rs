@@ -81,6 +81,8 @@ pub struct Forest {
     /// When every branch uses one mode and no node routes NaN to its true child, the walk is
     /// specialised for that mode.
     uniform: Option<Mode>,
+    /// One target: each tree contributes its leaf's first weight (0 if none), as onnxruntime.
+    single_target: bool,
 }
 
 /// Per-target scores of one instance, with whether any leaf wrote to the target.
@@ -117,11 +119,7 @@ impl Forest {
                 "{name}: attribute {attr} has {len} entries, nodes_nodeids has {n}"
             );
         }
-        ensure!(
-            nan_true.is_empty() || nan_true.len() == n,
-            "{name}: nodes_missing_value_tracks_true has {} entries, expected {n}",
-            nan_true.len()
-        );
+        // nodes_missing_value_tracks_true may be shorter than the node list: the rest are 0.
 
         let mut index: HashMap<(usize, usize), usize> = HashMap::with_capacity(n);
         for i in 0..n {
@@ -177,56 +175,62 @@ impl Forest {
                 .push((leaf_ids[k] as u32, leaf_values[k]));
         }
 
-        // Roots: per tree, the node no other node points to, in order of first appearance.
-        let mut is_child = vec![false; n];
+        // Every branch's children must exist in its tree.
         for i in 0..n {
             if parsed_modes[i].is_some() {
                 for child in [true_ids[i], false_ids[i]] {
-                    let c = *index.get(&(tree_ids[i], child)).ok_or_else(|| {
-                        format_err!(
-                            "{name}: node {} of tree {} points to missing node {child}",
-                            node_ids[i],
-                            tree_ids[i]
-                        )
-                    })?;
-                    is_child[c] = true;
+                    ensure!(
+                        index.contains_key(&(tree_ids[i], child)),
+                        "{name}: node {} of tree {} points to missing node {child}",
+                        node_ids[i],
+                        tree_ids[i]
+                    );
                 }
             }
         }
-        let mut root_of: HashMap<usize, usize> = HashMap::new();
-        for i in (0..n).filter(|&i| !is_child[i]) {
-            if root_of.insert(tree_ids[i], i).is_some() {
-                bail!("{name}: tree {} has more than one root", tree_ids[i]);
-            }
-        }
-        let mut tree_order: Vec<usize> = tree_ids.clone();
-        tree_order.sort_unstable();
-        tree_order.dedup();
+        // Trees are runs of consecutive equal tree ids; a tree's root is the first node of its
+        // run (onnxruntime's rule).
+        let roots: Vec<usize> = (0..n)
+            .filter(|&i| i == 0 || tree_ids[i] != tree_ids[i - 1])
+            .collect();
+        let children = |i: usize| -> [usize; 2] {
+            [
+                index[&(tree_ids[i], true_ids[i])],
+                index[&(tree_ids[i], false_ids[i])],
+            ]
+        };
+        check_acyclic(&roots, &parsed_modes, children).map_err(|node| {
+            format_err!(
+                "{name}: node {} of tree {} is its own descendant (a cycle)",
+                node_ids[node],
+                tree_ids[node]
+            )
+        })?;
 
-        // Lay each tree out depth-first, false child right after its parent.
+        // Lay each tree out depth-first, false child right after its parent. Nodes shared by
+        // several parents (LightGBM's categorical chains) are placed once.
         let mut forest = Forest {
             nodes: Vec::with_capacity(n),
-            roots: Vec::with_capacity(tree_order.len()),
+            roots: Vec::with_capacity(roots.len()),
             leaf_targets: Vec::with_capacity(m),
             leaf_weights: Vec::with_capacity(m),
             n_targets,
             max_feature: 0,
             uniform: None,
+            single_target: n_targets == 1,
         };
         let mut placed: HashMap<usize, u32> = HashMap::with_capacity(n);
         let mut fixups: Vec<(u32, usize, bool)> = Vec::new();
-        for tree in tree_order {
-            let root = *root_of
-                .get(&tree)
-                .ok_or_else(|| format_err!("{name}: tree {tree} has no root (a cycle?)"))?;
+        for &root in &roots {
+            if let Some(at) = placed.get(&root) {
+                forest.roots.push(*at);
+                continue;
+            }
             forest.roots.push(forest.nodes.len() as u32);
             let mut stack = vec![root];
             while let Some(i) = stack.pop() {
                 if placed.contains_key(&i) {
-                    bail!(
-                        "{name}: node {} of tree {tree} is reached twice (not a tree)",
-                        node_ids[i]
-                    );
+                    continue;
                 }
                 let at = forest.nodes.len() as u32;
                 placed.insert(i, at);
@@ -239,11 +243,10 @@ impl Forest {
                             true_next: 0,
                             false_next: 0,
                             mode,
-                            nan_true: nan_true.get(i).is_some_and(|v| *v != 0),
+                            nan_true: nan_true.get(i).is_some_and(|v| *v == 1),
                             leaf: false,
                         });
-                        let t = index[&(tree, true_ids[i])];
-                        let f = index[&(tree, false_ids[i])];
+                        let [t, f] = children(i);
                         fixups.push((at, t, true));
                         fixups.push((at, f, false));
                         stack.push(t);
@@ -339,24 +342,79 @@ impl Forest {
                 } as usize;
             }
             let leaf = &nodes[at];
+            if self.single_target {
+                let (start, end) = (leaf.true_next as usize, leaf.false_next as usize);
+                let w = if start < end {
+                    self.leaf_weights[start]
+                } else {
+                    0.0
+                };
+                combine(&mut scores[0], w, aggregate);
+                continue;
+            }
             for k in leaf.true_next as usize..leaf.false_next as usize {
-                let s = &mut scores[self.leaf_targets[k] as usize];
-                let w = self.leaf_weights[k];
-                match aggregate {
-                    Aggregate::Sum | Aggregate::Average => s.value += w,
-                    Aggregate::Min => {
-                        if !s.set || w < s.value {
-                            s.value = w;
-                        }
-                    }
-                    Aggregate::Max => {
-                        if !s.set || w > s.value {
-                            s.value = w;
-                        }
-                    }
-                }
-                s.set = true;
+                combine(
+                    &mut scores[self.leaf_targets[k] as usize],
+                    self.leaf_weights[k],
+                    aggregate,
+                );
             }
         }
     }
+}
+
+#[inline(always)]
+fn combine(s: &mut Score, w: f64, aggregate: Aggregate) {
+    match aggregate {
+        Aggregate::Sum | Aggregate::Average => s.value += w,
+        Aggregate::Min => {
+            if !s.set || w < s.value {
+                s.value = w;
+            }
+        }
+        Aggregate::Max => {
+            if !s.set || w > s.value {
+                s.value = w;
+            }
+        }
+    }
+    s.set = true;
+}
+
+/// Fails with the first node that is its own descendant.
+fn check_acyclic(
+    roots: &[usize],
+    modes: &[Option<Mode>],
+    children: impl Fn(usize) -> [usize; 2],
+) -> Result<(), usize> {
+    const NEW: u8 = 0;
+    const OPEN: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![NEW; modes.len()];
+    for &root in roots {
+        if state[root] != NEW {
+            continue;
+        }
+        let mut stack = vec![(root, 0usize)];
+        state[root] = OPEN;
+        while let Some((node, next)) = stack.last_mut() {
+            let node = *node;
+            if modes[node].is_none() || *next == 2 {
+                state[node] = DONE;
+                stack.pop();
+                continue;
+            }
+            let child = children(node)[*next];
+            *next += 1;
+            match state[child] {
+                OPEN => return Err(child),
+                NEW => {
+                    state[child] = OPEN;
+                    stack.push((child, 0));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }

@@ -84,94 +84,90 @@ pub fn tree_classifier(_: &ParsingContext, node: &NodeProto) -> Built {
 }
 
 impl TreeClassifier {
-    /// Label and probabilities of one instance from its per-class scores.
-    fn finalize(&self, scores: &mut Vec<Score>, probs: &mut [f32]) -> i64 {
-        if self.labels.len() > 2 {
+    /// Label and probabilities of one instance from its per-class scores, as onnxruntime's
+    /// `FinalizeScores` (see docs/ml-operators.md).
+    fn finalize(&self, scores: &mut [Score], probs: &mut [f32]) -> i64 {
+        let value = |s: &Score| if s.set { s.value } else { 0.0 };
+        if self.labels.len() != 2 {
             for (s, b) in scores.iter_mut().zip(&self.base) {
                 s.value = if s.set { s.value + b } else { *b };
                 s.set = true;
             }
-            // First class with the largest score among classes that have one.
+            // The first class with the largest score, among classes some leaf (or base) reached.
             let mut best: Option<(usize, f64)> = None;
             for (c, s) in scores.iter().enumerate() {
                 if s.set && best.is_none_or(|(_, w)| s.value > w) {
                     best = Some((c, s.value));
                 }
             }
-            let mut values: Vec<f64> = scores.iter().map(|s| s.value).collect();
+            let mut values: Vec<f64> = scores.iter().map(value).collect();
             self.post.apply(&mut values);
-            for (p, v) in probs.iter_mut().zip(values) {
-                *p = v as f32;
-            }
+            write(probs, &values);
             return self.labels[best.map(|b| b.0).unwrap_or(0)];
         }
-        // Two classes.
+        let (mut p0, mut p1) = (scores[0], scores[1]);
+        let mut code = -1;
+        let mut two_scores = true;
         match self.base.len() {
-            2 if scores[1].set => {
-                scores[1].value = self.base[1] + scores[0].value;
-                scores[0].value = -scores[1].value;
+            2 if p1.set => {
+                p1.value = self.base[1] + p0.value;
+                p0.value = -p1.value;
             }
             2 => {
-                scores[1].value += self.base[1];
-                scores[0].value += self.base[0];
+                p1.value += self.base[1];
+                p0.value += self.base[0];
             }
             1 => {
-                scores[0].value += self.base[0];
-                if !scores[1].set {
-                    scores.pop();
-                }
+                p0.value += self.base[0];
+                two_scores = p1.set;
             }
             _ => {
-                if !scores[1].set {
-                    scores.pop();
-                }
+                code = 3;
+                two_scores = p1.set;
             }
         }
-        let pos_weight = match scores.as_slice() {
-            [_, s1] if s1.set => s1.value,
-            [s0, ..] if s0.set => s0.value,
-            _ => 0.0,
+        let pos = if p1.set {
+            p1.value
+        } else if p0.set {
+            p0.value
+        } else {
+            0.0
         };
-        let (label, second) = if self.binary_case {
-            if self.weights_all_positive {
-                if pos_weight > 0.5 {
-                    (self.labels[1], 0)
-                } else {
-                    (self.labels[0], 1)
-                }
-            } else if pos_weight > 0.0 {
-                (self.labels[1], 2)
+        let label = if self.binary_case {
+            let (won, c) = if self.weights_all_positive {
+                (pos > 0.5, 0)
             } else {
-                (self.labels[0], 3)
-            }
-        } else if pos_weight > 0.0 {
-            (self.labels[1], -1)
-        } else {
-            (self.labels[0], -1)
-        };
-        let mut values: Vec<f64> = scores.iter().map(|s| s.value).collect();
-        if values.len() >= 2 {
-            self.post.apply(&mut values);
-        } else {
-            let s = values[0];
-            values = match (second, self.post) {
-                (0 | 1, _) => vec![1.0 - s, s],
-                (2 | 3, PostTransform::Logistic) => vec![logistic(-s), logistic(s)],
-                (2, _) => vec![-s, s],
-                (3, _) => vec![s, -s],
-                _ => vec![s, 0.0],
+                (pos > 0.0, 2)
             };
-            if !matches!((second, self.post), (2 | 3, PostTransform::Logistic)) && second >= 0 {
-                // Scores pushed out for the second class are transformed like the first.
-                let mut transformed = values.clone();
-                self.post.apply(&mut transformed);
-                values = transformed;
+            code = if won { c } else { c + 1 };
+            self.labels[usize::from(won)]
+        } else {
+            // onnxruntime answers the raw positive / negative label here, not a class label.
+            i64::from(pos > 0.0)
+        };
+        let values = if two_scores {
+            let mut v = vec![value(&p0), value(&p1)];
+            self.post.apply(&mut v);
+            v
+        } else {
+            let s = p0.value;
+            let logistic_post = self.post == PostTransform::Logistic;
+            match code {
+                0 | 1 if logistic_post => vec![1.0 - logistic(s), logistic(s)],
+                0 | 1 => vec![1.0 - s, s],
+                2 | 3 if logistic_post => vec![logistic(-s), logistic(s)],
+                2 | 3 => vec![-s, s],
+                _ => vec![s, 0.0],
             }
-        }
-        for (p, v) in probs.iter_mut().zip(values) {
-            *p = v as f32;
-        }
+        };
+        write(probs, &values);
         label
+    }
+}
+
+fn write(out: &mut [f32], values: &[f64]) {
+    for (o, v) in out.iter_mut().zip(values) {
+        *o = *v as f32;
     }
 }
 
@@ -195,7 +191,6 @@ impl Kernel for TreeClassifier {
         let mut probs = vec![0f32; rows * classes];
         let mut scores = vec![Score::default(); classes];
         for r in 0..rows {
-            scores.resize(classes, Score::default());
             self.forest
                 .score(&x[r * width..(r + 1) * width], Aggregate::Sum, &mut scores);
             labels.push(self.finalize(&mut scores, &mut probs[r * classes..(r + 1) * classes]));
@@ -265,6 +260,7 @@ impl Kernel for TreeRegressor {
         check_width("TreeEnsembleRegressor", &self.forest, width)?;
         let targets = self.forest.n_targets;
         let trees = self.forest.n_trees() as f64;
+        let use_base = self.base.len() == targets;
         let mut y = vec![0f32; rows * targets];
         let mut scores = vec![Score::default(); targets];
         let mut values = vec![0f64; targets];
@@ -272,13 +268,21 @@ impl Kernel for TreeRegressor {
             self.forest
                 .score(&x[r * width..(r + 1) * width], self.aggregate, &mut scores);
             for (t, (v, s)) in values.iter_mut().zip(&scores).enumerate() {
-                let mut value = if s.set { s.value } else { 0.0 };
-                if self.aggregate == Aggregate::Average {
-                    value /= trees;
-                }
-                *v = value + self.base.get(t).copied().unwrap_or(0.0);
+                let base = if use_base { self.base[t] } else { 0.0 };
+                *v = match (self.aggregate, targets) {
+                    // One target: every tree answered, so the base value always applies.
+                    (Aggregate::Average, 1) => s.value / trees + base,
+                    (Aggregate::Min | Aggregate::Max, 1) if !s.set => base,
+                    (_, 1) => s.value + base,
+                    // Several targets: a target no leaf wrote to stays 0, base value or not.
+                    (_, _) if !s.set => 0.0,
+                    (Aggregate::Average, _) => s.value / trees + base,
+                    _ => s.value + base,
+                };
             }
-            self.post.apply(&mut values);
+            if targets > 1 || self.post == PostTransform::Probit {
+                self.post.apply(&mut values);
+            }
             for (out, v) in y[r * targets..(r + 1) * targets].iter_mut().zip(&values) {
                 *out = *v as f32;
             }
