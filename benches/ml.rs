@@ -81,7 +81,7 @@ fn onnxruntime_us(python: &str) -> Option<BTreeMap<String, BTreeMap<usize, f64>>
         cmd.arg("--batch").arg(b.to_string());
     }
     if let Ok(filter) = std::env::var("INFERA_ML_BENCH_FILTER") {
-        cmd.arg("--filter").arg(filter);
+        cmd.arg("--only").arg(format!("*{filter}*"));
     }
     let status = cmd.status().ok()?;
     if !status.success() {
@@ -89,13 +89,11 @@ fn onnxruntime_us(python: &str) -> Option<BTreeMap<String, BTreeMap<usize, f64>>
         return None;
     }
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).ok()?).ok()?;
-    let mut result = BTreeMap::new();
-    for (model, batches) in v.as_object()? {
-        let mut per = BTreeMap::new();
-        for (batch, t) in batches.as_object()? {
-            per.insert(batch.parse().ok()?, t["median_us"].as_f64()?);
-        }
-        result.insert(model.clone(), per);
+    let mut result: BTreeMap<String, BTreeMap<usize, f64>> = BTreeMap::new();
+    for record in v.as_array()? {
+        let model = record["model"].as_str()?.to_string();
+        let batch = record["batch"].as_u64()? as usize;
+        result.entry(model).or_default().insert(batch, record["median_us"].as_f64()?);
     }
     Some(result)
 }
