@@ -156,18 +156,25 @@ impl Expansion for MlOp {
     }
 }
 
-/// Input 0 as a row-major f32 matrix `[rows, width]` (any numeric type is cast; a rank-1 input
-/// is one row).
-pub fn rows_f32(input: &TValue) -> TractResult<(Vec<f32>, usize, usize)> {
-    let cast = input.cast_to::<f32>()?;
-    let view = cast.to_plain_array_view::<f32>()?;
-    let shape = view.shape().to_vec();
+/// An input as a row-major f32 matrix `[rows, width]`, borrowed when it already is f32 (other
+/// numeric types are cast; a rank-1 input is one row).
+pub fn rows_f32(input: &TValue) -> TractResult<(std::borrow::Cow<'_, [f32]>, usize, usize)> {
+    let shape = input.shape().to_vec();
     let (rows, width) = match shape.as_slice() {
         [] => (1, 1),
         [w] => (1, *w),
         [n, rest @ ..] => (*n, rest.iter().product()),
     };
-    Ok((view.iter().copied().collect(), rows, width))
+    if input.datum_type() == f32::datum_type() {
+        if let Ok(view) = input.try_as_plain_ram() {
+            if let Ok(slice) = view.as_slice::<f32>() {
+                return Ok((std::borrow::Cow::Borrowed(slice), rows, width));
+            }
+        }
+    }
+    let cast = input.cast_to::<f32>()?;
+    let data: Vec<f32> = cast.to_plain_array_view::<f32>()?.iter().copied().collect();
+    Ok((std::borrow::Cow::Owned(data), rows, width))
 }
 
 /// Builds an output tensor `[rows, rest...]`.

@@ -417,7 +417,7 @@ impl Kernel for FeatureVectorizer {
 
     fn eval(&self, inputs: &[TValue]) -> TractResult<TVec<TValue>> {
         let total: usize = self.dims.iter().sum();
-        let parts: Vec<(Vec<f32>, usize, usize)> =
+        let parts: Vec<(std::borrow::Cow<'_, [f32]>, usize, usize)> =
             inputs.iter().map(rows_f32).collect::<TractResult<_>>()?;
         let rows = parts.first().map(|p| p.1).unwrap_or(0);
         let mut y = vec![0f32; rows * total];

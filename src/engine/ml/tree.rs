@@ -34,16 +34,27 @@ impl Mode {
     }
 }
 
-/// One node. For a leaf, `true_next..false_next` is its range in the leaf arrays.
+/// Marks a leaf in `Node::feature`.
+const LEAF: u32 = u32::MAX;
+
+/// One node in 16 bytes. For a leaf (`feature == LEAF`), `true_next..false_next` is its range in
+/// the leaf arrays.
 #[derive(Debug, Clone, Copy)]
+#[repr(C)]
 struct Node {
-    threshold: f64,
     feature: u32,
+    threshold: f32,
     true_next: u32,
     false_next: u32,
+}
+
+/// What the general walk needs beyond the compact node: its mode, whether NaN goes to the true
+/// child, and the threshold at full precision.
+#[derive(Debug, Clone, Copy)]
+struct Branch {
     mode: Mode,
     nan_true: bool,
-    leaf: bool,
+    threshold: f64,
 }
 
 /// How leaf values of several trees combine.
@@ -71,6 +82,7 @@ impl Aggregate {
 #[derive(Debug, Clone)]
 pub struct Forest {
     nodes: Vec<Node>,
+    branches: Vec<Branch>,
     roots: Vec<u32>,
     leaf_targets: Vec<u32>,
     leaf_weights: Vec<f64>,
@@ -211,6 +223,7 @@ impl Forest {
         // several parents (LightGBM's categorical chains) are placed once.
         let mut forest = Forest {
             nodes: Vec::with_capacity(n),
+            branches: Vec::with_capacity(n),
             roots: Vec::with_capacity(roots.len()),
             leaf_targets: Vec::with_capacity(m),
             leaf_weights: Vec::with_capacity(m),
@@ -237,14 +250,21 @@ impl Forest {
                 match parsed_modes[i] {
                     Some(mode) => {
                         forest.max_feature = forest.max_feature.max(features[i]);
+                        ensure!(
+                            features[i] < LEAF as usize,
+                            "{name}: feature id {} is too large",
+                            features[i]
+                        );
                         forest.nodes.push(Node {
-                            threshold: values[i],
                             feature: features[i] as u32,
+                            threshold: values[i] as f32,
                             true_next: 0,
                             false_next: 0,
+                        });
+                        forest.branches.push(Branch {
                             mode,
                             nan_true: nan_true.get(i).is_some_and(|v| *v == 1),
-                            leaf: false,
+                            threshold: values[i],
                         });
                         let [t, f] = children(i);
                         fixups.push((at, t, true));
@@ -260,13 +280,15 @@ impl Forest {
                         }
                         let end = forest.leaf_targets.len() as u32;
                         forest.nodes.push(Node {
+                            feature: LEAF,
                             threshold: 0.0,
-                            feature: 0,
                             true_next: start,
                             false_next: end,
+                        });
+                        forest.branches.push(Branch {
                             mode: Mode::Leq,
                             nan_true: false,
-                            leaf: true,
+                            threshold: 0.0,
                         });
                     }
                 }
@@ -281,10 +303,19 @@ impl Forest {
                 node.false_next = to;
             }
         }
-        let mut branch_modes = forest.nodes.iter().filter(|n| !n.leaf).map(|n| n.mode);
-        let first = branch_modes.next();
-        let any_nan = forest.nodes.iter().any(|n| n.nan_true);
-        if !any_nan && branch_modes.all(|m| Some(m) == first) {
+        let inner = || {
+            forest
+                .nodes
+                .iter()
+                .zip(&forest.branches)
+                .filter(|(n, _)| n.feature != LEAF)
+                .map(|(_, b)| b)
+        };
+        let first = inner().next().map(|b| b.mode);
+        let any_nan = inner().any(|b| b.nan_true);
+        // Thresholds that f32 cannot hold exactly (double tensors) need the general walk.
+        let exact = inner().all(|b| f64::from(b.threshold as f32) == b.threshold);
+        if !any_nan && exact && inner().all(|b| Some(b.mode) == first) {
             forest.uniform = first.or(Some(Mode::Leq));
         }
         Ok(forest)
@@ -304,8 +335,10 @@ impl Forest {
             Some(Mode::Gt) => self.walk(x, aggregate, scores, |v, t, _| v > t),
             Some(Mode::Eq) => self.walk(x, aggregate, scores, |v, t, _| v == t),
             Some(Mode::Neq) => self.walk(x, aggregate, scores, |v, t, _| v != t),
-            None => self.walk(x, aggregate, scores, |v, t, node: &Node| {
-                let hit = match node.mode {
+            None => self.walk(x, aggregate, scores, |v, _, at| {
+                let b = &self.branches[at];
+                let (v, t) = (f64::from(v), b.threshold);
+                let hit = match b.mode {
                     Mode::Leq => v <= t,
                     Mode::Lt => v < t,
                     Mode::Gte => v >= t,
@@ -313,7 +346,7 @@ impl Forest {
                     Mode::Eq => v == t,
                     Mode::Neq => v != t,
                 };
-                hit || (node.nan_true && v.is_nan())
+                hit || (b.nan_true && v.is_nan())
             }),
         }
     }
@@ -324,18 +357,18 @@ impl Forest {
         x: &[f32],
         aggregate: Aggregate,
         scores: &mut [Score],
-        go_true: impl Fn(f64, f64, &Node) -> bool,
+        go_true: impl Fn(f32, f32, usize) -> bool,
     ) {
         let nodes = &self.nodes[..];
         for &root in &self.roots {
             let mut at = root as usize;
             loop {
                 let node = &nodes[at];
-                if node.leaf {
+                if node.feature == LEAF {
                     break;
                 }
-                let v = f64::from(x[node.feature as usize]);
-                at = if go_true(v, node.threshold, node) {
+                let v = x[node.feature as usize];
+                at = if go_true(v, node.threshold, at) {
                     node.true_next
                 } else {
                     node.false_next
