@@ -93,7 +93,10 @@ fn onnxruntime_us(python: &str) -> Option<BTreeMap<String, BTreeMap<usize, f64>>
     for record in v.as_array()? {
         let model = record["model"].as_str()?.to_string();
         let batch = record["batch"].as_u64()? as usize;
-        result.entry(model).or_default().insert(batch, record["median_us"].as_f64()?);
+        result
+            .entry(model)
+            .or_default()
+            .insert(batch, record["median_us"].as_f64()?);
     }
     Some(result)
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build infera's example model repository (models/) from scratch.
 
-Trains three small scikit-learn models on datasets that ship *inside*
+Trains four small scikit-learn models on datasets that ship *inside*
 scikit-learn (no downloads), exports them to ONNX with skl2onnx, checks the
 ONNX graphs with onnxruntime against scikit-learn, and writes for each model:
 
@@ -14,6 +14,9 @@ plus <out>/repository.toml.  Models:
     iris      LogisticRegression (multinomial), 4 features -> 3 classes
     digits    MLPClassifier (64 hidden units), 64 raw pixels 0..16 -> 10 classes
     diabetes  Ridge regression, 10 scaled features -> disease progression
+    breast-cancer  GradientBoostingClassifier (50 trees of depth 3), 30 cell
+              nucleus measurements -> malignant (0) / benign (1); exported
+              with ZipMap
 
 How to run (from the repository root):
 
@@ -28,13 +31,22 @@ files byte for byte.
 
 Constraints imposed by the Rust runtime (tract), which cannot run every
 ONNX-ML operator:
-  * classifiers are exported with zipmap disabled, so the outputs are plain
-    tensors: `label` (int64, [N]) and `probabilities` (float32, [N, C]);
+  * iris and digits are exported with zipmap disabled, so the outputs are
+    plain tensors: `label` (int64, [N]) and `probabilities` (float32, [N, C]);
   * no Scaler / Pipeline in the graph: the digits model takes raw pixels
     0..16 because the 1/16 input scaling used for training is folded into the
     first layer's weights;
   * the single input is `float_input`, float32, shape [N, n_features];
-  * the graph may only contain the operators listed in ALLOWED_OPS.
+  * the graph may only contain the operators listed in ALLOWED_OPS, plus,
+    for a model that opts in (Built.extra_ops), the ai.onnx.ml operators that
+    infera implements itself outside tract (INFERA_OPS).
+
+breast-cancer is the one model that uses INFERA_OPS: it keeps skl2onnx's
+default graph, TreeEnsembleClassifier -> Cast -> `output_label` (int64, [N])
+and TreeEnsembleClassifier -> ZipMap -> `output_probability`.  onnxruntime
+returns the ZipMap output as a list of {class: probability} dicts; infera
+serves it as a float32 [N, C] tensor, so golden.json stores it as an [N, C]
+list of probabilities in class order (0, 1, ...).
 """
 
 from __future__ import annotations
@@ -53,9 +65,10 @@ import sklearn
 import skl2onnx
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
-from sklearn.datasets import load_diabetes, load_digits, load_iris
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris
+from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score
+from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 
@@ -83,6 +96,11 @@ ALLOWED_OPS = {
     "ArrayFeatureExtractor",
 }
 FORBIDDEN_OPS = {"ZipMap", "Scaler"}
+# ai.onnx.ml operators that infera implements itself (not tract).  A model may
+# use them only if its builder lists them in Built.extra_ops; this lifts
+# FORBIDDEN_OPS for that model alone.  iris, digits and diabetes stay
+# tract-only.
+INFERA_OPS = {"TreeEnsembleClassifier", "ZipMap"}
 
 OWNER = "infera examples <ml-team@example.com>"
 TAGS = ["tabular", "sklearn", "example"]
@@ -110,6 +128,7 @@ class Built:
     features: list[Feature]
     tolerance: float
     evaluation: list[dict] = field(default_factory=list)
+    extra_ops: frozenset[str] = frozenset()  # subset of INFERA_OPS this graph may use
 
 
 # --------------------------------------------------------------------------
@@ -117,8 +136,10 @@ class Built:
 # --------------------------------------------------------------------------
 
 
-def export(model, n_features: int, classifier: bool) -> onnx.ModelProto:
-    options = {id(model): {"zipmap": False}} if classifier else None
+def export(model, n_features: int, classifier: bool, zipmap: bool = False) -> onnx.ModelProto:
+    # zipmap=True keeps skl2onnx's default (no options): outputs `output_label`
+    # and `output_probability`, the latter a ZipMap sequence of maps.
+    options = {id(model): {"zipmap": False}} if classifier and not zipmap else None
     onx = convert_sklearn(
         model,
         name=type(model).__name__,
@@ -139,7 +160,10 @@ def export(model, n_features: int, classifier: bool) -> onnx.ModelProto:
     # skl2onnx leaves the batch dimension anonymous (neither a size nor a
     # name); tract then refuses to type the graph unless the caller sets the
     # input fact itself.  Naming it "N" makes it a symbolic batch size.
+    # (A ZipMap output is a sequence of maps: no tensor shape to name.)
     for v in list(onx.graph.input) + list(onx.graph.output):
+        if not v.type.HasField("tensor_type"):
+            continue
         d0 = v.type.tensor_type.shape.dim[0]
         if not d0.HasField("dim_value") and not d0.dim_param:
             d0.dim_param = "N"
@@ -179,15 +203,21 @@ def op_types(onx: onnx.ModelProto) -> list[str]:
     return sorted({n.op_type for n in onx.graph.node})
 
 
-def check_ops(name: str, onx: onnx.ModelProto) -> None:
+def check_ops(name: str, onx: onnx.ModelProto, extra_ops: frozenset[str] = frozenset()) -> None:
+    assert extra_ops <= INFERA_OPS, extra_ops
     ops = set(op_types(onx))
-    bad = (ops - ALLOWED_OPS) | (ops & FORBIDDEN_OPS)
+    bad = (ops - ALLOWED_OPS - extra_ops) | (ops & FORBIDDEN_OPS - extra_ops)
     if bad:
         sys.exit(f"{name}: graph contains operators tract cannot run: {sorted(bad)}")
 
 
 def describe_io(onx: onnx.ModelProto) -> str:
     def one(v):
+        if v.type.HasField("sequence_type"):  # ZipMap: seq(map(key, value))
+            m = v.type.sequence_type.elem_type.map_type
+            key = onnx.TensorProto.DataType.Name(m.key_type).lower()
+            val = onnx.TensorProto.DataType.Name(m.value_type.tensor_type.elem_type).lower()
+            return f"{v.name}: seq(map({key}, {val}))"
         t = v.type.tensor_type
         dims = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in t.shape.dim]
         dims = ["N" if (d == "" or d is None or d == "?") else d for d in dims]
@@ -206,8 +236,17 @@ def ort_session(onx: onnx.ModelProto) -> ort.InferenceSession:
 
 
 def run_ort(sess: ort.InferenceSession, x: np.ndarray) -> dict[str, np.ndarray]:
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(None, {INPUT_NAME: x})))
+    """Run and return every output as an ndarray.  A ZipMap output (a list of
+    {class: probability} dicts) becomes float32 [N, C] in sorted class order,
+    which is how infera serves it."""
+    out = {}
+    for o, v in zip(sess.get_outputs(), sess.run(None, {INPUT_NAME: x})):
+        if isinstance(v, list):
+            keys = sorted(v[0])
+            assert all(sorted(d) == keys for d in v), o.name
+            v = np.array([[d[k] for k in keys] for d in v], dtype=np.float32)
+        out[o.name] = v
+    return out
 
 
 def f32_rows(a: np.ndarray) -> list[list[float]]:
@@ -216,7 +255,7 @@ def f32_rows(a: np.ndarray) -> list[list[float]]:
 
 
 # --------------------------------------------------------------------------
-# The three models
+# The four models
 # --------------------------------------------------------------------------
 
 
@@ -399,10 +438,112 @@ def build_diabetes() -> Built:
         features=[
             Feature(name, f"{desc}; {DIABETES_SCALING}", -1.0, 1.0) for name, desc in DIABETES_FEATURES
         ],
-        # Outputs are ~25..350, where one float32 ulp is already ~1.5e-5 to 3e-5,
-        # so an absolute 1e-5 would reject a correct runtime that merely sums in
-        # a different order.  1e-3 is still far below any meaningful change.
+        # Outputs are ~25..350, where one float32 ulp is already ~1.5e-5 to 3e-5;
+        # infera compares |got - want| <= tolerance * max(1, |want|), so 1e-5 is
+        # relative here and still admits a runtime that sums in another order.
         tolerance=1e-5,
+    )
+
+
+# The ten nucleus properties measured in the FNA images (from scikit-learn's
+# load_breast_cancer DESCR); each appears as mean, standard error and worst.
+BREAST_CANCER_PROPERTIES = {
+    "radius": "radius (mean distance from the centre to points on the perimeter)",
+    "texture": "texture (standard deviation of grey-scale values)",
+    "perimeter": "perimeter",
+    "area": "area",
+    "smoothness": "smoothness (local variation in radius lengths)",
+    "compactness": "compactness (perimeter^2 / area - 1.0)",
+    "concavity": "concavity (severity of concave portions of the contour)",
+    "concave points": "concave points (number of concave portions of the contour)",
+    "symmetry": "symmetry",
+    "fractal dimension": "fractal dimension ('coastline approximation' - 1)",
+}
+BREAST_CANCER_STATS = {
+    "mean": "Mean over the nuclei in the image of the nucleus {}",
+    "error": "Standard error over the nuclei in the image of the nucleus {}",
+    "worst": "Worst (mean of the three largest values) over the nuclei in the image of the nucleus {}",
+}
+
+
+def round_up(x: float) -> float:
+    """Round a positive number up to one significant digit: 281.1 -> 300.0, 0.2193 -> 0.3."""
+    e = math.floor(math.log10(x))
+    return float(f"{math.ceil(round(x / 10.0**e, 9))}e{e}")
+
+
+def breast_cancer_feature(sklearn_name: str, train_max: float) -> Feature:
+    words = sklearn_name.split()
+    if words[0] == "mean" or words[0] == "worst":
+        stat, prop = words[0], " ".join(words[1:])
+    else:
+        assert words[-1] == "error", sklearn_name
+        stat, prop = "error", " ".join(words[:-1])
+    # All 30 columns are non-negative measurements; allow up to 10x the largest
+    # training value (rounded up) so that only absurd inputs are rejected.
+    return Feature(
+        sklearn_name.replace(" ", "_"),
+        BREAST_CANCER_STATS[stat].format(BREAST_CANCER_PROPERTIES[prop]),
+        0.0,
+        round_up(10.0 * train_max),
+    )
+
+
+def build_breast_cancer() -> Built:
+    data = load_breast_cancer()
+    assert list(data.target_names) == ["malignant", "benign"], data.target_names
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.data, data.target, test_size=0.3, stratify=data.target, random_state=SEED
+    )
+    assert x_train.min() >= 0.0
+    model = GradientBoostingClassifier(n_estimators=50, max_depth=3, learning_rate=0.1, random_state=SEED)
+    model.fit(x_train, y_train)
+    x_test32 = x_test.astype(np.float32)
+    return Built(
+        name="breast-cancer",
+        # Default skl2onnx export, ZipMap included: infera runs
+        # TreeEnsembleClassifier and ZipMap itself.
+        onnx_model=export(model, 30, classifier=True, zipmap=True),
+        golden_x=x_test32[:N_GOLDEN],
+        test_x=x_test32,
+        test_y=y_test,
+        reference={
+            "output_label": model.predict(x_test32),
+            "output_probability": model.predict_proba(x_test32),
+        },
+        card={
+            "description": (
+                "Flags a breast mass as malignant or benign from 30 measurements of cell nuclei "
+                "in a fine-needle aspirate image: the mean, standard error and worst value of ten "
+                "nucleus properties (radius, texture, perimeter, area, smoothness, compactness, "
+                "concavity, concave points, symmetry, fractal dimension). An example model, not "
+                "a diagnostic device. Success: accuracy on held-out cases >= 0.9 and ROC AUC "
+                "(benign vs malignant) >= 0.95."
+            ),
+            "task": "classification",
+            "owner": OWNER,
+            "license": (
+                "BSD-3-Clause (model trained on scikit-learn's bundled copy of the UCI Wisconsin "
+                "Diagnostic Breast Cancer dataset)"
+            ),
+            "labels": [str(n) for n in data.target_names],
+            "tags": TAGS + ["medical", "gradient-boosting"],
+            "training_data": {
+                "name": "scikit-learn load_breast_cancer",
+                "description": (
+                    "569 breast masses, 212 malignant and 357 benign (Wolberg, Street & "
+                    "Mangasarian, UCI Breast Cancer Wisconsin (Diagnostic)); "
+                    "stratified 70/30 train/test split, random_state=0"
+                ),
+                "rows": len(x_train),
+            },
+            "outputs": {"label": "output_label", "probabilities": "output_probability"},
+        },
+        features=[
+            breast_cancer_feature(str(n), float(m)) for n, m in zip(data.feature_names, x_train.max(axis=0))
+        ],
+        tolerance=1e-5,
+        extra_ops=frozenset({"TreeEnsembleClassifier", "ZipMap"}),
     )
 
 
@@ -414,22 +555,25 @@ def build_diabetes() -> Built:
 def verify_and_evaluate(b: Built) -> dict[str, np.ndarray]:
     """Check the ONNX graph against sklearn on the whole test split, compute the
     evaluation metrics from the ONNX outputs, return the golden outputs."""
-    check_ops(b.name, b.onnx_model)
+    check_ops(b.name, b.onnx_model, b.extra_ops)
     sess = ort_session(b.onnx_model)
     got = run_ort(sess, b.test_x)
     if b.card["task"] == "classification":
-        if list(got) != ["label", "probabilities"]:
+        label_name, proba_name = b.card["outputs"]["label"], b.card["outputs"]["probabilities"]
+        if list(got) != [label_name, proba_name]:
             sys.exit(f"{b.name}: unexpected outputs {list(got)}")
-        label, proba = got["label"], got["probabilities"]
+        label, proba = got[label_name], got[proba_name]
         assert label.dtype == np.int64 and label.shape == (len(b.test_x),), (label.dtype, label.shape)
         n_classes = len(b.card["labels"])
         assert proba.dtype == np.float32 and proba.shape == (len(b.test_x), n_classes), proba.shape
-        np.testing.assert_array_equal(label, b.reference["label"])
-        np.testing.assert_allclose(proba, b.reference["probabilities"], rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(label, b.reference[label_name])
+        np.testing.assert_allclose(proba, b.reference[proba_name], rtol=0, atol=1e-5)
         b.evaluation = [
             {"metric": "accuracy", "value": accuracy_score(b.test_y, label)},
             {"metric": "macro_f1", "value": f1_score(b.test_y, label, average="macro")},
         ]
+        if n_classes == 2:  # binary: also rank quality of P(class 1)
+            b.evaluation.append({"metric": "roc_auc", "value": roc_auc_score(b.test_y, proba[:, 1])})
     else:
         if list(got) != ["variable"]:
             sys.exit(f"{b.name}: unexpected outputs {list(got)}")
@@ -559,7 +703,7 @@ def main() -> None:
         f"numpy {np.__version__}, scikit-learn {sklearn.__version__}, skl2onnx {skl2onnx.__version__}, "
         f"onnx {onnx.__version__}, onnxruntime {ort.__version__}"
     )
-    for build in (build_iris, build_digits, build_diabetes):
+    for build in (build_iris, build_digits, build_diabetes, build_breast_cancer):
         b = build()
         golden = verify_and_evaluate(b)
         write(b, golden, out)

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::common::{post, shipped, shipped_models};
 use infera::repository::{check_golden, GoldenFile};
 
-const MODELS: [&str; 3] = ["iris", "digits", "diabetes"];
+const MODELS: [&str; 4] = ["iris", "digits", "diabetes", "breast-cancer"];
 
 fn golden(model: &str) -> GoldenFile {
     GoldenFile::read(&shipped_models().join(model).join("1").join("golden.json")).unwrap()
@@ -49,9 +49,14 @@ async fn http_predictions_match_onnxruntime() {
         let predictions = body["predictions"].as_array().unwrap();
         assert_eq!(predictions.len(), g.inputs.len());
         for (i, p) in predictions.iter().enumerate() {
-            if let Some(labels) = g.outputs.get("label") {
+            let labels = g.outputs.get("label").or(g.outputs.get("output_label"));
+            if let Some(labels) = labels {
                 assert_eq!(p["class_index"], labels[i], "{model} instance {i}");
-                let probs = &g.outputs["probabilities"][i];
+                let probs = &g
+                    .outputs
+                    .get("probabilities")
+                    .or(g.outputs.get("output_probability"))
+                    .unwrap()[i];
                 let got = p["probabilities"].as_array().unwrap();
                 assert_eq!(got.len(), probs.as_array().unwrap().len());
                 for (g_p, w_p) in got.iter().zip(probs.as_array().unwrap()) {

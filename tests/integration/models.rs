@@ -19,7 +19,7 @@ async fn list_and_card_show_contract_and_versions() {
         .iter()
         .map(|m| m["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["diabetes", "digits", "iris"]);
+    assert_eq!(names, ["breast-cancer", "diabetes", "digits", "iris"]);
     assert!(list["models"]
         .as_array()
         .unwrap()
@@ -161,7 +161,7 @@ fn check_passes_on_the_shipped_models() {
     let passed = infera::cli::check(&args, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(passed, "{text}");
-    assert!(text.contains("3 ok, 0 failing"), "{text}");
+    assert!(text.contains("4 ok, 0 failing"), "{text}");
 }
 
 #[test]

@@ -451,3 +451,141 @@ fn check_acyclic(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::pb::{AttributeProto, NodeProto};
+
+    fn ints(name: &str, v: &[i64]) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: 7,
+            ints: v.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn floats(name: &str, v: &[f32]) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: 6,
+            floats: v.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn strings(name: &str, v: &[&str]) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: 8,
+            strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// One tree: node 0 tests feature 0 (`mode`, threshold 1.0), true -> leaf 1, false -> leaf 2.
+    /// Leaf 1 carries weights `w1`, leaf 2 carries `w2` (target ids 0..).
+    fn stump(mode: &str, nan_true: i64, w1: &[f32], w2: &[f32]) -> NodeProto {
+        let mut entries: Vec<(i64, i64, f32)> = Vec::new();
+        for (node, ws) in [(1, w1), (2, w2)] {
+            entries.extend(ws.iter().enumerate().map(|(t, w)| (node, t as i64, *w)));
+        }
+        NodeProto {
+            name: "stump".into(),
+            op_type: "TreeEnsembleRegressor".into(),
+            attribute: vec![
+                ints("nodes_treeids", &[0, 0, 0]),
+                ints("nodes_nodeids", &[0, 1, 2]),
+                ints("nodes_featureids", &[0, 0, 0]),
+                strings("nodes_modes", &[mode, "LEAF", "LEAF"]),
+                floats("nodes_values", &[1.0, 0.0, 0.0]),
+                ints("nodes_truenodeids", &[1, 0, 0]),
+                ints("nodes_falsenodeids", &[2, 0, 0]),
+                ints("nodes_missing_value_tracks_true", &[nan_true]),
+                ints("target_treeids", &vec![0; entries.len()]),
+                ints(
+                    "target_nodeids",
+                    &entries.iter().map(|e| e.0).collect::<Vec<_>>(),
+                ),
+                ints(
+                    "target_ids",
+                    &entries.iter().map(|e| e.1).collect::<Vec<_>>(),
+                ),
+                floats(
+                    "target_weights",
+                    &entries.iter().map(|e| e.2).collect::<Vec<_>>(),
+                ),
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn score(forest: &Forest, x: f32, aggregate: Aggregate) -> Vec<Score> {
+        let mut scores = vec![Score::default(); forest.n_targets];
+        forest.score(&[x], aggregate, &mut scores);
+        scores
+    }
+
+    #[test]
+    fn modes_and_missing_values_route_like_onnxruntime() {
+        let leq = Forest::parse(&stump("BRANCH_LEQ", 0, &[10.0], &[20.0]), "target", 1).unwrap();
+        assert_eq!(score(&leq, 1.0, Aggregate::Sum)[0].value, 10.0);
+        assert_eq!(score(&leq, 1.5, Aggregate::Sum)[0].value, 20.0);
+        assert_eq!(
+            score(&leq, f32::NAN, Aggregate::Sum)[0].value,
+            20.0,
+            "NaN goes false"
+        );
+        let lt = Forest::parse(&stump("BRANCH_LT", 0, &[10.0], &[20.0]), "target", 1).unwrap();
+        assert_eq!(score(&lt, 1.0, Aggregate::Sum)[0].value, 20.0);
+        let neq = Forest::parse(&stump("BRANCH_NEQ", 0, &[10.0], &[20.0]), "target", 1).unwrap();
+        assert_eq!(
+            score(&neq, f32::NAN, Aggregate::Sum)[0].value,
+            10.0,
+            "NaN != t is true"
+        );
+        let tracked =
+            Forest::parse(&stump("BRANCH_LEQ", 1, &[10.0], &[20.0]), "target", 1).unwrap();
+        assert_eq!(
+            score(&tracked, f32::NAN, Aggregate::Sum)[0].value,
+            10.0,
+            "missing value tracks true"
+        );
+    }
+
+    #[test]
+    fn one_target_uses_the_first_weight_of_a_leaf_and_several_targets_sum_them() {
+        let node = stump("BRANCH_LEQ", 0, &[1.0, 5.0], &[2.0]);
+        let mut one_target = node.clone();
+        one_target.attribute[10] = ints("target_ids", &[0, 0, 0]);
+        let single = Forest::parse(&one_target, "target", 1).unwrap();
+        assert_eq!(
+            score(&single, 0.0, Aggregate::Sum)[0].value,
+            1.0,
+            "only the first weight counts"
+        );
+        let multi = Forest::parse(&node, "target", 2).unwrap();
+        let s = score(&multi, 0.0, Aggregate::Sum);
+        assert_eq!((s[0].value, s[1].value), (1.0, 5.0));
+        let s = score(&multi, 2.0, Aggregate::Sum);
+        assert!(s[0].set && !s[1].set, "target 1 is not reached from leaf 2");
+    }
+
+    #[test]
+    fn malformed_trees_are_rejected_at_load() {
+        let mut bad = stump("BRANCH_LEQ", 0, &[1.0], &[2.0]);
+        bad.attribute[5] = ints("nodes_truenodeids", &[7, 0, 0]);
+        let err = Forest::parse(&bad, "target", 1).unwrap_err().to_string();
+        assert!(err.contains("points to missing node 7"), "{err}");
+        let mut cycle = stump("BRANCH_LEQ", 0, &[1.0], &[2.0]);
+        cycle.attribute[3] = strings("nodes_modes", &["BRANCH_LEQ", "BRANCH_LEQ", "LEAF"]);
+        cycle.attribute[5] = ints("nodes_truenodeids", &[1, 0, 0]);
+        cycle.attribute[6] = ints("nodes_falsenodeids", &[2, 2, 0]);
+        let err = Forest::parse(&cycle, "target", 1).unwrap_err().to_string();
+        assert!(err.contains("cycle"), "{err}");
+        let member = stump("BRANCH_MEMBER", 0, &[1.0], &[2.0]);
+        let err = Forest::parse(&member, "target", 1).unwrap_err().to_string();
+        assert!(err.contains("BRANCH_MEMBER is not supported"), "{err}");
+    }
+}
