@@ -4,6 +4,7 @@
 
 mod attrs;
 mod kernel;
+mod linear;
 mod post;
 mod svm;
 mod transforms;
@@ -26,6 +27,9 @@ pub fn onnx() -> Onnx {
     reg.insert("TreeEnsembleRegressor", tree_ops::tree_regressor);
     reg.insert("SVMClassifier", svm::svm_classifier);
     reg.insert("SVMRegressor", svm::svm_regressor);
+    reg.insert("LinearClassifier", linear::linear_classifier);
+    reg.insert("LinearRegressor", linear::linear_regressor);
+    reg.insert("Normalizer", linear::normalizer);
     reg.insert("Scaler", transforms::scaler);
     reg.insert("Imputer", transforms::imputer);
     reg.insert("Binarizer", transforms::binarizer);

@@ -321,6 +321,104 @@ impl Forest {
         Ok(forest)
     }
 
+    /// Scores `rows` instances (row-major `x`, `width` features each) into
+    /// `scores[row * n_targets + target]`. Four rows walk each tree together so their memory
+    /// loads overlap.
+    pub fn score_batch(
+        &self,
+        x: &[f32],
+        rows: usize,
+        width: usize,
+        aggregate: Aggregate,
+        scores: &mut [Score],
+    ) {
+        scores.iter_mut().for_each(|s| *s = Score::default());
+        match self.uniform {
+            Some(Mode::Leq) => self.walk_rows(x, rows, width, aggregate, scores, |v, t| v <= t),
+            Some(Mode::Lt) => self.walk_rows(x, rows, width, aggregate, scores, |v, t| v < t),
+            Some(Mode::Gte) => self.walk_rows(x, rows, width, aggregate, scores, |v, t| v >= t),
+            Some(Mode::Gt) => self.walk_rows(x, rows, width, aggregate, scores, |v, t| v > t),
+            Some(Mode::Eq) => self.walk_rows(x, rows, width, aggregate, scores, |v, t| v == t),
+            Some(Mode::Neq) => self.walk_rows(x, rows, width, aggregate, scores, |v, t| v != t),
+            None => {
+                let t = self.n_targets;
+                for r in 0..rows {
+                    self.score(
+                        &x[r * width..(r + 1) * width],
+                        aggregate,
+                        &mut scores[r * t..(r + 1) * t],
+                    );
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn walk_rows(
+        &self,
+        x: &[f32],
+        rows: usize,
+        width: usize,
+        aggregate: Aggregate,
+        scores: &mut [Score],
+        go_true: impl Fn(f32, f32) -> bool,
+    ) {
+        const LANES: usize = 4;
+        let nodes = &self.nodes[..];
+        let targets = self.n_targets;
+        for &root in &self.roots {
+            let mut r = 0;
+            while r < rows {
+                let lanes = LANES.min(rows - r);
+                let mut at = [root as usize; LANES];
+                loop {
+                    let mut moved = false;
+                    for k in 0..lanes {
+                        let node = &nodes[at[k]];
+                        if node.feature != LEAF {
+                            let v = x[(r + k) * width + node.feature as usize];
+                            at[k] = if go_true(v, node.threshold) {
+                                node.true_next
+                            } else {
+                                node.false_next
+                            } as usize;
+                            moved = true;
+                        }
+                    }
+                    if !moved {
+                        break;
+                    }
+                }
+                for k in 0..lanes {
+                    let row = &mut scores[(r + k) * targets..(r + k + 1) * targets];
+                    self.add_leaf(&nodes[at[k]], aggregate, row);
+                }
+                r += lanes;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn add_leaf(&self, leaf: &Node, aggregate: Aggregate, scores: &mut [Score]) {
+        let (start, end) = (leaf.true_next as usize, leaf.false_next as usize);
+        if self.single_target {
+            let w = if start < end {
+                self.leaf_weights[start]
+            } else {
+                0.0
+            };
+            combine(&mut scores[0], w, aggregate);
+            return;
+        }
+        for k in start..end {
+            combine(
+                &mut scores[self.leaf_targets[k] as usize],
+                self.leaf_weights[k],
+                aggregate,
+            );
+        }
+    }
+
     pub fn n_trees(&self) -> usize {
         self.roots.len()
     }
@@ -374,24 +472,7 @@ impl Forest {
                     node.false_next
                 } as usize;
             }
-            let leaf = &nodes[at];
-            if self.single_target {
-                let (start, end) = (leaf.true_next as usize, leaf.false_next as usize);
-                let w = if start < end {
-                    self.leaf_weights[start]
-                } else {
-                    0.0
-                };
-                combine(&mut scores[0], w, aggregate);
-                continue;
-            }
-            for k in leaf.true_next as usize..leaf.false_next as usize {
-                combine(
-                    &mut scores[self.leaf_targets[k] as usize],
-                    self.leaf_weights[k],
-                    aggregate,
-                );
-            }
+            self.add_leaf(&nodes[at], aggregate, scores);
         }
     }
 }

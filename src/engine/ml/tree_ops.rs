@@ -189,11 +189,12 @@ impl Kernel for TreeClassifier {
         let classes = self.labels.len();
         let mut labels = Vec::with_capacity(rows);
         let mut probs = vec![0f32; rows * classes];
-        let mut scores = vec![Score::default(); classes];
+        let mut scores = vec![Score::default(); rows * classes];
+        self.forest
+            .score_batch(&x, rows, width, Aggregate::Sum, &mut scores);
         for r in 0..rows {
-            self.forest
-                .score(&x[r * width..(r + 1) * width], Aggregate::Sum, &mut scores);
-            labels.push(self.finalize(&mut scores, &mut probs[r * classes..(r + 1) * classes]));
+            let row = &mut scores[r * classes..(r + 1) * classes];
+            labels.push(self.finalize(row, &mut probs[r * classes..(r + 1) * classes]));
         }
         Ok(tvec!(
             output(rows, &[], &labels)?,
@@ -262,12 +263,13 @@ impl Kernel for TreeRegressor {
         let trees = self.forest.n_trees() as f64;
         let use_base = self.base.len() == targets;
         let mut y = vec![0f32; rows * targets];
-        let mut scores = vec![Score::default(); targets];
+        let mut all = vec![Score::default(); rows * targets];
+        self.forest
+            .score_batch(&x, rows, width, self.aggregate, &mut all);
         let mut values = vec![0f64; targets];
         for r in 0..rows {
-            self.forest
-                .score(&x[r * width..(r + 1) * width], self.aggregate, &mut scores);
-            for (t, (v, s)) in values.iter_mut().zip(&scores).enumerate() {
+            let scores = &all[r * targets..(r + 1) * targets];
+            for (t, (v, s)) in values.iter_mut().zip(scores).enumerate() {
                 let base = if use_base { self.base[t] } else { 0.0 };
                 *v = match (self.aggregate, targets) {
                     // One target: every tree answered, so the base value always applies.
