@@ -8,6 +8,8 @@ mod openapi;
 mod routes;
 mod state;
 pub mod types;
+mod v1;
+mod v2;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
@@ -42,7 +44,12 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::body_limit))
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
-    api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+    let v1 = Router::new().route(
+        "/v1/models/{name}",
+        axum::routing::get(v1::status).post(v1::predict),
+    );
+    api.merge(v1)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(per_request)

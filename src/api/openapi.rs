@@ -7,9 +7,12 @@ use utoipa_axum::routes;
 
 use super::routes::{health, metrics, models, predict};
 use super::state::AppState;
+use super::v1;
+use super::v2::routes as v2;
 
 #[derive(OpenApi)]
 #[openapi(
+    paths(v1::status, v1::predict),
     info(
         title = "infera",
         description = "A small, fast inference server for ONNX models on CPU. POST instances to \
@@ -22,6 +25,8 @@ use super::state::AppState;
         (name = "models", description = "Model cards, contracts and versions"),
         (name = "health", description = "Liveness and readiness probes"),
         (name = "monitoring", description = "Prometheus metrics"),
+        (name = "v2", description = "Open Inference Protocol (KServe V2 / Triton) REST API, with the binary tensor data extension"),
+        (name = "v1", description = "KServe V1 protocol"),
     )
 )]
 struct ApiDoc;
@@ -37,6 +42,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(metrics::metrics))
+        .routes(routes!(v2::server_metadata))
+        .routes(routes!(v2::live))
+        .routes(routes!(v2::ready))
+        .routes(routes!(v2::index))
+        .routes(routes!(v2::model_metadata))
+        .routes(routes!(v2::version_metadata))
+        .routes(routes!(v2::model_ready))
+        .routes(routes!(v2::version_ready))
+        .routes(routes!(v2::infer))
+        .routes(routes!(v2::infer_version))
 }
 
 /// The OpenAPI document of the current code.

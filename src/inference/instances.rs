@@ -33,19 +33,32 @@ impl ViolationKind {
     }
 }
 
-/// An instance that does not fit the model's input contract.
+/// An input that does not fit the model's input contract.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("instance {instance}: {message}")]
 pub struct ContractViolation {
     pub kind: ViolationKind,
-    pub instance: usize,
+    /// The offending instance, when the problem is in one instance.
+    pub instance: Option<usize>,
     pub message: String,
 }
 
-fn violation(kind: ViolationKind, instance: usize, message: String) -> ContractViolation {
+impl std::fmt::Display for ContractViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.instance {
+            Some(i) => write!(f, "instance {i}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+pub(super) fn violation(
+    kind: ViolationKind,
+    instance: usize,
+    message: String,
+) -> ContractViolation {
     ContractViolation {
         kind,
-        instance,
+        instance: Some(instance),
         message,
     }
 }
@@ -179,7 +192,7 @@ fn number(value: &Value, feature: &FeatureSpec, instance: usize) -> Result<f64, 
     })
 }
 
-fn check_range(
+pub(super) fn check_range(
     value: f64,
     feature: &FeatureSpec,
     instance: usize,
@@ -581,7 +594,7 @@ mod tests {
         };
         let err = decode(&c, &[json!([1.0]), json!([1e39])]).unwrap_err();
         assert_eq!(err.kind, ViolationKind::NonFinite);
-        assert_eq!(err.instance, 1);
+        assert_eq!(err.instance, Some(1));
         assert!(err.message.contains("feature \"a\""), "{}", err.message);
     }
 

@@ -6,9 +6,11 @@ mod error;
 mod instances;
 mod prediction;
 mod predictor;
+mod tensors;
 
 pub use contract::{FeatureSpec, InputContract, ModelContract, OutputContract};
 pub use error::PredictError;
 pub use instances::{decode as decode_instances, ContractViolation, ViolationKind};
 pub use prediction::{Prediction, RawOutput};
-pub use predictor::{Limits, PredictOutcome, Predictor, Target};
+pub use predictor::{InferOutcome, Limits, PredictOutcome, Predictor, Target};
+pub use tensors::{check_tensors, InputTensor};

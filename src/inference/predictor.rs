@@ -10,7 +10,8 @@ use serde_json::Value;
 use super::error::PredictError;
 use super::instances::decode;
 use super::prediction::{predictions, Prediction};
-use crate::engine::WorkerPool;
+use super::tensors::{check_tensors, InputTensor};
+use crate::engine::{Tensor, WorkerPool};
 use crate::repository::{LoadedVersion, ModelStore};
 
 /// Per-request limits.
@@ -75,29 +76,92 @@ impl Predictor {
             .store
             .snapshot()
             .resolve(target.model, target.version)?;
-        let result = self.run(&loaded, instances, started).await;
-        match &result {
-            Ok(outcome) => loaded
-                .metrics
-                .succeeded(outcome.predictions.len(), started.elapsed()),
-            Err(e) => loaded.metrics.failed(e.reason()),
+        let result = async {
+            self.check_count(instances.len())?;
+            let inputs = decode(&loaded.contract.input, instances)?;
+            self.execute(&loaded, inputs, instances.len(), started)
+                .await
         }
-        result
+        .await;
+        self.record(&loaded, &result, started);
+        let run = result?;
+        Ok(PredictOutcome {
+            model: loaded.model.clone(),
+            version: loaded.version,
+            predictions: run.predictions,
+            queue_wait: run.queue_wait,
+            compute: run.compute,
+        })
     }
 
-    async fn run(
+    /// Runs named input tensors (batch first) through the target model version and returns the
+    /// output tensors: the tensor protocols' path, with the same checks, limits and metrics.
+    pub async fn infer(
         &self,
-        loaded: &Arc<LoadedVersion>,
-        instances: &[Value],
-        started: Instant,
-    ) -> Result<PredictOutcome, PredictError> {
-        if instances.len() > self.limits.max_instances {
+        target: Target<'_>,
+        inputs: Vec<InputTensor>,
+    ) -> Result<InferOutcome, PredictError> {
+        let started = Instant::now();
+        let loaded = self
+            .store
+            .snapshot()
+            .resolve(target.model, target.version)?;
+        let result = async {
+            let (tensors, rows) = check_tensors(&loaded.contract, inputs)?;
+            self.check_count(rows)?;
+            self.execute(&loaded, tensors, rows, started).await
+        }
+        .await;
+        self.record(&loaded, &result, started);
+        let run = result?;
+        let outputs = loaded
+            .contract
+            .signature
+            .outputs
+            .iter()
+            .map(|s| s.name.clone())
+            .zip(run.outputs)
+            .collect();
+        Ok(InferOutcome {
+            model: loaded.model.clone(),
+            version: loaded.version,
+            loaded: loaded.clone(),
+            outputs,
+        })
+    }
+
+    fn check_count(&self, rows: usize) -> Result<(), PredictError> {
+        if rows > self.limits.max_instances {
             return Err(PredictError::TooManyInstances {
-                count: instances.len(),
+                count: rows,
                 limit: self.limits.max_instances,
             });
         }
-        let inputs = decode(&loaded.contract.input, instances)?;
+        Ok(())
+    }
+
+    fn record(
+        &self,
+        loaded: &LoadedVersion,
+        result: &Result<Executed, PredictError>,
+        started: Instant,
+    ) {
+        match result {
+            Ok(run) => loaded
+                .metrics
+                .succeeded(run.predictions.len(), started.elapsed()),
+            Err(e) => loaded.metrics.failed(e.reason()),
+        }
+    }
+
+    /// The one way into the engine: queue, run, present, record the prediction signals.
+    async fn execute(
+        &self,
+        loaded: &Arc<LoadedVersion>,
+        inputs: Vec<Tensor>,
+        rows: usize,
+        started: Instant,
+    ) -> Result<Executed, PredictError> {
         let deadline = started + self.limits.timeout;
         let run = self
             .pool
@@ -108,8 +172,8 @@ impl Predictor {
                 loaded.metrics.clone(),
             )
             .await?;
-        let predictions = predictions(&loaded.contract, &run.outputs, instances.len())
-            .map_err(PredictError::Output)?;
+        let predictions =
+            predictions(&loaded.contract, &run.outputs, rows).map_err(PredictError::Output)?;
         for p in &predictions {
             if let Prediction::Classification {
                 class_index,
@@ -122,12 +186,30 @@ impl Predictor {
                     .classified(*class_index, f64::from(*confidence));
             }
         }
-        Ok(PredictOutcome {
-            model: loaded.model.clone(),
-            version: loaded.version,
+        Ok(Executed {
+            outputs: run.outputs,
             predictions,
             queue_wait: run.queue_wait,
             compute: run.compute,
         })
     }
+}
+
+/// What one engine run produced.
+struct Executed {
+    outputs: Vec<Tensor>,
+    predictions: Vec<Prediction>,
+    queue_wait: Duration,
+    compute: Duration,
+}
+
+/// Output tensors of a tensor-protocol inference.
+#[derive(Debug)]
+pub struct InferOutcome {
+    pub model: String,
+    pub version: u64,
+    /// The version that answered (its signature names the datatypes and shapes).
+    pub loaded: Arc<LoadedVersion>,
+    /// Output name -> tensor (batch first), in the model's output order.
+    pub outputs: Vec<(String, Tensor)>,
 }

@@ -11,3 +11,4 @@ mod onnx;
 mod openapi;
 mod overload;
 mod server;
+mod v2;

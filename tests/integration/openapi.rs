@@ -23,6 +23,18 @@ fn every_route_is_documented_with_error_bodies() {
         ("/health/live", "get"),
         ("/health/ready", "get"),
         ("/metrics", "get"),
+        ("/v2", "get"),
+        ("/v2/health/live", "get"),
+        ("/v2/health/ready", "get"),
+        ("/v2/models", "get"),
+        ("/v2/models/{name}", "get"),
+        ("/v2/models/{name}/versions/{version}", "get"),
+        ("/v2/models/{name}/ready", "get"),
+        ("/v2/models/{name}/versions/{version}/ready", "get"),
+        ("/v2/models/{name}/infer", "post"),
+        ("/v2/models/{name}/versions/{version}/infer", "post"),
+        ("/v1/models/{name}", "get"),
+        ("/v1/models/{name}:predict", "post"),
     ] {
         let op = &spec["paths"][path][method];
         assert!(op.is_object(), "{method} {path} missing");

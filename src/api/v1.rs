@@ -1,0 +1,108 @@
+//! KServe V1 protocol: `GET /v1/models/{name}` and `POST /v1/models/{name}:predict`, through the
+//! same predictor as `/predict`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use validator::Validate;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::ValidJson;
+use super::state::AppState;
+use super::types::PredictionBody;
+use crate::inference::Target;
+use crate::repository::ResolveError;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct V1ModelStatus {
+    pub name: String,
+    pub ready: bool,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct V1PredictRequest {
+    /// Instances in the same forms `/predict` takes.
+    #[validate(length(min = 1, message = "must hold at least one instance"))]
+    #[schema(value_type = Vec<Object>)]
+    pub instances: Vec<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct V1PredictResponse {
+    pub predictions: Vec<PredictionBody>,
+}
+
+/// Whether a model is ready (KServe V1).
+#[utoipa::path(
+    get,
+    path = "/v1/models/{name}",
+    tag = "v1",
+    params(("name" = String, Path)),
+    responses((status = 200, body = V1ModelStatus), (status = 503, body = V1ModelStatus), (status = 404, body = ErrorBody))
+)]
+pub async fn status(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let ready = match state
+        .predictor
+        .store()
+        .snapshot()
+        .resolve(Some(&name), None)
+    {
+        Ok(_) => true,
+        Err(ResolveError::Loading { .. } | ResolveError::Failed { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((code, Json(V1ModelStatus { name, ready })).into_response())
+}
+
+/// Predict (KServe V1): `{"instances": [...]}` -> `{"predictions": [...]}`.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{name}:predict",
+    tag = "v1",
+    params(("name" = String, Path)),
+    request_body = V1PredictRequest,
+    responses(
+        (status = 200, body = V1PredictResponse),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn predict(
+    State(state): State<AppState>,
+    Path(target): Path<String>,
+    ValidJson(request): ValidJson<V1PredictRequest>,
+) -> Result<Json<V1PredictResponse>, ApiError> {
+    let name = target.strip_suffix(":predict").ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no route for POST /v1/models/{target} (expected /v1/models/<name>:predict)"
+        ))
+    })?;
+    let outcome = state
+        .predictor
+        .predict(
+            Target {
+                model: Some(name),
+                version: None,
+            },
+            &request.instances,
+        )
+        .await?;
+    Ok(Json(V1PredictResponse {
+        predictions: outcome.predictions.into_iter().map(Into::into).collect(),
+    }))
+}

@@ -1,0 +1,214 @@
+//! Open Inference Protocol datatypes and tensor data: names, JSON `data` decoding, and the
+//! binary tensor data extension's little-endian encoding.
+
+use serde_json::Value;
+
+use crate::engine::{DataType, TensorData};
+
+/// The protocol's name for an engine element type.
+pub fn name(dt: DataType) -> &'static str {
+    match dt {
+        DataType::Bool => "BOOL",
+        DataType::U8 => "UINT8",
+        DataType::I32 => "INT32",
+        DataType::I64 => "INT64",
+        DataType::F32 => "FP32",
+        DataType::F64 => "FP64",
+    }
+}
+
+const KNOWN: &[&str] = &[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16",
+    "FP32", "FP64", "BYTES",
+];
+
+/// The engine type of a protocol datatype, checked against what the input `expects`.
+pub fn parse(datatype: &str, input: &str, expects: DataType) -> Result<DataType, String> {
+    let found = match datatype {
+        "BOOL" => Some(DataType::Bool),
+        "UINT8" => Some(DataType::U8),
+        "INT32" => Some(DataType::I32),
+        "INT64" => Some(DataType::I64),
+        "FP32" => Some(DataType::F32),
+        "FP64" => Some(DataType::F64),
+        _ => None,
+    };
+    match found {
+        Some(dt) if dt == expects => Ok(dt),
+        _ if datatype == "BYTES" => Err(format!(
+            "input {input:?}: BYTES (string) data is not supported; the model takes {}",
+            name(expects)
+        )),
+        _ if !KNOWN.contains(&datatype) => {
+            Err(format!("input {input:?}: unknown datatype {datatype:?}"))
+        }
+        _ => Err(format!(
+            "input {input:?}: datatype {datatype} does not match the model's {}",
+            name(expects)
+        )),
+    }
+}
+
+/// Bytes per element in the binary extension.
+pub fn size(dt: DataType) -> usize {
+    match dt {
+        DataType::Bool | DataType::U8 => 1,
+        DataType::I32 | DataType::F32 => 4,
+        DataType::I64 | DataType::F64 => 8,
+    }
+}
+
+fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|v| flatten(v, out)),
+        other => out.push(other),
+    }
+}
+
+/// Decodes JSON `data` (flat or nested, row-major) of `count` elements.
+pub fn from_json(
+    dt: DataType,
+    count: usize,
+    data: &Value,
+    input: &str,
+) -> Result<TensorData, String> {
+    let mut flat = Vec::with_capacity(count);
+    flatten(data, &mut flat);
+    if flat.len() != count {
+        return Err(format!(
+            "input {input:?}: shape holds {count} elements but data has {}",
+            flat.len()
+        ));
+    }
+    let bad = |i: usize, want: &str| {
+        format!(
+            "input {input:?} element {i}: expected {want}, got {}",
+            flat[i]
+        )
+    };
+    macro_rules! ints {
+        ($t:ty, $variant:ident, $want:expr) => {{
+            let mut v = Vec::with_capacity(count);
+            for (i, x) in flat.iter().enumerate() {
+                let n = x
+                    .as_i64()
+                    .and_then(|n| <$t>::try_from(n).ok())
+                    .ok_or_else(|| bad(i, $want))?;
+                v.push(n);
+            }
+            TensorData::$variant(v)
+        }};
+    }
+    Ok(match dt {
+        DataType::Bool => {
+            let mut v = Vec::with_capacity(count);
+            for (i, x) in flat.iter().enumerate() {
+                v.push(x.as_bool().ok_or_else(|| bad(i, "true or false"))?);
+            }
+            TensorData::Bool(v)
+        }
+        DataType::U8 => ints!(u8, U8, "an integer in 0..=255"),
+        DataType::I32 => ints!(i32, I32, "a 32-bit integer"),
+        DataType::I64 => ints!(i64, I64, "a 64-bit integer"),
+        DataType::F32 => {
+            let mut v = Vec::with_capacity(count);
+            for (i, x) in flat.iter().enumerate() {
+                v.push(x.as_f64().ok_or_else(|| bad(i, "a number"))? as f32);
+            }
+            TensorData::F32(v)
+        }
+        DataType::F64 => {
+            let mut v = Vec::with_capacity(count);
+            for (i, x) in flat.iter().enumerate() {
+                v.push(x.as_f64().ok_or_else(|| bad(i, "a number"))?);
+            }
+            TensorData::F64(v)
+        }
+    })
+}
+
+/// Decodes little-endian binary tensor data.
+pub fn from_bytes(
+    dt: DataType,
+    count: usize,
+    bytes: &[u8],
+    input: &str,
+) -> Result<TensorData, String> {
+    if bytes.len() != count * size(dt) {
+        return Err(format!(
+            "input {input:?}: binary_data_size {} does not match {count} {} elements ({} bytes)",
+            bytes.len(),
+            name(dt),
+            count * size(dt)
+        ));
+    }
+    macro_rules! le {
+        ($t:ty, $variant:ident) => {
+            TensorData::$variant(
+                bytes
+                    .chunks_exact(std::mem::size_of::<$t>())
+                    .map(|c| <$t>::from_le_bytes(c.try_into().expect("exact chunk")))
+                    .collect(),
+            )
+        };
+    }
+    Ok(match dt {
+        DataType::Bool => TensorData::Bool(bytes.iter().map(|b| *b != 0).collect()),
+        DataType::U8 => TensorData::U8(bytes.to_vec()),
+        DataType::I32 => le!(i32, I32),
+        DataType::I64 => le!(i64, I64),
+        DataType::F32 => le!(f32, F32),
+        DataType::F64 => le!(f64, F64),
+    })
+}
+
+/// Appends little-endian bytes of `data`.
+pub fn to_bytes(data: &TensorData, out: &mut Vec<u8>) {
+    match data {
+        TensorData::Bool(v) => out.extend(v.iter().map(|b| u8::from(*b))),
+        TensorData::U8(v) => out.extend_from_slice(v),
+        TensorData::I32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::I64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::F32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::F64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn datatypes_are_checked_with_both_names() {
+        assert_eq!(parse("FP32", "x", DataType::F32), Ok(DataType::F32));
+        assert_eq!(
+            parse("FP64", "x", DataType::F32).unwrap_err(),
+            "input \"x\": datatype FP64 does not match the model's FP32"
+        );
+        assert!(parse("BYTES", "x", DataType::F32)
+            .unwrap_err()
+            .contains("BYTES"));
+        assert!(parse("FP8", "x", DataType::F32)
+            .unwrap_err()
+            .contains("unknown datatype"));
+    }
+
+    #[test]
+    fn json_and_binary_data_decode_alike() {
+        let decoded = from_json(DataType::F32, 4, &json!([[1.5, 2], [3, -4]]), "x").unwrap();
+        let mut bytes = Vec::new();
+        to_bytes(&decoded, &mut bytes);
+        assert_eq!(from_bytes(DataType::F32, 4, &bytes, "x").unwrap(), decoded);
+        assert!(from_json(DataType::I64, 2, &json!([1, 2.5]), "x").is_err());
+        assert!(from_bytes(DataType::F32, 4, &bytes[..15], "x").is_err());
+    }
+}

@@ -1,0 +1,482 @@
+//! Open Inference Protocol (KServe V2) REST endpoints, including the binary tensor data
+//! extension. Inference goes through the same predictor as `/predict`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{Map, Value};
+
+use super::datatype;
+use super::types::{
+    InferRequest, InferResponse, LiveBody, ModelIndexEntry, ModelMetadata, ModelReadyBody,
+    ReadyBody, ResponseOutput, ServerMetadata, TensorMetadata, V2Error,
+};
+use crate::api::error::ApiError;
+use crate::api::routes::predict::parse_version;
+use crate::api::state::AppState;
+use crate::engine::{Tensor, TensorSpec};
+use crate::inference::{InputTensor, Target};
+use crate::repository::{ResolveError, VersionState};
+
+/// Header giving the length of the JSON part of a binary-extension body.
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// Protocol errors are 400 where infera's own API says 422 or 415.
+fn v2(e: impl Into<ApiError>) -> ApiError {
+    let mut e = e.into();
+    if matches!(
+        e.status,
+        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::UNSUPPORTED_MEDIA_TYPE
+    ) {
+        e.status = StatusCode::BAD_REQUEST;
+    }
+    e
+}
+
+fn bad(error_type: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, error_type, message)
+}
+
+/// Server name, version and protocol extensions.
+#[utoipa::path(get, path = "/v2", tag = "v2", responses((status = 200, body = ServerMetadata)))]
+pub async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "infera".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        extensions: vec!["binary_tensor_data".into(), "model_repository".into()],
+    })
+}
+
+/// The server is up.
+#[utoipa::path(get, path = "/v2/health/live", tag = "v2", responses((status = 200, body = LiveBody)))]
+pub async fn live() -> Json<LiveBody> {
+    Json(LiveBody { live: true })
+}
+
+/// Every model is loaded (503 while any is loading or failed, or while draining).
+#[utoipa::path(
+    get,
+    path = "/v2/health/ready",
+    tag = "v2",
+    responses((status = 200, body = ReadyBody), (status = 503, body = ReadyBody))
+)]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyBody>) {
+    let draining = state.draining.load(std::sync::atomic::Ordering::Relaxed);
+    let ready = !draining && state.predictor.store().snapshot().is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(ReadyBody { ready }))
+}
+
+/// Every model version and its state.
+#[utoipa::path(get, path = "/v2/models", tag = "v2", responses((status = 200, body = Vec<ModelIndexEntry>)))]
+pub async fn index(State(state): State<AppState>) -> Json<Vec<ModelIndexEntry>> {
+    let catalog = state.predictor.store().snapshot();
+    let entries = catalog
+        .models
+        .values()
+        .flat_map(|m| {
+            m.versions.iter().map(|(v, s)| ModelIndexEntry {
+                name: m.name.clone(),
+                version: v.to_string(),
+                state: match s {
+                    VersionState::Ready(_) => "READY",
+                    VersionState::Loading => "LOADING",
+                    VersionState::Failed(_) => "UNAVAILABLE",
+                }
+                .into(),
+            })
+        })
+        .collect();
+    Json(entries)
+}
+
+fn tensor_metadata(specs: &[TensorSpec]) -> Vec<TensorMetadata> {
+    specs
+        .iter()
+        .map(|s| TensorMetadata {
+            name: s.name.clone(),
+            datatype: datatype::name(s.dtype).into(),
+            shape: s.shape_i64(),
+        })
+        .collect()
+}
+
+fn metadata(
+    state: &AppState,
+    name: &str,
+    version: Option<u64>,
+) -> Result<Json<ModelMetadata>, ApiError> {
+    let catalog = state.predictor.store().snapshot();
+    let loaded = catalog.resolve(Some(name), version).map_err(v2)?;
+    let versions = catalog.models[name]
+        .versions
+        .keys()
+        .map(u64::to_string)
+        .collect();
+    let signature = &loaded.contract.signature;
+    Ok(Json(ModelMetadata {
+        name: name.to_string(),
+        versions,
+        platform: "onnx_onnxv1".into(),
+        inputs: tensor_metadata(&signature.inputs),
+        outputs: tensor_metadata(&signature.outputs),
+    }))
+}
+
+/// Model metadata: versions, platform, inputs and outputs.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}",
+    tag = "v2",
+    params(("name" = String, Path)),
+    responses((status = 200, body = ModelMetadata), (status = 404, body = V2Error), (status = 503, body = V2Error))
+)]
+pub async fn model_metadata(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ModelMetadata>, ApiError> {
+    metadata(&state, &name, None)
+}
+
+/// Metadata of one model version.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}/versions/{version}",
+    tag = "v2",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = ModelMetadata), (status = 404, body = V2Error), (status = 503, body = V2Error))
+)]
+pub async fn version_metadata(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<ModelMetadata>, ApiError> {
+    let version = parse_version(&name, &version)?;
+    metadata(&state, &name, Some(version))
+}
+
+fn model_ready_answer(
+    state: &AppState,
+    name: &str,
+    version: Option<u64>,
+) -> Result<Response, ApiError> {
+    let ready = match state
+        .predictor
+        .store()
+        .snapshot()
+        .resolve(Some(name), version)
+    {
+        Ok(_) => true,
+        Err(ResolveError::Loading { .. } | ResolveError::Failed { .. }) => false,
+        Err(e) => return Err(v2(e)),
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((
+        status,
+        Json(ModelReadyBody {
+            name: name.to_string(),
+            ready,
+        }),
+    )
+        .into_response())
+}
+
+/// Whether a model (its default version) is ready.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}/ready",
+    tag = "v2",
+    params(("name" = String, Path)),
+    responses((status = 200, body = ModelReadyBody), (status = 503, body = ModelReadyBody), (status = 404, body = V2Error))
+)]
+pub async fn model_ready(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    model_ready_answer(&state, &name, None)
+}
+
+/// Whether one model version is ready.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}/versions/{version}/ready",
+    tag = "v2",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = ModelReadyBody), (status = 503, body = ModelReadyBody), (status = 404, body = V2Error))
+)]
+pub async fn version_ready(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let version = parse_version(&name, &version)?;
+    model_ready_answer(&state, &name, Some(version))
+}
+
+/// Run inference (JSON, or JSON header plus binary tensor data).
+#[utoipa::path(
+    post,
+    path = "/v2/models/{name}/infer",
+    tag = "v2",
+    params(("name" = String, Path)),
+    request_body = InferRequest,
+    responses(
+        (status = 200, body = InferResponse),
+        (status = 400, body = V2Error),
+        (status = 404, body = V2Error),
+        (status = 413, body = V2Error),
+        (status = 429, body = V2Error),
+        (status = 503, body = V2Error),
+    )
+)]
+pub async fn infer(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    run_infer(&state, &name, None, &headers, &body).await
+}
+
+/// Run inference on one model version.
+#[utoipa::path(
+    post,
+    path = "/v2/models/{name}/versions/{version}/infer",
+    tag = "v2",
+    params(("name" = String, Path), ("version" = String, Path)),
+    request_body = InferRequest,
+    responses(
+        (status = 200, body = InferResponse),
+        (status = 400, body = V2Error),
+        (status = 404, body = V2Error),
+        (status = 413, body = V2Error),
+        (status = 429, body = V2Error),
+        (status = 503, body = V2Error),
+    )
+)]
+pub async fn infer_version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let version = parse_version(&name, &version)?;
+    run_infer(&state, &name, Some(version), &headers, &body).await
+}
+
+fn flag(parameters: &Option<Map<String, Value>>, key: &str) -> bool {
+    parameters
+        .as_ref()
+        .and_then(|p| p.get(key))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+async fn run_infer(
+    state: &AppState,
+    name: &str,
+    version: Option<u64>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let json_len = match headers.get(HEADER_LENGTH) {
+        Some(v) => {
+            let n = v.to_str().ok().and_then(|s| s.parse::<usize>().ok());
+            n.filter(|n| *n <= body.len()).ok_or_else(|| {
+                bad(
+                    "bad_request",
+                    format!(
+                        "{HEADER_LENGTH} must be a length within the body ({} bytes)",
+                        body.len()
+                    ),
+                )
+            })?
+        }
+        None => body.len(),
+    };
+    let (json, mut binary) = body.split_at(json_len);
+    let request: InferRequest = serde_json::from_slice(json)
+        .map_err(|e| bad("malformed_json", format!("invalid inference request: {e}")))?;
+    let loaded = state
+        .predictor
+        .store()
+        .snapshot()
+        .resolve(Some(name), version)
+        .map_err(v2)?;
+    let specs = &loaded.contract.signature.inputs;
+    let mut inputs = Vec::with_capacity(request.inputs.len());
+    for input in &request.inputs {
+        let spec = specs.iter().find(|s| s.name == input.name).ok_or_else(|| {
+            let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            bad(
+                "unknown_input",
+                format!(
+                    "unknown input {:?}; the model's inputs are {names:?}",
+                    input.name
+                ),
+            )
+        })?;
+        let dt = datatype::parse(&input.datatype, &input.name, spec.dtype)
+            .map_err(|m| bad("wrong_type", m))?;
+        let shape: Vec<usize> = input
+            .shape
+            .iter()
+            .map(|d| {
+                usize::try_from(*d).map_err(|_| {
+                    bad(
+                        "wrong_shape",
+                        format!(
+                            "input {:?}: negative dimension in shape {:?}",
+                            input.name, input.shape
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let count: usize = shape.iter().product();
+        let binary_size = input
+            .parameters
+            .as_ref()
+            .and_then(|p| p.get("binary_data_size"))
+            .and_then(Value::as_u64);
+        let data = match (binary_size, &input.data) {
+            (Some(size), _) => {
+                let size = size as usize;
+                if size > binary.len() {
+                    return Err(bad(
+                        "bad_request",
+                        format!(
+                            "input {:?}: binary_data_size {size} exceeds the binary data left ({})",
+                            input.name,
+                            binary.len()
+                        ),
+                    ));
+                }
+                let (mine, rest) = binary.split_at(size);
+                binary = rest;
+                datatype::from_bytes(dt, count, mine, &input.name)
+            }
+            (None, Some(data)) => datatype::from_json(dt, count, data, &input.name),
+            (None, None) => Err(format!(
+                "input {:?} has neither data nor binary_data_size",
+                input.name
+            )),
+        }
+        .map_err(|m| bad("wrong_shape", m))?;
+        let tensor = Tensor::new(shape, data).ok_or_else(|| {
+            bad(
+                "wrong_shape",
+                format!("input {:?}: data does not fill its shape", input.name),
+            )
+        })?;
+        inputs.push(InputTensor {
+            name: input.name.clone(),
+            tensor,
+        });
+    }
+    if !binary.is_empty() {
+        return Err(bad(
+            "bad_request",
+            format!(
+                "{} bytes of binary data are not claimed by any input",
+                binary.len()
+            ),
+        ));
+    }
+    let outcome = state
+        .predictor
+        .infer(
+            Target {
+                model: Some(name),
+                version,
+            },
+            inputs,
+        )
+        .await
+        .map_err(v2)?;
+
+    let all_binary = flag(&request.parameters, "binary_data_output");
+    let wanted: Vec<(String, bool)> = match &request.outputs {
+        None => outcome
+            .outputs
+            .iter()
+            .map(|(n, _)| (n.clone(), all_binary))
+            .collect(),
+        Some(list) => list
+            .iter()
+            .map(|o| {
+                (
+                    o.name.clone(),
+                    all_binary || flag(&o.parameters, "binary_data"),
+                )
+            })
+            .collect(),
+    };
+    let mut outputs = Vec::with_capacity(wanted.len());
+    let mut tail = Vec::new();
+    for (wanted_name, as_binary) in wanted {
+        let (_, tensor) = outcome
+            .outputs
+            .iter()
+            .find(|(n, _)| *n == wanted_name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = outcome.outputs.iter().map(|(n, _)| n.as_str()).collect();
+                bad(
+                    "unknown_output",
+                    format!("unknown output {wanted_name:?}; the model's outputs are {names:?}"),
+                )
+            })?;
+        let dt = datatype::name(tensor.dtype()).to_string();
+        let output = if as_binary {
+            let start = tail.len();
+            datatype::to_bytes(&tensor.data, &mut tail);
+            let mut parameters = Map::new();
+            parameters.insert("binary_data_size".into(), Value::from(tail.len() - start));
+            ResponseOutput {
+                name: wanted_name,
+                datatype: dt,
+                shape: tensor.shape.clone(),
+                parameters: Some(parameters),
+                data: None,
+            }
+        } else {
+            ResponseOutput {
+                name: wanted_name,
+                datatype: dt,
+                shape: tensor.shape.clone(),
+                parameters: None,
+                data: Some(tensor.data.clone().into()),
+            }
+        };
+        outputs.push(output);
+    }
+    let response = InferResponse {
+        model_name: outcome.model,
+        model_version: outcome.version.to_string(),
+        id: request.id,
+        outputs,
+    };
+    if tail.is_empty() {
+        return Ok(Json(response).into_response());
+    }
+    let mut body = serde_json::to_vec(&response).map_err(ApiError::internal)?;
+    let header_len = body.len();
+    body.extend_from_slice(&tail);
+    let mut reply = body.into_response();
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    reply
+        .headers_mut()
+        .insert(HEADER_LENGTH, HeaderValue::from(header_len));
+    Ok(reply)
+}
