@@ -13,8 +13,15 @@ use infera::config::Cli;
 use infera::server::Infera;
 use tower::ServiceExt;
 
+#[path = "../tests/integration/onnx.rs"]
+#[allow(dead_code)]
+mod onnx;
+
 fn app() -> axum::Router {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    app_on(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
+}
+
+fn app_on(repo: &std::path::Path) -> axum::Router {
     let args = Cli::try_parse_from([
         "infera",
         "--model-repository",
@@ -36,6 +43,73 @@ fn request(method: &str, uri: &str, body: &str) -> Request<Body> {
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
         .unwrap()
+}
+
+/// An image-sized input (3x64x64 floats, as JSON ~100 KB) through /predict, V2 JSON and V2 with
+/// the binary tensor data extension, on a tiny model (global average pooling) so that request
+/// decoding dominates.
+fn image(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let repo = tempfile::tempdir().unwrap();
+    let dims = [-1, 3, 64, 64];
+    onnx::write(
+        repo.path(),
+        "image",
+        tract_onnx::pb::GraphProto {
+            node: vec![onnx::node("GlobalAveragePool", &["x"], &["y"], vec![])],
+            name: "image".into(),
+            input: vec![onnx::io("x", onnx::F32, &dims)],
+            output: vec![onnx::io("y", onnx::F32, &[-1, 3, 1, 1])],
+            ..Default::default()
+        },
+    );
+    let app = runtime.block_on(async { app_on(repo.path()) });
+    let pixels: Vec<f32> = (0..3 * 64 * 64)
+        .map(|i| (i % 255) as f32 / 255.0 + 0.001)
+        .collect();
+    let nested: Vec<Vec<Vec<f32>>> = pixels
+        .chunks(64 * 64)
+        .map(|p| p.chunks(64).map(<[f32]>::to_vec).collect())
+        .collect();
+    let predict = serde_json::json!({ "instances": [nested] }).to_string();
+    let v2_json = serde_json::json!({"inputs": [{"name": "x", "shape": [1, 3, 64, 64], "datatype": "FP32", "data": pixels}]}).to_string();
+    let header = serde_json::json!({"inputs": [{"name": "x", "shape": [1, 3, 64, 64], "datatype": "FP32", "parameters": {"binary_data_size": pixels.len() * 4}}]}).to_string();
+    let mut v2_binary = header.clone().into_bytes();
+    v2_binary.extend(pixels.iter().flat_map(|p| p.to_le_bytes()));
+    let binary_request = || {
+        Request::builder()
+            .method("POST")
+            .uri("/v2/models/image/infer")
+            .header("content-type", "application/octet-stream")
+            .header("inference-header-content-length", header.len())
+            .body(Body::from(v2_binary.clone()))
+            .unwrap()
+    };
+    let cases: [(&str, Box<dyn Fn() -> Request<Body>>); 3] = [
+        (
+            "http_image_predict_json",
+            Box::new(move || request("POST", "/predict", &predict)),
+        ),
+        (
+            "http_image_v2_json",
+            Box::new(move || request("POST", "/v2/models/image/infer", &v2_json)),
+        ),
+        ("http_image_v2_binary", Box::new(binary_request)),
+    ];
+    for (name, make) in cases {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    let response = app.clone().oneshot(make()).await.unwrap();
+                    assert!(
+                        response.status().is_success(),
+                        "{name}: {}",
+                        response.status()
+                    );
+                    response.into_body().collect().await.unwrap().to_bytes()
+                })
+            })
+        });
+    }
 }
 
 fn http(c: &mut Criterion) {
@@ -87,6 +161,7 @@ fn http(c: &mut Criterion) {
             })
         });
     }
+    image(c, &runtime);
 }
 
 fn request_fn(method: &'static str, uri: &'static str, body: &str) -> impl Fn() -> Request<Body> {
