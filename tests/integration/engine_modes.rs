@@ -105,3 +105,42 @@ async fn an_unknown_operator_fails_at_load_naming_it() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn an_unsupported_ml_attribute_fails_at_load_naming_it() {
+    let repo = tempfile::tempdir().unwrap();
+    let labels = tract_onnx::pb::AttributeProto {
+        name: "classlabels_strings".into(),
+        r#type: 8,
+        strings: vec![b"a".to_vec(), b"b".to_vec()],
+        ..Default::default()
+    };
+    let mut node = onnx::node(
+        "TreeEnsembleClassifier",
+        &["x"],
+        &["label", "probabilities"],
+        vec![labels],
+    );
+    node.domain = "ai.onnx.ml".into();
+    onnx::write(
+        repo.path(),
+        "strings",
+        tract_onnx::pb::GraphProto {
+            node: vec![node],
+            name: "strings".into(),
+            input: vec![onnx::io("x", onnx::F32, &[-1, 3])],
+            output: vec![
+                onnx::io("label", onnx::I64, &[-1]),
+                onnx::io("probabilities", onnx::F32, &[-1, 2]),
+            ],
+            ..Default::default()
+        },
+    );
+    let app = loaded(repo.path(), &[]).router();
+    let card = get(&app, "/models/strings").await.json();
+    let error = card["versions"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("TreeEnsembleClassifier") && error.contains("attribute classlabels_strings"),
+        "{error}"
+    );
+}

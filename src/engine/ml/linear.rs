@@ -48,7 +48,7 @@ pub fn linear_classifier(_: &ParsingContext, node: &NodeProto) -> Built {
     let name = format!("{} (LinearClassifier)", node.name);
     ensure!(
         attrs::strings(node, "classlabels_strings")?.is_empty(),
-        "{name}: string class labels are not supported; export with integer labels"
+        "{name}: attribute classlabels_strings (string class labels) is not supported; export with integer labels"
     );
     let labels = attrs::ints(node, "classlabels_ints")?;
     let coefficients: Vec<f32> = attrs::required_floats(node, "coefficients")?

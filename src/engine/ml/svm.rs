@@ -98,7 +98,7 @@ pub fn svm_classifier(_: &ParsingContext, node: &NodeProto) -> Built {
     let name = format!("{} (SVMClassifier)", node.name);
     ensure!(
         attrs::strings(node, "classlabels_strings")?.is_empty(),
-        "{name}: string class labels are not supported; export with integer labels"
+        "{name}: attribute classlabels_strings (string class labels) is not supported; export with integer labels"
     );
     let labels = attrs::ints(node, "classlabels_ints")?;
     let k = labels.len();

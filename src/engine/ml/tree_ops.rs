@@ -38,7 +38,7 @@ struct TreeClassifier {
 pub fn tree_classifier(_: &ParsingContext, node: &NodeProto) -> Built {
     ensure!(
         attrs::strings(node, "classlabels_strings")?.is_empty(),
-        "{} (TreeEnsembleClassifier): string class labels are not supported; export with integer labels",
+        "{} (TreeEnsembleClassifier): attribute classlabels_strings (string class labels) is not supported; export with integer labels",
         node.name
     );
     let labels = attrs::ints(node, "classlabels_int64s")?;
