@@ -461,14 +461,7 @@ fn from_tract(
 fn slice_row(t: &Tensor, row: usize) -> Tensor {
     let n = t.row_len();
     let range = row * n..(row + 1) * n;
-    let data = match &t.data {
-        TensorData::Bool(v) => TensorData::Bool(v[range].to_vec()),
-        TensorData::U8(v) => TensorData::U8(v[range].to_vec()),
-        TensorData::I32(v) => TensorData::I32(v[range].to_vec()),
-        TensorData::I64(v) => TensorData::I64(v[range].to_vec()),
-        TensorData::F32(v) => TensorData::F32(v[range].to_vec()),
-        TensorData::F64(v) => TensorData::F64(v[range].to_vec()),
-    };
+    let data = t.data.slice(range);
     let mut shape = t.shape.clone();
     shape[0] = 1;
     Tensor { shape, data }

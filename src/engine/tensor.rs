@@ -139,6 +139,18 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// A copy of elements `range`.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> TensorData {
+        match self {
+            TensorData::Bool(v) => TensorData::Bool(v[range].to_vec()),
+            TensorData::U8(v) => TensorData::U8(v[range].to_vec()),
+            TensorData::I32(v) => TensorData::I32(v[range].to_vec()),
+            TensorData::I64(v) => TensorData::I64(v[range].to_vec()),
+            TensorData::F32(v) => TensorData::F32(v[range].to_vec()),
+            TensorData::F64(v) => TensorData::F64(v[range].to_vec()),
+        }
+    }
+
     /// Element `i` widened to f64 (booleans as 0/1), for presentation and comparisons.
     pub fn get_f64(&self, i: usize) -> Option<f64> {
         match self {

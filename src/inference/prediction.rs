@@ -131,15 +131,7 @@ fn shortest(x: f32) -> f64 {
 
 fn row_slice(t: &Tensor, row: usize) -> TensorData {
     let n = t.row_len();
-    let r = row * n..(row + 1) * n;
-    match &t.data {
-        TensorData::Bool(v) => TensorData::Bool(v[r].to_vec()),
-        TensorData::U8(v) => TensorData::U8(v[r].to_vec()),
-        TensorData::I32(v) => TensorData::I32(v[r].to_vec()),
-        TensorData::I64(v) => TensorData::I64(v[r].to_vec()),
-        TensorData::F32(v) => TensorData::F32(v[r].to_vec()),
-        TensorData::F64(v) => TensorData::F64(v[r].to_vec()),
-    }
+    t.data.slice(row * n..(row + 1) * n)
 }
 
 #[cfg(test)]
