@@ -75,16 +75,18 @@ fn image(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     let header = serde_json::json!({"inputs": [{"name": "x", "shape": [1, 3, 64, 64], "datatype": "FP32", "parameters": {"binary_data_size": pixels.len() * 4}}]}).to_string();
     let mut v2_binary = header.clone().into_bytes();
     v2_binary.extend(pixels.iter().flat_map(|p| p.to_le_bytes()));
-    let binary_request = || {
+    let header_len = header.len();
+    let binary_request = move || {
         Request::builder()
             .method("POST")
             .uri("/v2/models/image/infer")
             .header("content-type", "application/octet-stream")
-            .header("inference-header-content-length", header.len())
+            .header("inference-header-content-length", header_len)
             .body(Body::from(v2_binary.clone()))
             .unwrap()
     };
-    let cases: [(&str, Box<dyn Fn() -> Request<Body>>); 3] = [
+    type MakeRequest = Box<dyn Fn() -> Request<Body>>;
+    let cases: [(&str, MakeRequest); 3] = [
         (
             "http_image_predict_json",
             Box::new(move || request("POST", "/predict", &predict)),
