@@ -69,3 +69,61 @@ fn tensor_floats(t: &TensorProto) -> TractResult<Vec<f64>> {
         other => bail!("expected a float or double tensor, got {other:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::pb::AttributeProto;
+
+    fn node(attribute: Vec<AttributeProto>) -> NodeProto {
+        NodeProto {
+            name: "n".into(),
+            op_type: "TreeEnsembleRegressor".into(),
+            attribute,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn floats_come_from_plain_or_as_tensor_attributes() {
+        let plain = node(vec![AttributeProto {
+            name: "nodes_values".into(),
+            r#type: 6,
+            floats: vec![0.5, 1.5],
+            ..Default::default()
+        }]);
+        assert_eq!(
+            floats(&plain, "nodes_values").unwrap(),
+            Some(vec![0.5, 1.5])
+        );
+        let double = TensorProto {
+            dims: vec![2],
+            data_type: PbType::Double as i32,
+            double_data: vec![0.1, 2.5],
+            ..Default::default()
+        };
+        let raw = TensorProto {
+            dims: vec![2],
+            data_type: PbType::Float as i32,
+            raw_data: [0.25f32, -1.0]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+            ..Default::default()
+        };
+        for (tensor, want) in [(double, vec![0.1, 2.5]), (raw, vec![0.25, -1.0])] {
+            let n = node(vec![AttributeProto {
+                name: "nodes_values_as_tensor".into(),
+                r#type: 4,
+                t: Some(tensor),
+                ..Default::default()
+            }]);
+            assert_eq!(floats(&n, "nodes_values").unwrap(), Some(want));
+        }
+        assert_eq!(floats(&node(vec![]), "nodes_values").unwrap(), None);
+        assert!(required_floats(&node(vec![]), "nodes_values")
+            .unwrap_err()
+            .to_string()
+            .contains("missing attribute nodes_values"));
+    }
+}
