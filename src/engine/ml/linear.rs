@@ -7,7 +7,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
 use super::attrs;
-use super::kernel::{output, rows_f32, Kernel, MlOp, OutShape};
+use super::kernel::{dot, output, rows_f32, Kernel, MlOp, OutShape};
 use super::post::{logistic, PostTransform};
 
 type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
@@ -27,8 +27,9 @@ fn affine(
         let xr = &x[r * width..(r + 1) * width];
         for c in 0..outputs {
             let w = &coef[c * width..(c + 1) * width];
-            let dot: f32 = xr.iter().zip(w).map(|(a, b)| a * b).sum();
-            out.push(f64::from(dot + intercepts.get(c).copied().unwrap_or(0.0)));
+            out.push(f64::from(
+                dot(xr, w) + intercepts.get(c).copied().unwrap_or(0.0),
+            ));
         }
     }
 }
