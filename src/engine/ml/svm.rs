@@ -459,6 +459,18 @@ pub fn svm_regressor(_: &ParsingContext, node: &NodeProto) -> Built {
     } else {
         (KernelType::Linear, coefficients.len())
     };
+    // A linear kernel sums to one weight vector: w = sum_v coef_v * sv_v.
+    let (support, coefficients) = if kernel == KernelType::Linear && !support.is_empty() {
+        let mut w = vec![0f32; features];
+        for (sv, c) in support.chunks_exact(features).zip(&coefficients) {
+            for (wi, s) in w.iter_mut().zip(sv) {
+                *wi += c * s;
+            }
+        }
+        (Vec::new(), w)
+    } else {
+        (support, coefficients)
+    };
     Ok((
         MlOp::boxed(SvmRegressor {
             kernel,
