@@ -215,6 +215,16 @@ async fn protocol_errors_are_400_404_naming_the_problem() {
             "outside its valid range",
         ),
         (
+            input("FP32", json!([4294967296i64, 4294967296i64, 4]), json!([1])),
+            StatusCode::BAD_REQUEST,
+            "is too large",
+        ),
+        (
+            input("FP32", json!([-1, 4]), json!([1, 2, 3, 4])),
+            StatusCode::BAD_REQUEST,
+            "negative dimension",
+        ),
+        (
             json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]}),
             StatusCode::BAD_REQUEST,
             "unknown input \"x\"",

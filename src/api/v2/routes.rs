@@ -341,7 +341,18 @@ async fn run_infer(
                 })
             })
             .collect::<Result<_, _>>()?;
-        let count: usize = shape.iter().product();
+        let count = shape
+            .iter()
+            .try_fold(1usize, |acc, d| acc.checked_mul(*d))
+            .ok_or_else(|| {
+                bad(
+                    "wrong_shape",
+                    format!(
+                        "input {:?}: shape {:?} is too large",
+                        input.name, input.shape
+                    ),
+                )
+            })?;
         let binary_size = input
             .parameters
             .as_ref()
