@@ -293,18 +293,17 @@ struct LabelEncoder {
 }
 
 pub fn label_encoder(_: &ParsingContext, node: &NodeProto) -> Built {
-    let (keys, int_keys) = match (
+    let keys = match (
         attrs::ints(node, "keys_int64s")?,
         attrs::floats(node, "keys_floats")?,
     ) {
-        (k, None) if !k.is_empty() => (k.iter().map(|v| *v as f64).collect::<Vec<_>>(), true),
-        (k, Some(f)) if k.is_empty() => (f, false),
+        (k, None) if !k.is_empty() => k.iter().map(|v| *v as f64).collect::<Vec<_>>(),
+        (k, Some(f)) if k.is_empty() => f,
         _ => bail!(
             "{} (LabelEncoder): only numeric keys (keys_int64s or keys_floats) are supported",
             node.name
         ),
     };
-    let _ = int_keys;
     let (values, int_out) = match (
         attrs::ints(node, "values_int64s")?,
         attrs::floats(node, "values_floats")?,
@@ -434,5 +433,92 @@ impl Kernel for FeatureVectorizer {
             }
         }
         Ok(tvec!(output(rows, &[total], &y)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input<T: Datum + Copy>(shape: &[usize], data: &[T]) -> TValue {
+        Tensor::from_shape(shape, data).unwrap().into_tvalue()
+    }
+
+    fn values<T: Datum + Copy>(out: &TValue) -> (Vec<usize>, Vec<T>) {
+        (
+            out.shape().to_vec(),
+            out.to_plain_array_view::<T>()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn feature_vectorizer_truncates_and_pads() {
+        let k = FeatureVectorizer { dims: vec![2, 3] };
+        let out = k
+            .eval(&[input(&[1, 3], &[1f32, 2.0, 3.0]), input(&[1, 1], &[7f32])])
+            .unwrap();
+        assert_eq!(
+            values::<f32>(&out[0]),
+            (vec![1, 5], vec![1.0, 2.0, 7.0, 0.0, 0.0])
+        );
+    }
+
+    #[test]
+    fn label_encoder_maps_numbers_with_a_default() {
+        let k = LabelEncoder {
+            keys: vec![1.0, 2.0],
+            values: vec![10.0, 20.0],
+            default: -1.0,
+            int_out: true,
+        };
+        let out = k.eval(&[input(&[1, 3], &[1i64, 3, 2])]).unwrap();
+        assert_eq!(values::<i64>(&out[0]), (vec![1, 3], vec![10, -1, 20]));
+    }
+
+    #[test]
+    fn one_hot_truncates_to_integers_like_onnxruntime() {
+        let k = OneHotEncoder {
+            cats: vec![0, 2],
+            zeros: true,
+        };
+        let out = k.eval(&[input(&[2, 1], &[2.9f32, 1.0])]).unwrap();
+        assert_eq!(
+            values::<f32>(&out[0]),
+            (vec![2, 1, 2], vec![0.0, 1.0, 0.0, 0.0])
+        );
+        let strict = OneHotEncoder {
+            cats: vec![0, 2],
+            zeros: false,
+        };
+        assert!(strict.eval(&[input(&[1, 1], &[1f32])]).is_err());
+    }
+
+    #[test]
+    fn imputer_scaler_and_binarizer() {
+        let imputer = Imputer {
+            floats: vec![5.0, 6.0],
+            replaced: f64::NAN,
+            ints: vec![],
+            replaced_int: 0,
+        };
+        let out = imputer
+            .eval(&[input(&[2, 2], &[f32::NAN, 1.0, 2.0, f32::NAN])])
+            .unwrap();
+        assert_eq!(values::<f32>(&out[0]).1, vec![5.0, 1.0, 2.0, 6.0]);
+        let scaler = Scaler {
+            offset: vec![1.0],
+            scale: vec![2.0],
+        };
+        let out = scaler.eval(&[input(&[1, 2], &[1f32, 3.0])]).unwrap();
+        assert_eq!(values::<f32>(&out[0]).1, vec![0.0, 4.0]);
+        let binarizer = Binarizer { threshold: 0.5 };
+        let out = binarizer
+            .eval(&[input(&[1, 3], &[0.5f32, 0.6, -1.0])])
+            .unwrap();
+        assert_eq!(values::<f32>(&out[0]).1, vec![0.0, 1.0, 0.0]);
     }
 }
