@@ -24,6 +24,24 @@ pub fn required_floats(node: &NodeProto, name: &str) -> TractResult<Vec<f64>> {
         .ok_or_else(|| format_err!("{} ({}): missing attribute {name}", node.name, node.op_type))
 }
 
+/// [`floats`] narrowed to f32 (the SVM and linear kernels compute in f32, like onnxruntime),
+/// empty when absent.
+pub fn f32s(node: &NodeProto, name: &str) -> TractResult<Vec<f32>> {
+    Ok(floats(node, name)?
+        .unwrap_or_default()
+        .iter()
+        .map(|v| *v as f32)
+        .collect())
+}
+
+/// [`required_floats`] narrowed to f32.
+pub fn required_f32s(node: &NodeProto, name: &str) -> TractResult<Vec<f32>> {
+    Ok(required_floats(node, name)?
+        .iter()
+        .map(|v| *v as f32)
+        .collect())
+}
+
 /// Integers of `name`, empty when absent.
 pub fn ints(node: &NodeProto, name: &str) -> TractResult<Vec<i64>> {
     Ok(node

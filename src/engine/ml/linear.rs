@@ -52,15 +52,8 @@ pub fn linear_classifier(_: &ParsingContext, node: &NodeProto) -> Built {
         "{name}: attribute classlabels_strings (string class labels) is not supported; export with integer labels"
     );
     let labels = attrs::ints(node, "classlabels_ints")?;
-    let coefficients: Vec<f32> = attrs::required_floats(node, "coefficients")?
-        .iter()
-        .map(|v| *v as f32)
-        .collect();
-    let intercepts: Vec<f32> = attrs::floats(node, "intercepts")?
-        .unwrap_or_default()
-        .iter()
-        .map(|v| *v as f32)
-        .collect();
+    let coefficients: Vec<f32> = attrs::required_f32s(node, "coefficients")?;
+    let intercepts: Vec<f32> = attrs::f32s(node, "intercepts")?;
     let classes = intercepts.len();
     ensure!(
         classes >= 1,
@@ -186,19 +179,12 @@ pub fn linear_regressor(_: &ParsingContext, node: &NodeProto) -> Built {
     let targets = node.get_attr_opt::<i64>("targets")?.unwrap_or(1);
     ensure!(targets > 0, "{name}: targets must be positive");
     let targets = targets as usize;
-    let coefficients: Vec<f32> = attrs::required_floats(node, "coefficients")?
-        .iter()
-        .map(|v| *v as f32)
-        .collect();
+    let coefficients: Vec<f32> = attrs::required_f32s(node, "coefficients")?;
     ensure!(
         coefficients.len().is_multiple_of(targets),
         "{name}: coefficients do not divide into {targets} targets"
     );
-    let mut intercepts: Vec<f32> = attrs::floats(node, "intercepts")?
-        .unwrap_or_default()
-        .iter()
-        .map(|v| *v as f32)
-        .collect();
+    let mut intercepts: Vec<f32> = attrs::f32s(node, "intercepts")?;
     if intercepts.len() != targets {
         // onnxruntime ignores intercepts of the wrong length.
         intercepts.clear();

@@ -127,29 +127,11 @@ pub fn svm_classifier(_: &ParsingContext, node: &NodeProto) -> Built {
     let k = labels.len();
     ensure!(k >= 2, "{name}: needs at least two classlabels_ints");
     let per_class = attrs::indices(node, "vectors_per_class")?;
-    let support: Vec<f32> = attrs::floats(node, "support_vectors")?
-        .unwrap_or_default()
-        .iter()
-        .map(|v| *v as f32)
-        .collect();
-    let coefficients: Vec<f32> = attrs::required_floats(node, "coefficients")?
-        .iter()
-        .map(|v| *v as f32)
-        .collect();
-    let rho: Vec<f32> = attrs::required_floats(node, "rho")?
-        .iter()
-        .map(|v| *v as f32)
-        .collect();
-    let prob_a: Vec<f32> = attrs::floats(node, "prob_a")?
-        .unwrap_or_default()
-        .iter()
-        .map(|v| *v as f32)
-        .collect();
-    let prob_b: Vec<f32> = attrs::floats(node, "prob_b")?
-        .unwrap_or_default()
-        .iter()
-        .map(|v| *v as f32)
-        .collect();
+    let support: Vec<f32> = attrs::f32s(node, "support_vectors")?;
+    let coefficients: Vec<f32> = attrs::required_f32s(node, "coefficients")?;
+    let rho: Vec<f32> = attrs::required_f32s(node, "rho")?;
+    let prob_a: Vec<f32> = attrs::f32s(node, "prob_a")?;
+    let prob_b: Vec<f32> = attrs::f32s(node, "prob_b")?;
     let post = PostTransform::parse(node.get_attr_opt::<&str>("post_transform")?)?;
     let vectors: usize = per_class.iter().sum();
     let pairs = k * (k - 1) / 2;
@@ -432,15 +414,8 @@ struct SvmRegressor {
 pub fn svm_regressor(_: &ParsingContext, node: &NodeProto) -> Built {
     let name = format!("{} (SVMRegressor)", node.name);
     let n_supports = node.get_attr_opt::<i64>("n_supports")?.unwrap_or(0).max(0) as usize;
-    let support: Vec<f32> = attrs::floats(node, "support_vectors")?
-        .unwrap_or_default()
-        .iter()
-        .map(|v| *v as f32)
-        .collect();
-    let coefficients: Vec<f32> = attrs::required_floats(node, "coefficients")?
-        .iter()
-        .map(|v| *v as f32)
-        .collect();
+    let support: Vec<f32> = attrs::f32s(node, "support_vectors")?;
+    let coefficients: Vec<f32> = attrs::required_f32s(node, "coefficients")?;
     let rho = attrs::required_floats(node, "rho")?
         .first()
         .copied()
