@@ -1,5 +1,6 @@
 //! Engine-level benchmarks: tract runs of the shipped digits MLP at several batch sizes, the
-//! worker-pool round trip, and JSON instance decoding. Run: `cargo bench --bench engine`.
+//! worker-pool round trip, 64 concurrent callers with and without dynamic batching, and JSON
+//! instance decoding. Run: `cargo bench --bench engine`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use infera::engine::{
-    CompiledModel, JobObserver, PoolConfig, SkipReason, Tensor, TensorData, WorkerPool,
+    BatchPolicy, CompiledModel, JobObserver, ModelQueue, PoolConfig, SkipReason, Tensor,
+    TensorData, WorkerPool,
 };
-use infera::inference::{decode_instances, ModelContract};
+use infera::inference::{decode_instances, Instance, ModelContract};
 use infera::repository::Manifest;
 use serde_json::Value;
 
@@ -61,60 +63,114 @@ impl JobObserver for Quiet {
     fn enqueued(&self) {}
     fn dequeued(&self) {}
     fn skipped(&self, _: SkipReason) {}
-    fn ran(&self, _: usize, _: Duration, _: Duration) {}
+    fn started(&self, _: Duration) {}
+    fn batch_ran(&self, _: usize, _: usize, _: Duration) {}
 }
 
+fn queue(pool: &WorkerPool, model: &Arc<CompiledModel>, max_batch_size: usize) -> Arc<ModelQueue> {
+    pool.queue(
+        model.clone(),
+        BatchPolicy {
+            max_batch_size,
+            max_queue_delay: Duration::ZERO,
+            queue_capacity: 1024,
+        },
+        Arc::new(Quiet),
+    )
+}
+
+/// One caller, one instance: the hand-off to a worker thread and back.
 fn pool_round_trip(c: &mut Criterion) {
     let (model, rows) = digits();
     let model = Arc::new(model);
     let pool = WorkerPool::start(PoolConfig {
         workers: 1,
-        queue_capacity: 64,
-        retry_after: Duration::from_secs(1),
+        ..PoolConfig::default()
     })
     .unwrap();
+    let queue = queue(&pool, &model, 64);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let input = batch(&rows, 1);
-    let observer: Arc<dyn JobObserver> = Arc::new(Quiet);
     c.bench_function("digits_mlp_pool_round_trip/1", |b| {
         b.iter(|| {
             let deadline = Instant::now() + Duration::from_secs(5);
             runtime
-                .block_on(pool.run(
-                    model.clone(),
-                    vec![input.clone()],
-                    deadline,
-                    observer.clone(),
-                ))
+                .block_on(queue.run(vec![input.clone()], deadline))
                 .unwrap()
         })
     });
 }
 
-fn decode(c: &mut Criterion) {
+/// 64 callers with one instance each, all in flight at once: dynamic batching on (up to 64
+/// instances per call) against off (one call per request). Throughput is in requests.
+fn pool_concurrent(c: &mut Criterion) {
     let (model, rows) = digits();
-    let manifest = Manifest::read(&models().join("digits/model.toml")).unwrap();
-    let contract = ModelContract::build(Some(&manifest), model.signature()).unwrap();
-    let mut group = c.benchmark_group("digits_decode_instances");
-    for n in [1usize, 64] {
-        let instances: Vec<Value> = rows
-            .iter()
-            .cycle()
-            .take(n)
-            .map(|r| serde_json::json!(r))
-            .collect();
-        group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(
-            BenchmarkId::from_parameter(n),
-            &instances,
-            |b, instances| b.iter(|| decode_instances(&contract.input, instances).unwrap()),
-        );
+    let model = Arc::new(model);
+    let pool = WorkerPool::start(PoolConfig {
+        workers: 1,
+        ..PoolConfig::default()
+    })
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let input = batch(&rows, 1);
+    let mut group = c.benchmark_group("digits_mlp_64_concurrent_callers");
+    group.throughput(Throughput::Elements(64));
+    for (name, max_batch) in [("batching_off", 1usize), ("batching_64", 64)] {
+        let queue = queue(&pool, &model, max_batch);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    let calls: Vec<_> = (0..64)
+                        .map(|_| {
+                            let (queue, input) = (queue.clone(), input.clone());
+                            tokio::spawn(async move { queue.run(vec![input], deadline).await })
+                        })
+                        .collect();
+                    for call in calls {
+                        call.await.unwrap().unwrap();
+                    }
+                })
+            })
+        });
     }
     group.finish();
 }
 
-criterion_group!(benches, tract_run, pool_round_trip, decode);
+/// JSON text of the instances array to input tensor: the parse straight into numbers that
+/// request bodies get, against parsing into JSON values first (the general path, used for named
+/// features and malformed input).
+fn decode(c: &mut Criterion) {
+    let (model, rows) = digits();
+    let manifest = Manifest::read(&models().join("digits/model.toml")).unwrap();
+    let contract = ModelContract::build(Some(&manifest), model.signature()).unwrap();
+    let mut group = c.benchmark_group("digits_parse_and_decode");
+    for n in [1usize, 64] {
+        let text = serde_json::to_vec(&rows.iter().cycle().take(n).collect::<Vec<_>>()).unwrap();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("numbers", n), &text, |b, text| {
+            b.iter(|| {
+                let instances: Vec<Instance> = serde_json::from_slice(text).unwrap();
+                decode_instances(&contract.input, &instances).unwrap()
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("json_values", n), &text, |b, text| {
+            b.iter(|| {
+                let values: Vec<Value> = serde_json::from_slice(text).unwrap();
+                let instances: Vec<Instance> = values.into_iter().map(Instance::Json).collect();
+                decode_instances(&contract.input, &instances).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, tract_run, pool_round_trip, pool_concurrent, decode);
 criterion_main!(benches);

@@ -2,20 +2,29 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
 use crate::config::{CheckArgs, HealthcheckArgs};
+use crate::engine::{BatchPolicy, PoolConfig, WorkerPool};
 use crate::monitoring::Metrics;
-use crate::repository::{self, check_golden, GoldenFile};
+use crate::repository::{self, check_golden, GoldenFile, LoadContext};
 
 /// Loads every version in the repository and runs its golden file. Prints one line per version
 /// and returns whether everything passed.
 pub fn check(args: &CheckArgs, out: &mut impl Write) -> anyhow::Result<bool> {
     let layout = repository::scan(&args.repository)
         .with_context(|| format!("reading model repository {}", args.repository.display()))?;
-    let metrics = Metrics::new();
+    let loading = LoadContext {
+        metrics: Arc::new(Metrics::new()),
+        pool: Arc::new(WorkerPool::start(PoolConfig {
+            workers: 1,
+            ..PoolConfig::default()
+        })?),
+        batching: BatchPolicy::default(),
+    };
     let (mut ok, mut failed) = (0usize, 0usize);
     writeln!(
         out,
@@ -45,7 +54,7 @@ pub fn check(args: &CheckArgs, out: &mut impl Write) -> anyhow::Result<bool> {
         }
         for dir in &model.versions {
             let label = format!("{} v{}", model.name, dir.version);
-            let loaded = match repository::load_version(&model.name, dir, manifest, &metrics) {
+            let loaded = match repository::load_version(&model.name, dir, manifest, &loading) {
                 Ok(loaded) => loaded,
                 Err(e) => {
                     writeln!(out, "  FAIL  {label}: {e}")?;

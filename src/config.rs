@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::engine::BatchPolicy;
+use crate::repository::manifest::{MAX_BATCH_SIZE, MAX_QUEUE_CAPACITY, MAX_QUEUE_DELAY_US};
+
 /// infera: serve ONNX models over HTTP on CPU.
 #[derive(Debug, Parser)]
 #[command(
@@ -66,12 +69,28 @@ pub struct ServeArgs {
     /// Model used by `POST /predict` when the request names none (overrides repository.toml).
     #[arg(long, env = "INFERA_DEFAULT_MODEL")]
     pub default_model: Option<String>,
-    /// Inference worker threads (default: one per CPU core).
+    /// Inference worker threads (default: one per CPU core). Each runs one model call at a time
+    /// on one core; see docs/benchmarks.md for tuning.
     #[arg(long, env = "INFERA_WORKERS")]
     pub workers: Option<usize>,
-    /// Inference jobs that may wait for a worker; beyond it requests get 429 at once.
+    /// HTTP (tokio) threads that parse requests and write answers (default: one per CPU core).
+    #[arg(long, env = "INFERA_HTTP_THREADS")]
+    pub http_threads: Option<usize>,
+    /// Requests that may wait per model version; beyond it requests get 429 at once. A model's
+    /// `[batching] queue_capacity` overrides it.
     #[arg(long, env = "INFERA_QUEUE_CAPACITY", default_value_t = 256)]
     pub queue_capacity: usize,
+    /// Most instances one model call may take: queued requests are joined into one batch up to
+    /// this size. 1 turns dynamic batching off. Models without a batch dimension never batch.
+    #[arg(long, env = "INFERA_MAX_BATCH_SIZE", default_value_t = 64)]
+    pub max_batch_size: usize,
+    /// Microseconds the oldest queued request may wait for its batch to fill. 0 (the default):
+    /// a lone request never waits; batches form only from requests that queued meanwhile.
+    #[arg(long, env = "INFERA_MAX_QUEUE_DELAY_US", default_value_t = 0)]
+    pub max_queue_delay_us: u64,
+    /// Microseconds an idle worker polls for new work before it sleeps (0: sleep at once).
+    #[arg(long, env = "INFERA_WORKER_IDLE_POLL_US", default_value_t = 50)]
+    pub worker_idle_poll_us: u64,
     /// Largest request body in bytes.
     #[arg(long, env = "INFERA_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -124,6 +143,24 @@ impl ServeArgs {
         })
     }
 
+    /// HTTP threads after applying the default.
+    pub fn http_thread_count(&self) -> usize {
+        self.http_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    /// Server-wide queueing and batching defaults.
+    pub fn batch_policy(&self) -> BatchPolicy {
+        BatchPolicy {
+            max_batch_size: self.max_batch_size,
+            max_queue_delay: Duration::from_micros(self.max_queue_delay_us),
+            queue_capacity: self.queue_capacity,
+        }
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
@@ -136,10 +173,34 @@ impl ServeArgs {
                 "--workers must be between 1 and 1024, got {workers}"
             ));
         }
-        if self.queue_capacity == 0 || self.queue_capacity > 1_000_000 {
+        if !(1..=1024).contains(&self.http_thread_count()) {
             return Err(format!(
-                "--queue-capacity must be between 1 and 1000000, got {}",
+                "--http-threads must be between 1 and 1024, got {}",
+                self.http_thread_count()
+            ));
+        }
+        if self.queue_capacity == 0 || self.queue_capacity > MAX_QUEUE_CAPACITY {
+            return Err(format!(
+                "--queue-capacity must be between 1 and {MAX_QUEUE_CAPACITY}, got {}",
                 self.queue_capacity
+            ));
+        }
+        if !(1..=MAX_BATCH_SIZE).contains(&self.max_batch_size) {
+            return Err(format!(
+                "--max-batch-size must be between 1 and {MAX_BATCH_SIZE}, got {}",
+                self.max_batch_size
+            ));
+        }
+        if self.max_queue_delay_us > MAX_QUEUE_DELAY_US {
+            return Err(format!(
+                "--max-queue-delay-us must be at most {MAX_QUEUE_DELAY_US}, got {}",
+                self.max_queue_delay_us
+            ));
+        }
+        if self.worker_idle_poll_us > 10_000 {
+            return Err(format!(
+                "--worker-idle-poll-us must be at most 10000, got {}",
+                self.worker_idle_poll_us
             ));
         }
         if self.max_body_bytes < 1024 {

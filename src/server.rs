@@ -13,13 +13,14 @@ use crate::config::ServeArgs;
 use crate::engine::{PoolConfig, WorkerPool};
 use crate::inference::{Limits, Predictor};
 use crate::monitoring::Metrics;
-use crate::repository::{self, Layout, ModelStore, RepositoryError};
+use crate::repository::{self, Layout, LoadContext, ModelStore, RepositoryError};
 
 /// Everything a running server is made of, before it listens.
 pub struct Infera {
     pub state: AppState,
     layout: Arc<Layout>,
     store: Arc<ModelStore>,
+    loading: LoadContext,
     pool: Arc<WorkerPool>,
 }
 
@@ -38,17 +39,22 @@ impl Infera {
         let store = Arc::new(ModelStore::new(catalog));
         let pool_config = PoolConfig {
             workers: args.worker_count(),
-            queue_capacity: args.queue_capacity,
             retry_after: Duration::from_secs(args.retry_after_secs),
+            idle_poll: Duration::from_micros(args.worker_idle_poll_us),
         };
         let pool = Arc::new(WorkerPool::start(pool_config).context("starting inference workers")?);
         let metrics = Arc::new(Metrics::new());
-        metrics.set_pool(pool_config.workers, pool_config.queue_capacity);
+        metrics.set_workers(pool_config.workers);
         let limits = Limits {
             max_instances: args.max_instances,
             timeout: args.request_timeout(),
         };
-        let predictor = Arc::new(Predictor::new(store.clone(), pool.clone(), limits));
+        let predictor = Arc::new(Predictor::new(store.clone(), limits));
+        let loading = LoadContext {
+            metrics: metrics.clone(),
+            pool: pool.clone(),
+            batching: args.batch_policy(),
+        };
         let state = AppState {
             predictor,
             metrics,
@@ -59,25 +65,26 @@ impl Infera {
             state,
             layout: Arc::new(layout),
             store,
+            loading,
             pool,
         })
     }
 
     /// Loads every model version (blocking; call off the async runtime).
     pub fn load_models(&self) -> Vec<RepositoryError> {
-        repository::load_all(&self.layout, &self.store, &self.state.metrics)
+        repository::load_all(&self.layout, &self.store, &self.loading)
     }
 
     /// Loads the models on a background thread; readiness turns true when all are in.
     pub fn load_models_in_background(&self) -> std::thread::JoinHandle<Vec<RepositoryError>> {
-        let (layout, store, metrics) = (
+        let (layout, store, loading) = (
             self.layout.clone(),
             self.store.clone(),
-            self.state.metrics.clone(),
+            self.loading.clone(),
         );
         std::thread::Builder::new()
             .name("infera-loader".into())
-            .spawn(move || repository::load_all(&layout, &store, &metrics))
+            .spawn(move || repository::load_all(&layout, &store, &loading))
             .expect("spawning the model loader thread")
     }
 

@@ -1,8 +1,9 @@
 //! Request extractors whose rejections use infera's error envelope.
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use validator::Validate;
 
@@ -24,9 +25,21 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state)
+        if !json_content_type(req.headers()) {
+            return Err(unsupported_media_type());
+        }
+        let body = Bytes::from_request(req, state)
             .await
-            .map_err(|r| rejection(r, limit))?;
+            .map_err(|r| bytes_rejection(r, limit))?;
+        // Parse once, directly; only a body that fails is parsed again through axum's extractor,
+        // whose rejection names the path to the problem (that tracking costs on every request).
+        let value = match serde_json::from_slice::<T>(&body) {
+            Ok(value) => value,
+            Err(_) => match axum::Json::<T>::from_bytes(&body) {
+                Ok(axum::Json(value)) => value,
+                Err(r) => return Err(rejection(r, limit)),
+            },
+        };
         value
             .validate()
             .map_err(|e| ApiError::invalid_request(describe(&e)))?;
@@ -34,13 +47,52 @@ where
     }
 }
 
+/// `application/json` or `application/<anything>+json`, parameters allowed (as axum's `Json`).
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (sub.eq_ignore_ascii_case("json")
+            || sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case("+json"))
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "expected a request body with Content-Type: application/json",
+    )
+}
+
+fn bytes_rejection(e: BytesRejection, limit: Option<usize>) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            match limit {
+                Some(limit) => format!("the request body exceeds the limit of {limit} bytes"),
+                None => "the request body exceeds the size limit".to_string(),
+            },
+        );
+    }
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_body",
+        format!("cannot read the request body: {}", e.body_text()),
+    )
+}
+
 fn rejection(r: JsonRejection, limit: Option<usize>) -> ApiError {
     match r {
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "expected a request body with Content-Type: application/json",
-        ),
+        JsonRejection::MissingJsonContentType(_) => unsupported_media_type(),
         JsonRejection::JsonSyntaxError(e) => {
             let detail = e.body_text();
             let detail = detail
@@ -57,21 +109,7 @@ fn rejection(r: JsonRejection, limit: Option<usize>) -> ApiError {
             let prefix = "Failed to deserialize the JSON body into the target type: ";
             ApiError::invalid_request(detail.strip_prefix(prefix).unwrap_or(&detail).to_string())
         }
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                match limit {
-                    Some(limit) => format!("the request body exceeds the limit of {limit} bytes"),
-                    None => "the request body exceeds the size limit".to_string(),
-                },
-            )
-        }
-        JsonRejection::BytesRejection(e) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            format!("cannot read the request body: {}", e.body_text()),
-        ),
+        JsonRejection::BytesRejection(e) => bytes_rejection(e, limit),
         other => ApiError::new(other.status(), "bad_request", other.body_text()),
     }
 }

@@ -23,11 +23,7 @@ pub const CLIENT_CLOSED: u16 = 499;
 /// in-flight gauge, labelled by route template. A request dropped before its answer (client
 /// disconnected) is recorded with status 499.
 pub async fn http_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let mut guard = InFlight {
         metrics: state.metrics.clone(),
         method: request.method().clone(),
@@ -45,7 +41,8 @@ pub async fn http_metrics(State(state): State<AppState>, request: Request, next:
 struct InFlight {
     metrics: std::sync::Arc<crate::monitoring::Metrics>,
     method: axum::http::Method,
-    route: String,
+    /// The route template (None: no route matched). Cloning it bumps a refcount, no allocation.
+    route: Option<MatchedPath>,
     started: Instant,
     status: Option<u16>,
 }
@@ -56,7 +53,9 @@ impl Drop for InFlight {
         let status = self.status.unwrap_or(CLIENT_CLOSED);
         self.metrics.http_request(
             self.method.as_str(),
-            &self.route,
+            self.route
+                .as_ref()
+                .map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
             status,
             self.started.elapsed(),
         );

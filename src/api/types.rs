@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::inference::Instance;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
 use validator::{Validate, ValidationError};
 
@@ -36,7 +36,7 @@ pub struct PredictRequest {
     /// keyed by input name for several inputs).
     #[validate(length(min = 1, message = "must hold at least one instance"))]
     #[schema(value_type = Vec<Object>)]
-    pub instances: Vec<Value>,
+    pub instances: Vec<Instance>,
 }
 
 /// Predictions, one per instance, in request order.

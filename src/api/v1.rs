@@ -1,12 +1,12 @@
 //! KServe V1 protocol: `GET /v1/models/{name}` and `POST /v1/models/{name}:predict`, through the
 //! same predictor as `/predict`.
 
+use crate::inference::Instance;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
 use validator::Validate;
 
@@ -28,7 +28,7 @@ pub struct V1PredictRequest {
     /// Instances in the same forms `/predict` takes.
     #[validate(length(min = 1, message = "must hold at least one instance"))]
     #[schema(value_type = Vec<Object>)]
-    pub instances: Vec<Value>,
+    pub instances: Vec<Instance>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -5,10 +5,12 @@
 mod error;
 mod ml;
 mod pool;
+mod queue;
 mod runtime;
 mod tensor;
 
 pub use error::EngineError;
-pub use pool::{JobObserver, PoolConfig, RunOutput, SkipReason, WorkerPool};
+pub use pool::{PoolConfig, WorkerPool};
+pub use queue::{BatchPolicy, JobObserver, ModelQueue, RunOutput, SkipReason};
 pub use runtime::CompiledModel;
 pub use tensor::{DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};

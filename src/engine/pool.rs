@@ -1,85 +1,72 @@
-//! The CPU worker pool: dedicated OS threads fed by one bounded queue. Callers on the async side
-//! hand over a job and await a oneshot reply; when the queue is full they are refused at once.
+//! The CPU worker pool: dedicated OS threads that run model calls. Each model version has its
+//! own bounded queue ([`ModelQueue`]); enqueuing a job also posts the queue on the pool's wake-up
+//! channel, and whichever worker takes that post drains a batch from the queue.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use tokio::sync::oneshot;
+use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 
-use super::error::EngineError;
-use super::runtime::CompiledModel;
-use super::tensor::Tensor;
+use super::queue::{BatchPolicy, JobObserver, ModelQueue};
+use super::runtime::{single_threaded_scope, CompiledModel};
 
 /// Sizing of the pool.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolConfig {
     /// Number of inference threads.
     pub workers: usize,
-    /// Jobs that may wait for a worker; one more is refused with `Overloaded`.
-    pub queue_capacity: usize,
     /// What an overloaded caller is told to wait before retrying.
     pub retry_after: Duration,
+    /// How long an idle worker keeps polling for work before it sleeps. Sleeping and being woken
+    /// costs tens of microseconds on a VM; a short poll saves that for back-to-back requests.
+    pub idle_poll: Duration,
 }
 
-/// Why a queued job was dropped without running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SkipReason {
-    /// The caller stopped waiting (client disconnected or request cancelled).
-    Cancelled,
-    /// The job's deadline passed while it waited.
-    Deadline,
-}
-
-impl SkipReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::Cancelled => "cancelled",
-            SkipReason::Deadline => "deadline",
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            retry_after: Duration::from_secs(1),
+            idle_poll: Duration::from_micros(50),
         }
     }
 }
 
-/// Hooks the pool calls as a job moves through the queue, so that the layer above can keep
-/// per-model queue gauges without the engine knowing about metrics.
-pub trait JobObserver: Send + Sync {
-    fn enqueued(&self);
-    fn dequeued(&self);
-    fn skipped(&self, reason: SkipReason);
-    /// A worker ran the job (whether or not its caller is still waiting).
-    fn ran(&self, rows: usize, queue_wait: Duration, compute: Duration);
+/// What the queues share with the pool.
+pub(crate) struct PoolShared {
+    /// Wake-up posts: one per enqueued job, naming its queue. Emptied at shutdown.
+    wake: ArcSwapOption<Sender<Arc<ModelQueue>>>,
+    pub(crate) retry_after: Duration,
+    running: AtomicUsize,
 }
 
-/// Result of one job, with where its time went.
-#[derive(Debug)]
-pub struct RunOutput {
-    pub outputs: Vec<Tensor>,
-    pub queue_wait: Duration,
-    pub compute: Duration,
+impl PoolShared {
+    /// Posts `queue` for a worker; false once the pool has shut down.
+    pub(crate) fn wake(&self, queue: Arc<ModelQueue>) -> bool {
+        let guard = self.wake.load();
+        guard.as_ref().is_some_and(|tx| tx.send(queue).is_ok())
+    }
+
+    pub(crate) fn running_inc(&self) {
+        self.running.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn running_dec(&self) {
+        self.running.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
-type Reply = oneshot::Sender<Result<RunOutput, EngineError>>;
-
-struct Job {
-    model: Arc<CompiledModel>,
-    inputs: Vec<Tensor>,
-    enqueued: Instant,
-    deadline: Instant,
-    observer: Arc<dyn JobObserver>,
-    reply: Reply,
-}
-
-/// A fixed set of inference threads sharing one bounded queue.
+/// A fixed set of inference threads serving every model version's queue. The threads live as
+/// long as the pool or any of its queues (or until [`WorkerPool::close`]).
 pub struct WorkerPool {
-    /// Lock-free on the request path; emptied at shutdown.
-    sender: ArcSwapOption<Sender<Job>>,
+    shared: Arc<PoolShared>,
     config: PoolConfig,
     handles: Mutex<Vec<JoinHandle<()>>>,
-    running: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for WorkerPool {
@@ -94,22 +81,25 @@ impl WorkerPool {
     /// Starts `config.workers` threads named `infera-worker-N`.
     pub fn start(config: PoolConfig) -> std::io::Result<WorkerPool> {
         let workers = config.workers.max(1);
-        let (tx, rx) = bounded::<Job>(config.queue_capacity.max(1));
-        let running = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = unbounded::<Arc<ModelQueue>>();
+        let shared = Arc::new(PoolShared {
+            wake: ArcSwapOption::from_pointee(tx),
+            retry_after: config.retry_after,
+            running: AtomicUsize::new(0),
+        });
         let mut handles = Vec::with_capacity(workers);
         for i in 0..workers {
-            let (rx, running) = (rx.clone(), running.clone());
+            let (rx, idle_poll) = (rx.clone(), config.idle_poll);
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("infera-worker-{i}"))
-                    .spawn(move || worker_loop(rx, running))?,
+                    .spawn(move || single_threaded_scope(|| worker_loop(rx, idle_poll)))?,
             );
         }
         Ok(WorkerPool {
-            sender: ArcSwapOption::from_pointee(tx),
+            shared,
             config,
             handles: Mutex::new(handles),
-            running,
         })
     }
 
@@ -117,73 +107,29 @@ impl WorkerPool {
         self.config
     }
 
-    /// Jobs being run by a worker right now.
-    pub fn running(&self) -> usize {
-        self.running.load(Ordering::Relaxed)
-    }
-
-    /// Jobs currently waiting for a worker (all models).
-    pub fn queued(&self) -> usize {
-        self.sender.load().as_ref().map(|s| s.len()).unwrap_or(0)
-    }
-
-    /// Runs `inputs` through `model` on a worker thread. Refuses at once when the queue is full;
-    /// gives up (and the worker skips the job) when `deadline` passes first. Dropping the returned
-    /// future also makes the worker skip the job.
-    pub async fn run(
+    /// A queue for one model version, served by this pool's workers.
+    pub fn queue(
         &self,
         model: Arc<CompiledModel>,
-        inputs: Vec<Tensor>,
-        deadline: Instant,
+        policy: BatchPolicy,
         observer: Arc<dyn JobObserver>,
-    ) -> Result<RunOutput, EngineError> {
-        let budget = deadline.saturating_duration_since(Instant::now());
-        let receiver = self.submit(model, inputs, deadline, observer)?;
-        match tokio::time::timeout_at(deadline.into(), receiver).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(EngineError::WorkerLost),
-            Err(_) => Err(EngineError::DeadlineExceeded(budget)),
-        }
-    }
-
-    fn submit(
-        &self,
-        model: Arc<CompiledModel>,
-        inputs: Vec<Tensor>,
-        deadline: Instant,
-        observer: Arc<dyn JobObserver>,
-    ) -> Result<oneshot::Receiver<Result<RunOutput, EngineError>>, EngineError> {
-        let guard = self.sender.load();
-        let sender = guard.as_ref().ok_or(EngineError::ShuttingDown)?;
-        let (reply, receiver) = oneshot::channel();
-        observer.enqueued();
-        let job = Job {
+    ) -> Arc<ModelQueue> {
+        Arc::new(ModelQueue::new(
             model,
-            inputs,
-            enqueued: Instant::now(),
-            deadline,
+            policy,
             observer,
-            reply,
-        };
-        match sender.try_send(job) {
-            Ok(()) => Ok(receiver),
-            Err(TrySendError::Full(job)) => {
-                job.observer.dequeued();
-                Err(EngineError::Overloaded {
-                    capacity: self.config.queue_capacity,
-                    retry_after: self.config.retry_after,
-                })
-            }
-            Err(TrySendError::Disconnected(job)) => {
-                job.observer.dequeued();
-                Err(EngineError::ShuttingDown)
-            }
-        }
+            self.shared.clone(),
+        ))
+    }
+
+    /// Model calls running on a worker right now.
+    pub fn running(&self) -> usize {
+        self.shared.running.load(Ordering::Relaxed)
     }
 
     /// Stops taking jobs; workers finish what is queued and exit, without waiting for them.
     pub fn close(&self) {
-        self.sender.store(None);
+        self.shared.wake.store(None);
     }
 
     /// Stops taking jobs, lets the workers finish what is queued, and joins them.
@@ -200,39 +146,37 @@ impl WorkerPool {
     }
 }
 
-impl Drop for WorkerPool {
-    fn drop(&mut self) {
-        self.close();
+fn worker_loop(rx: Receiver<Arc<ModelQueue>>, idle_poll: Duration) {
+    while let Some(queue) = next_post(&rx, idle_poll) {
+        let mut carried = None;
+        loop {
+            let (batch, rest) = queue.take_batch(carried.take());
+            queue.run_batch(batch);
+            match rest {
+                Some(job) => carried = Some(job),
+                None => break,
+            }
+        }
     }
 }
 
-fn worker_loop(rx: Receiver<Job>, running: Arc<AtomicUsize>) {
-    while let Ok(job) = rx.recv() {
-        job.observer.dequeued();
-        let started = Instant::now();
-        if job.reply.is_closed() {
-            job.observer.skipped(SkipReason::Cancelled);
-            continue;
-        }
-        if started >= job.deadline {
-            job.observer.skipped(SkipReason::Deadline);
-            let waited = started - job.enqueued;
-            let _ = job.reply.send(Err(EngineError::DeadlineExceeded(waited)));
-            continue;
-        }
-        let queue_wait = started - job.enqueued;
-        let rows = job.inputs.first().map(Tensor::rows).unwrap_or(0);
-        let (model, inputs) = (job.model, job.inputs);
-        running.fetch_add(1, Ordering::Relaxed);
-        let result = catch_unwind(AssertUnwindSafe(|| model.run(inputs)))
-            .unwrap_or_else(|_| Err(EngineError::Inference("the model panicked".into())));
-        running.fetch_sub(1, Ordering::Relaxed);
-        let compute = started.elapsed();
-        job.observer.ran(rows, queue_wait, compute);
-        let _ = job.reply.send(result.map(|outputs| RunOutput {
-            outputs,
-            queue_wait,
-            compute,
-        }));
+/// The next wake-up post: polls briefly (yielding the core) before sleeping on the channel.
+fn next_post(rx: &Receiver<Arc<ModelQueue>>, idle_poll: Duration) -> Option<Arc<ModelQueue>> {
+    match rx.try_recv() {
+        Ok(queue) => return Some(queue),
+        Err(TryRecvError::Disconnected) => return None,
+        Err(TryRecvError::Empty) => {}
     }
+    if !idle_poll.is_zero() {
+        let until = Instant::now() + idle_poll;
+        while Instant::now() < until {
+            std::thread::yield_now();
+            match rx.try_recv() {
+                Ok(queue) => return Some(queue),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+    }
+    rx.recv().ok()
 }

@@ -9,6 +9,13 @@ use tract_onnx::tract_hir::infer::Factoid;
 use super::error::EngineError;
 use super::tensor::{DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};
 
+/// Runs `f` with tract's matrix products pinned to the calling thread. Parallelism comes from
+/// several workers sharing a plan; the thread-local setting also spares every product a look at
+/// tract's process-wide executor setting, which sits behind a mutex shared by all workers.
+pub fn single_threaded_scope<R>(f: impl FnOnce() -> R) -> R {
+    tract::multithread::multithread_tract_scope(tract::multithread::Executor::SingleThread, f)
+}
+
 /// How many instances one call to the tract plan can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CallShape {
@@ -88,9 +95,13 @@ impl CompiledModel {
     /// Runs the model on one tensor per input, each with the batch dimension first. All inputs
     /// must have the same number of rows; the outputs have that many rows too.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, EngineError> {
-        let rows = self.check_inputs(&inputs)?;
+        self.run_one(&inputs)
+    }
+
+    fn run_one(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
+        let rows = self.check_inputs(inputs)?;
         match self.call_shape {
-            CallShape::Batched => self.run_once(&inputs),
+            CallShape::Batched => self.run_once(inputs),
             CallShape::OnePerCallWithAxis | CallShape::OnePerCallNoAxis => {
                 let mut parts: Vec<Vec<Tensor>> = Vec::with_capacity(rows);
                 for row in 0..rows {
@@ -100,6 +111,63 @@ impl CompiledModel {
                 concat_rows(parts, self.signature.outputs.len())
             }
         }
+    }
+
+    /// True when instances of different callers may share one call: the graph takes a batch and
+    /// every output dimension after the batch is fixed, so rows can be split back by count.
+    pub fn can_batch_callers(&self) -> bool {
+        self.call_shape == CallShape::Batched
+            && self
+                .signature
+                .outputs
+                .iter()
+                .all(|o| o.shape.iter().skip(1).all(|d| matches!(d, Dim::Fixed(_))))
+    }
+
+    /// Runs several callers' inputs as one batch and hands each caller its own output rows.
+    /// `parts[i]` is caller i's tensors (one per input, batch first). The inputs are copied once,
+    /// straight into tract's tensors, and each caller's outputs once out of tract's.
+    pub fn run_batch(&self, parts: &[Vec<Tensor>]) -> Result<Vec<Vec<Tensor>>, EngineError> {
+        if parts.len() == 1 || !self.can_batch_callers() {
+            return parts.iter().map(|p| self.run_one(p)).collect();
+        }
+        let rows: Vec<usize> = parts
+            .iter()
+            .map(|p| self.check_inputs(p))
+            .collect::<Result<_, _>>()?;
+        let total: usize = rows.iter().sum();
+        let values: TVec<TValue> = self
+            .signature
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(ix, spec)| {
+                let shape: Vec<usize> = std::iter::once(total).chain(spec.row_shape()).collect();
+                stack_into_tract(&shape, parts.iter().map(|p| &p[ix].data))
+                    .map(IntoTValue::into_tvalue)
+            })
+            .collect::<Result<_, _>>()?;
+        let outputs = self
+            .plan
+            .run(values)
+            .map_err(|e| EngineError::Inference(format!("{e:#}")))?;
+        let mut split: Vec<Vec<Tensor>> = rows
+            .iter()
+            .map(|_| Vec::with_capacity(outputs.len()))
+            .collect();
+        for (value, spec) in outputs.iter().zip(&self.signature.outputs) {
+            if value.shape().first() != Some(&total) {
+                return Err(EngineError::Inference(format!(
+                    "output {} has {:?} rows for a batch of {total}",
+                    spec.name,
+                    value.shape().first()
+                )));
+            }
+            for (part, tensor) in split.iter_mut().zip(split_from_tract(value, spec, &rows)?) {
+                part.push(tensor);
+            }
+        }
+        Ok(split)
     }
 
     fn run_once(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
@@ -455,6 +523,119 @@ fn from_tract(
     Tensor::new(shape, data).ok_or_else(|| {
         EngineError::Inference(format!("output {} has an inconsistent shape", spec.name))
     })
+}
+
+/// One tract tensor of `shape` holding `parts` back to back (all of one element type).
+fn stack_into_tract<'a>(
+    shape: &[usize],
+    mut parts: impl Iterator<Item = &'a TensorData>,
+) -> Result<tract::Tensor, EngineError> {
+    fn fill<'p, T: Datum + Copy>(
+        shape: &[usize],
+        first: &'p [T],
+        rest: impl Iterator<Item = Option<&'p [T]>>,
+    ) -> Result<tract::Tensor, EngineError> {
+        let mut tensor = tract::Tensor::zero_dt(T::datum_type(), shape)
+            .map_err(|e| EngineError::Inference(format!("{e:#}")))?;
+        let mut view = tensor
+            .try_as_plain_ram_mut()
+            .map_err(|e| EngineError::Inference(format!("{e:#}")))?;
+        let out = view
+            .as_slice_mut::<T>()
+            .map_err(|e| EngineError::Inference(format!("{e:#}")))?;
+        let mut at = 0;
+        for part in std::iter::once(Some(first)).chain(rest) {
+            let part = part.ok_or_else(|| EngineError::bad_input("*", "mixed element types"))?;
+            let end = at + part.len();
+            if end > out.len() {
+                return Err(EngineError::bad_input(
+                    "*",
+                    "batch parts overflow the batch",
+                ));
+            }
+            out[at..end].copy_from_slice(part);
+            at = end;
+        }
+        if at != out.len() {
+            return Err(EngineError::bad_input(
+                "*",
+                "batch parts do not fill the batch",
+            ));
+        }
+        Ok(tensor)
+    }
+    macro_rules! stack {
+        ($variant:ident, $first:expr) => {
+            fill(
+                shape,
+                $first,
+                parts.map(|p| match p {
+                    TensorData::$variant(v) => Some(v.as_slice()),
+                    _ => None,
+                }),
+            )
+        };
+    }
+    match parts.next() {
+        Some(TensorData::Bool(v)) => stack!(Bool, v),
+        Some(TensorData::U8(v)) => stack!(U8, v),
+        Some(TensorData::I32(v)) => stack!(I32, v),
+        Some(TensorData::I64(v)) => stack!(I64, v),
+        Some(TensorData::F32(v)) => stack!(F32, v),
+        Some(TensorData::F64(v)) => stack!(F64, v),
+        None => Err(EngineError::bad_input("*", "an empty batch")),
+    }
+}
+
+/// One tract output split into consecutive row blocks of `rows` (one per caller), each copied
+/// once into an infera tensor of the spec's element type.
+fn split_from_tract(
+    value: &tract::Tensor,
+    spec: &TensorSpec,
+    rows: &[usize],
+) -> Result<Vec<Tensor>, EngineError> {
+    fn split<T: Datum + Copy>(
+        value: &tract::Tensor,
+        rows: &[usize],
+        wrap: fn(Vec<T>) -> TensorData,
+    ) -> TractResult<Vec<(usize, TensorData)>> {
+        let cast = value.cast_to::<T>()?;
+        let view = cast.try_as_plain_ram()?;
+        let all = view.as_slice::<T>()?;
+        let total: usize = rows.iter().sum();
+        let row_len = all.len() / total.max(1);
+        let mut at = 0;
+        Ok(rows
+            .iter()
+            .map(|&r| {
+                let part = wrap(all[at * row_len..(at + r) * row_len].to_vec());
+                at += r;
+                (r, part)
+            })
+            .collect())
+    }
+    let fail =
+        |e: tract::TractError| EngineError::Inference(format!("output {}: {e:#}", spec.name));
+    let parts = match spec.dtype {
+        DataType::Bool => split::<bool>(value, rows, TensorData::Bool),
+        DataType::U8 => split::<u8>(value, rows, TensorData::U8),
+        DataType::I32 => split::<i32>(value, rows, TensorData::I32),
+        DataType::I64 => split::<i64>(value, rows, TensorData::I64),
+        DataType::F32 => split::<f32>(value, rows, TensorData::F32),
+        DataType::F64 => split::<f64>(value, rows, TensorData::F64),
+    }
+    .map_err(fail)?;
+    parts
+        .into_iter()
+        .map(|(r, data)| {
+            let shape: Vec<usize> = std::iter::once(r)
+                .chain(value.shape().iter().skip(1).copied())
+                .collect();
+            Tensor::new(shape, data).ok_or_else(|| {
+                EngineError::Inference(format!("output {} has an inconsistent shape", spec.name))
+            })
+        })
+        .collect()
 }
 
 /// Row `row` of a tensor whose first axis is the batch, keeping that axis (length 1).

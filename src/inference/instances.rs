@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::contract::{FeatureSpec, InputContract};
+use super::json_instance::Instance;
 use crate::engine::{DataType, Tensor, TensorData, TensorSpec};
 
 /// Which rule an instance broke.
@@ -66,7 +67,7 @@ pub(super) fn violation(
 /// Turns `instances` into one tensor per model input (batch dimension first).
 pub fn decode(
     contract: &InputContract,
-    instances: &[Value],
+    instances: &[Instance],
 ) -> Result<Vec<Tensor>, ContractViolation> {
     match contract {
         InputContract::Tabular {
@@ -93,12 +94,31 @@ fn decode_tabular(
     features: &[FeatureSpec],
     index: &std::collections::HashMap<String, usize>,
     dtype: DataType,
-    instances: &[Value],
+    instances: &[Instance],
 ) -> Result<Tensor, ContractViolation> {
     let width = features.len();
     let mut sink = Sink::with_capacity(dtype, width * instances.len());
     let mut row: Vec<Option<f64>> = vec![None; width];
     for (i, instance) in instances.iter().enumerate() {
+        // The common case, an array of `width` numbers read straight from the body.
+        if let Instance::Numbers { dims, values } = instance {
+            if dims.as_slice() == [width] {
+                for (value, feature) in values.iter().zip(features) {
+                    sink.push_f64(*value)
+                        .map_err(|e| e.at(i, &format!("feature {:?}", feature.name)))?;
+                    check_range(*value, feature, i)?;
+                }
+                continue;
+            }
+        }
+        let owned;
+        let instance = match instance {
+            Instance::Json(v) => v,
+            numbers => {
+                owned = numbers.to_value();
+                &owned
+            }
+        };
         match instance {
             Value::Array(values) => {
                 if values.len() != width {
@@ -220,7 +240,7 @@ pub(super) fn check_range(
 
 fn decode_tensors(
     inputs: &[TensorSpec],
-    instances: &[Value],
+    instances: &[Instance],
 ) -> Result<Vec<Tensor>, ContractViolation> {
     let shapes: Vec<Vec<usize>> = inputs.iter().map(TensorSpec::row_shape).collect();
     let mut sinks: Vec<Sink> = inputs
@@ -234,6 +254,28 @@ fn decode_tensors(
         })
         .collect();
     for (i, instance) in instances.iter().enumerate() {
+        // The common case: one input, sent as a nested array of its row shape or a flat array.
+        if let (Instance::Numbers { dims, values }, [spec]) = (instance, inputs) {
+            let shape = &shapes[0];
+            let total: usize = shape.iter().product();
+            if dims == shape || (dims.as_slice() == [total] && values.len() == total) {
+                let sink = &mut sinks[0];
+                for (j, value) in values.iter().enumerate() {
+                    sink.push_f64(*value).map_err(|e| {
+                        e.at(i, &format!("input {:?}{}", spec.name, index_path(j, dims)))
+                    })?;
+                }
+                continue;
+            }
+        }
+        let owned;
+        let instance = match instance {
+            Instance::Json(v) => v,
+            numbers => {
+                owned = numbers.to_value();
+                &owned
+            }
+        };
         match (instance, inputs) {
             (Value::Object(fields), _) => {
                 if let Some(unknown) = fields
@@ -286,6 +328,16 @@ fn decode_tensors(
             }
         })
         .collect())
+}
+
+/// `[a][b][c]`: the position of flat element `j` in an array of shape `dims`.
+fn index_path(mut j: usize, dims: &[usize]) -> String {
+    let mut parts = Vec::with_capacity(dims.len());
+    for &d in dims.iter().rev() {
+        parts.push(j % d.max(1));
+        j /= d.max(1);
+    }
+    parts.iter().rev().map(|p| format!("[{p}]")).collect()
 }
 
 fn input_names(inputs: &[TensorSpec]) -> String {
@@ -548,6 +600,42 @@ mod tests {
             index,
             dtype: DataType::F32,
         }
+    }
+
+    /// Decodes through both readings of a body, the fast numeric form and plain JSON values,
+    /// and checks that they agree exactly (tensors, or error kind, instance and message).
+    fn decode(
+        contract: &InputContract,
+        values: &[Value],
+    ) -> Result<Vec<Tensor>, ContractViolation> {
+        let fast: Vec<Instance> = values.iter().cloned().map(Instance::from).collect();
+        let slow: Vec<Instance> = values.iter().cloned().map(Instance::Json).collect();
+        let (a, b) = (
+            super::decode(contract, &fast),
+            super::decode(contract, &slow),
+        );
+        assert_eq!(a, b, "fast and JSON-value decoding differ for {values:?}");
+        a
+    }
+
+    #[test]
+    fn numeric_fast_path_names_nested_positions_like_the_json_path() {
+        let spec = TensorSpec {
+            name: "img".into(),
+            dtype: DataType::U8,
+            shape: vec![Dim::Batch, Dim::Fixed(2), Dim::Fixed(2)],
+        };
+        let c = InputContract::Tensors { inputs: vec![spec] };
+        let err = decode(&c, &[json!([[1, 2], [3, 300]])]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "instance 0: input \"img\"[1][1]: 300 does not fit the input type u8"
+        );
+        let err = decode(&c, &[json!([1, 2, 3, -1])]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "instance 0: input \"img\"[3]: -1 does not fit the input type u8"
+        );
     }
 
     fn kind(contract: &InputContract, instances: Value) -> ViolationKind {

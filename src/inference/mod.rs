@@ -4,6 +4,7 @@
 mod contract;
 mod error;
 mod instances;
+mod json_instance;
 mod prediction;
 mod predictor;
 mod tensors;
@@ -11,6 +12,7 @@ mod tensors;
 pub use contract::{FeatureSpec, InputContract, ModelContract, OutputContract};
 pub use error::PredictError;
 pub use instances::{decode as decode_instances, ContractViolation, ViolationKind};
+pub use json_instance::Instance;
 pub use prediction::{Prediction, RawOutput};
 pub use predictor::{InferOutcome, Limits, PredictOutcome, Predictor, Target};
 pub use tensors::{check_tensors, InputTensor};

@@ -5,13 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::error::PredictError;
 use super::instances::decode;
+use super::json_instance::Instance;
 use super::prediction::{predictions, Prediction};
 use super::tensors::{check_tensors, InputTensor};
-use crate::engine::{Tensor, WorkerPool};
+use crate::engine::Tensor;
 use crate::repository::{LoadedVersion, ModelStore};
 
 /// Per-request limits.
@@ -44,17 +43,12 @@ pub struct PredictOutcome {
 #[derive(Debug)]
 pub struct Predictor {
     store: Arc<ModelStore>,
-    pool: Arc<WorkerPool>,
     limits: Limits,
 }
 
 impl Predictor {
-    pub fn new(store: Arc<ModelStore>, pool: Arc<WorkerPool>, limits: Limits) -> Predictor {
-        Predictor {
-            store,
-            pool,
-            limits,
-        }
+    pub fn new(store: Arc<ModelStore>, limits: Limits) -> Predictor {
+        Predictor { store, limits }
     }
 
     pub fn store(&self) -> &Arc<ModelStore> {
@@ -69,7 +63,7 @@ impl Predictor {
     pub async fn predict(
         &self,
         target: Target<'_>,
-        instances: &[Value],
+        instances: &[Instance],
     ) -> Result<PredictOutcome, PredictError> {
         let started = Instant::now();
         let loaded = self
@@ -163,15 +157,7 @@ impl Predictor {
         started: Instant,
     ) -> Result<Executed, PredictError> {
         let deadline = started + self.limits.timeout;
-        let run = self
-            .pool
-            .run(
-                loaded.compiled.clone(),
-                inputs,
-                deadline,
-                loaded.metrics.clone(),
-            )
-            .await?;
+        let run = loaded.queue.run(inputs, deadline).await?;
         let predictions =
             predictions(&loaded.contract, &run.outputs, rows).map_err(PredictError::Output)?;
         for p in &predictions {

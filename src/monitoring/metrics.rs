@@ -2,15 +2,18 @@
 //! here. Label values are closed sets: route templates, model names and versions from the
 //! repository, class names from manifests, and fixed reason strings.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::engine::{JobObserver, SkipReason};
+use crate::engine::{BatchPolicy, JobObserver, SkipReason};
 
 /// Latency buckets in seconds, 50 us to 10 s: tiny tabular models answer in tens of microseconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -27,6 +30,9 @@ const CONFIDENCE_BUCKETS: &[f64] = &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9
 /// The registry and all metric families.
 pub struct Metrics {
     registry: Registry,
+    /// Resolved HTTP series by route, then (method, status): read lock-free on every request,
+    /// extended (copy and swap) the first time a combination is seen.
+    http_series: ArcSwap<HashMap<String, Vec<HttpSeries>>>,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     http_in_flight: IntGauge,
@@ -37,13 +43,15 @@ pub struct Metrics {
     failures: IntCounterVec,
     queue_depth: IntGaugeVec,
     batch_size: HistogramVec,
+    batch_requests: HistogramVec,
     confidence: HistogramVec,
     predicted_class: IntCounterVec,
     load_duration: GaugeVec,
     model_ready: IntGaugeVec,
     skipped: IntCounterVec,
     workers: IntGauge,
-    queue_capacity: IntGauge,
+    queue_capacity: IntGaugeVec,
+    max_batch_size: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -74,6 +82,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let m = Metrics {
             registry: Registry::new(),
+            http_series: Default::default(),
             http_requests: counter(
                 "infera_http_requests_total",
                 "HTTP requests answered, by method, route template and status code",
@@ -125,7 +134,13 @@ impl Metrics {
             ),
             batch_size: histogram(
                 "infera_model_batch_size",
-                "Instances per inference job",
+                "Instances per model call (dynamic batching joins queued requests)",
+                MODEL,
+                BATCH_BUCKETS,
+            ),
+            batch_requests: histogram(
+                "infera_model_requests_per_batch",
+                "Requests joined into one model call",
                 MODEL,
                 BATCH_BUCKETS,
             ),
@@ -160,11 +175,16 @@ impl Metrics {
             ),
             workers: IntGauge::new("infera_workers", "Inference worker threads")
                 .expect("static gauge definition"),
-            queue_capacity: IntGauge::new(
-                "infera_queue_capacity",
-                "Inference jobs that may wait before requests are refused",
-            )
-            .expect("static gauge definition"),
+            queue_capacity: gauge(
+                "infera_model_queue_capacity",
+                "Requests that may wait for a model version before more are refused (429)",
+                MODEL,
+            ),
+            max_batch_size: gauge(
+                "infera_model_max_batch_size",
+                "Most instances one model call may take (1: batching off)",
+                MODEL,
+            ),
         };
         let build_info = gauge(
             "infera_build_info",
@@ -185,6 +205,7 @@ impl Metrics {
             Box::new(m.failures.clone()),
             Box::new(m.queue_depth.clone()),
             Box::new(m.batch_size.clone()),
+            Box::new(m.batch_requests.clone()),
             Box::new(m.confidence.clone()),
             Box::new(m.predicted_class.clone()),
             Box::new(m.load_duration.clone()),
@@ -192,6 +213,7 @@ impl Metrics {
             Box::new(m.skipped.clone()),
             Box::new(m.workers.clone()),
             Box::new(m.queue_capacity.clone()),
+            Box::new(m.max_batch_size.clone()),
             Box::new(build_info),
         ];
         for c in collectors {
@@ -209,19 +231,49 @@ impl Metrics {
         String::from_utf8(buf).expect("the text format is UTF-8")
     }
 
-    pub fn set_pool(&self, workers: usize, queue_capacity: usize) {
+    pub fn set_workers(&self, workers: usize) {
         self.workers.set(workers as i64);
-        self.queue_capacity.set(queue_capacity as i64);
     }
 
-    /// Records one answered HTTP request.
+    /// Records one answered HTTP request. The label lookup happens once per (method, route,
+    /// status); after that this is a lock-free map read plus two atomic updates.
     pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let status = status.to_string();
-        let labels = [method, route, status.as_str()];
-        self.http_requests.with_label_values(&labels).inc();
-        self.http_duration
-            .with_label_values(&labels)
-            .observe(elapsed.as_secs_f64());
+        let series = self.http_series(method, route, status);
+        series.requests.inc();
+        series.duration.observe(elapsed.as_secs_f64());
+    }
+
+    fn http_series(&self, method: &str, route: &str, status: u16) -> HttpSeries {
+        let find = |map: &HashMap<String, Vec<HttpSeries>>| {
+            map.get(route).and_then(|v| {
+                v.iter()
+                    .find(|s| s.status == status && s.method == method)
+                    .cloned()
+            })
+        };
+        if let Some(found) = find(&self.http_series.load()) {
+            return found;
+        }
+        let status_text = status.to_string();
+        let labels = [method, route, status_text.as_str()];
+        let series = HttpSeries {
+            method: method.to_string(),
+            status,
+            requests: self.http_requests.with_label_values(&labels),
+            duration: self.http_duration.with_label_values(&labels),
+        };
+        self.http_series.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            let entry = map.entry(route.to_string()).or_default();
+            if !entry
+                .iter()
+                .any(|s| s.status == status && s.method == method)
+            {
+                entry.push(series.clone());
+            }
+            map
+        });
+        series
     }
 
     pub fn http_in_flight(&self) -> &IntGauge {
@@ -250,6 +302,9 @@ impl Metrics {
             failures: self.failures.clone(),
             queue_depth: self.queue_depth.with_label_values(&labels),
             batch_size: self.batch_size.with_label_values(&labels),
+            batch_requests: self.batch_requests.with_label_values(&labels),
+            queue_capacity: self.queue_capacity.with_label_values(&labels),
+            max_batch_size: self.max_batch_size.with_label_values(&labels),
             confidence: (!classes.is_empty()).then(|| self.confidence.with_label_values(&labels)),
             predicted_class: classes
                 .iter()
@@ -274,6 +329,15 @@ impl Default for Metrics {
     }
 }
 
+/// The HTTP series of one (method, route, status).
+#[derive(Clone)]
+struct HttpSeries {
+    method: String,
+    status: u16,
+    requests: IntCounter,
+    duration: Histogram,
+}
+
 /// Metric handles of one model version.
 pub struct ModelMetrics {
     model: String,
@@ -285,6 +349,9 @@ pub struct ModelMetrics {
     failures: IntCounterVec,
     queue_depth: IntGauge,
     batch_size: Histogram,
+    batch_requests: Histogram,
+    queue_capacity: IntGauge,
+    max_batch_size: IntGauge,
     confidence: Option<Histogram>,
     predicted_class: Vec<IntCounter>,
     load_duration: Gauge,
@@ -299,6 +366,12 @@ impl std::fmt::Debug for ModelMetrics {
 }
 
 impl ModelMetrics {
+    /// The queueing and batching policy in force for this version.
+    pub fn configured(&self, policy: BatchPolicy) {
+        self.queue_capacity.set(policy.queue_capacity as i64);
+        self.max_batch_size.set(policy.max_batch_size as i64);
+    }
+
     pub fn loaded(&self, took: Duration) {
         self.load_duration.set(took.as_secs_f64());
         self.ready.set(1);
@@ -337,9 +410,13 @@ impl JobObserver for ModelMetrics {
         self.queue_depth.dec();
     }
 
-    fn ran(&self, rows: usize, queue_wait: Duration, compute: Duration) {
-        self.batch_size.observe(rows as f64);
+    fn started(&self, queue_wait: Duration) {
         self.queue_wait.observe(queue_wait.as_secs_f64());
+    }
+
+    fn batch_ran(&self, rows: usize, jobs: usize, compute: Duration) {
+        self.batch_size.observe(rows as f64);
+        self.batch_requests.observe(jobs as f64);
         self.compute.observe(compute.as_secs_f64());
     }
 
@@ -379,6 +456,7 @@ mod tests {
                 "histogram" => {
                     name.ends_with("_seconds")
                         || name.ends_with("_size")
+                        || name.ends_with("_per_batch")
                         || name.ends_with("_confidence")
                 }
                 _ => true,

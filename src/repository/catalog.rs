@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use thiserror::Error;
 
 use super::manifest::Manifest;
-use crate::engine::CompiledModel;
+use crate::engine::{CompiledModel, ModelQueue};
 use crate::inference::ModelContract;
 use crate::monitoring::ModelMetrics;
 
@@ -20,6 +20,8 @@ pub struct LoadedVersion {
     pub model: String,
     pub version: u64,
     pub compiled: Arc<CompiledModel>,
+    /// Where this version's requests queue and are batched.
+    pub queue: Arc<ModelQueue>,
     pub contract: Arc<ModelContract>,
     pub metrics: Arc<ModelMetrics>,
     pub load_duration: Duration,

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::catalog::LoadedVersion;
 use super::error::RepositoryError;
 use crate::engine::Tensor;
-use crate::inference::decode_instances;
+use crate::inference::{decode_instances, Instance};
 
 fn default_tolerance() -> f64 {
     1e-5
@@ -163,7 +163,8 @@ fn check_instances_alone(
 }
 
 fn run(loaded: &LoadedVersion, inputs: &[Value]) -> Result<Vec<Tensor>, String> {
-    let tensors = decode_instances(&loaded.contract.input, inputs)
+    let inputs: Vec<Instance> = inputs.iter().cloned().map(Instance::from).collect();
+    let tensors = decode_instances(&loaded.contract.input, &inputs)
         .map_err(|e| format!("golden inputs break the model's contract: {e}"))?;
     loaded.compiled.run(tensors).map_err(|e| e.to_string())
 }

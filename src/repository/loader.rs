@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::catalog::{Catalog, LoadedVersion, ModelEntry, ModelStore, VersionState};
 use super::error::RepositoryError;
 use super::layout::{Layout, VersionDir};
 use super::manifest::Manifest;
-use crate::engine::{CompiledModel, DataType, Tensor, TensorData};
+use crate::engine::{BatchPolicy, CompiledModel, DataType, Tensor, TensorData, WorkerPool};
 use crate::inference::ModelContract;
 use crate::monitoring::Metrics;
 
@@ -59,9 +59,39 @@ pub fn initial_catalog(
     })
 }
 
+/// What loading a version needs besides its files: where its metrics go, the worker pool that
+/// will run it, and the server-wide queueing and batching defaults (a manifest's `[batching]`
+/// overrides them per model).
+#[derive(Debug, Clone)]
+pub struct LoadContext {
+    pub metrics: Arc<Metrics>,
+    pub pool: Arc<WorkerPool>,
+    pub batching: BatchPolicy,
+}
+
+impl LoadContext {
+    /// The policy for a model: the defaults with the manifest's overrides applied.
+    pub fn policy(&self, manifest: Option<&Manifest>) -> BatchPolicy {
+        let mut policy = self.batching;
+        if let Some(b) = manifest.and_then(|m| m.batching.as_ref()) {
+            if let Some(n) = b.max_batch_size {
+                policy.max_batch_size = n;
+            }
+            if let Some(us) = b.max_queue_delay_us {
+                policy.max_queue_delay = Duration::from_micros(us);
+            }
+            if let Some(n) = b.queue_capacity {
+                policy.queue_capacity = n;
+            }
+        }
+        policy
+    }
+}
+
 /// Loads every version of every model into `store`, publishing each as it becomes ready or
 /// fails. Returns the failures (also logged and kept in the catalog).
-pub fn load_all(layout: &Layout, store: &ModelStore, metrics: &Metrics) -> Vec<RepositoryError> {
+pub fn load_all(layout: &Layout, store: &ModelStore, ctx: &LoadContext) -> Vec<RepositoryError> {
+    let metrics = &ctx.metrics;
     let mut failures = Vec::new();
     for dir in &layout.models {
         let manifest = match &dir.manifest {
@@ -84,13 +114,14 @@ pub fn load_all(layout: &Layout, store: &ModelStore, metrics: &Metrics) -> Vec<R
             }
         };
         for version in &dir.versions {
-            let state = match load_version(&dir.name, version, manifest, metrics) {
+            let state = match load_version(&dir.name, version, manifest, ctx) {
                 Ok(loaded) => {
                     tracing::info!(
                         model = %dir.name,
                         version = version.version,
                         task = loaded.contract.task.as_str(),
                         load_ms = loaded.load_duration.as_secs_f64() * 1e3,
+                        max_batch_size = loaded.queue.policy().max_batch_size,
                         "model ready"
                     );
                     VersionState::Ready(Arc::new(loaded))
@@ -115,7 +146,7 @@ pub fn load_version(
     model: &str,
     dir: &VersionDir,
     manifest: Option<&Manifest>,
-    metrics: &Metrics,
+    ctx: &LoadContext,
 ) -> Result<LoadedVersion, RepositoryError> {
     let started = Instant::now();
     let version = dir.version;
@@ -138,12 +169,20 @@ pub fn load_version(
         reason,
     })?;
     let load_duration = started.elapsed();
-    let model_metrics = metrics.model(model, version, contract.labels());
+    let model_metrics = ctx.metrics.model(model, version, contract.labels());
+    let compiled = Arc::new(compiled);
+    let queue = ctx.pool.queue(
+        compiled.clone(),
+        ctx.policy(manifest),
+        model_metrics.clone(),
+    );
+    model_metrics.configured(queue.policy());
     model_metrics.loaded(load_duration);
     Ok(LoadedVersion {
         model: model.to_string(),
         version,
-        compiled: Arc::new(compiled),
+        compiled,
+        queue,
         contract: Arc::new(contract),
         metrics: model_metrics,
         load_duration,

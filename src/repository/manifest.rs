@@ -60,6 +60,59 @@ pub struct Manifest {
     /// Named tabular features, in input column order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<Feature>,
+    /// Queueing and dynamic batching for this model; unset fields take the server's flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batching: Option<Batching>,
+}
+
+/// `[batching]`: per-model overrides of `--max-batch-size`, `--max-queue-delay-us` and
+/// `--queue-capacity`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Batching {
+    /// Most instances in one model call; 1 turns batching off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<usize>,
+    /// Microseconds the oldest queued request may wait for its batch to fill (0: never wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_delay_us: Option<u64>,
+    /// Requests that may wait for this model before more are refused with 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_capacity: Option<usize>,
+}
+
+/// Largest accepted `max_batch_size`.
+pub const MAX_BATCH_SIZE: usize = 65_536;
+/// Largest accepted `queue_capacity`.
+pub const MAX_QUEUE_CAPACITY: usize = 1_000_000;
+/// Largest accepted `max_queue_delay_us` (one second).
+pub const MAX_QUEUE_DELAY_US: u64 = 1_000_000;
+
+impl Batching {
+    fn check(&self) -> Result<(), String> {
+        if let Some(n) = self.max_batch_size {
+            if !(1..=MAX_BATCH_SIZE).contains(&n) {
+                return Err(format!(
+                    "batching.max_batch_size must be between 1 and {MAX_BATCH_SIZE}, got {n}"
+                ));
+            }
+        }
+        if let Some(n) = self.queue_capacity {
+            if !(1..=MAX_QUEUE_CAPACITY).contains(&n) {
+                return Err(format!(
+                    "batching.queue_capacity must be between 1 and {MAX_QUEUE_CAPACITY}, got {n}"
+                ));
+            }
+        }
+        if let Some(us) = self.max_queue_delay_us {
+            if us > MAX_QUEUE_DELAY_US {
+                return Err(format!(
+                    "batching.max_queue_delay_us must be at most {MAX_QUEUE_DELAY_US}, got {us}"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -152,6 +205,9 @@ impl Manifest {
                     return Err(format!("feature {:?} has min {min} > max {max}", f.name));
                 }
             }
+        }
+        if let Some(batching) = &self.batching {
+            batching.check()?;
         }
         if !self.labels.is_empty() && matches!(self.task, Some(Task::Regression | Task::Raw)) {
             return Err("labels are only meaningful for task = \"classification\"".into());

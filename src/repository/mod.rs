@@ -6,11 +6,11 @@ mod error;
 mod golden;
 mod layout;
 mod loader;
-mod manifest;
+pub mod manifest;
 
 pub use catalog::{Catalog, LoadedVersion, ModelEntry, ModelStore, ResolveError, VersionState};
 pub use error::RepositoryError;
 pub use golden::{check as check_golden, GoldenFile, GoldenReport};
 pub use layout::{scan, valid_model_name, Layout, ModelDir, VersionDir};
-pub use loader::{initial_catalog, load_all, load_version};
-pub use manifest::{Evaluation, Feature, Manifest, OutputNames, Task, TrainingData};
+pub use loader::{initial_catalog, load_all, load_version, LoadContext};
+pub use manifest::{Batching, Evaluation, Feature, Manifest, OutputNames, Task, TrainingData};

@@ -82,8 +82,18 @@ async fn metrics_count_known_traffic_exactly() {
         1.0
     );
     assert_eq!(m("infera_http_request_duration_seconds_count{method=\"POST\",route=\"/predict\",status=\"200\"}"), 3.0);
-    assert_eq!(m("infera_workers"), 2.0_f64.max(m("infera_workers")));
-    assert_eq!(m("infera_queue_capacity"), 256.0);
+    assert!(m("infera_workers") >= 1.0);
+    assert_eq!(m(&format!("infera_model_queue_capacity{{{iris}}}")), 256.0);
+    assert_eq!(m(&format!("infera_model_max_batch_size{{{iris}}}")), 64.0);
+    // Sequential requests never meet in the queue: one request per model call.
+    assert_eq!(
+        m(&format!("infera_model_requests_per_batch_count{{{iris}}}")),
+        3.0
+    );
+    assert_eq!(
+        m(&format!("infera_model_requests_per_batch_sum{{{iris}}}")),
+        3.0
+    );
     assert_eq!(
         m(&format!(
             "infera_build_info{{version=\"{}\"}}",

@@ -164,7 +164,11 @@ async fn a_caller_that_goes_away_is_skipped() {
             async move { post(&app, "/predict", &json!({ "instances": instance() })).await },
         )
     };
-    eventually("the second job is queued", || pool.queued() == 1).await;
+    let depth = "infera_model_queue_depth{model=\"slow\",version=\"1\"}";
+    eventually("the second job is queued", || {
+        metric(&infera.state.metrics.render(), depth) == Some(1.0)
+    })
+    .await;
     abandoned.abort();
     assert_eq!(busy.await.unwrap().status, StatusCode::OK);
     let series =

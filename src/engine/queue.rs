@@ -1,0 +1,297 @@
+//! One model version's bounded queue and its dynamic batching: callers enqueue jobs here (refused
+//! at once when the queue is full); a worker that picks the queue up takes every job waiting, up
+//! to `max_batch_size` instances (waiting at most `max_queue_delay` for more), runs them as one
+//! model call and hands each caller its own rows.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use tokio::sync::oneshot;
+
+use super::error::EngineError;
+use super::pool::PoolShared;
+use super::runtime::CompiledModel;
+use super::tensor::Tensor;
+
+/// How one model version's requests are queued and batched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPolicy {
+    /// Most instances run in one model call; 1 turns batching off. A single request carrying
+    /// more instances still runs, alone.
+    pub max_batch_size: usize,
+    /// How long the oldest waiting request may be held for others to join its batch. Zero: a
+    /// lone request never waits; batches form only from requests that queued up meanwhile.
+    pub max_queue_delay: Duration,
+    /// Requests that may wait for this model version; one more is refused with `Overloaded`.
+    pub queue_capacity: usize,
+}
+
+impl Default for BatchPolicy {
+    fn default() -> Self {
+        BatchPolicy {
+            max_batch_size: 64,
+            max_queue_delay: Duration::ZERO,
+            queue_capacity: 256,
+        }
+    }
+}
+
+/// Why a queued job was dropped without running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The caller stopped waiting (client disconnected or request cancelled).
+    Cancelled,
+    /// The job's deadline passed while it waited.
+    Deadline,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Cancelled => "cancelled",
+            SkipReason::Deadline => "deadline",
+        }
+    }
+}
+
+/// Hooks the engine calls as jobs move through a queue, so that the layer above can keep
+/// per-model gauges and histograms without the engine knowing about metrics.
+pub trait JobObserver: Send + Sync {
+    fn enqueued(&self);
+    fn dequeued(&self);
+    fn skipped(&self, reason: SkipReason);
+    /// A job reached a worker after waiting `queue_wait`.
+    fn started(&self, queue_wait: Duration);
+    /// One model call ran `rows` instances from `jobs` requests in `compute`.
+    fn batch_ran(&self, rows: usize, jobs: usize, compute: Duration);
+}
+
+/// Result of one job, with where its time went.
+#[derive(Debug)]
+pub struct RunOutput {
+    pub outputs: Vec<Tensor>,
+    pub queue_wait: Duration,
+    /// Time of the model call the job ran in (shared with the other jobs of its batch).
+    pub compute: Duration,
+    /// Instances in that model call, this job's included.
+    pub batch_rows: usize,
+}
+
+type Reply = oneshot::Sender<Result<RunOutput, EngineError>>;
+
+pub(crate) struct Job {
+    inputs: Vec<Tensor>,
+    rows: usize,
+    enqueued: Instant,
+    deadline: Instant,
+    reply: Reply,
+}
+
+/// A model version's queue. Made by [`super::WorkerPool::queue`]; lock-free on the request path.
+pub struct ModelQueue {
+    model: Arc<CompiledModel>,
+    policy: BatchPolicy,
+    jobs: ArrayQueue<Job>,
+    observer: Arc<dyn JobObserver>,
+    pool: Arc<PoolShared>,
+}
+
+impl std::fmt::Debug for ModelQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelQueue")
+            .field("policy", &self.policy)
+            .field("queued", &self.jobs.len())
+            .finish()
+    }
+}
+
+impl ModelQueue {
+    pub(crate) fn new(
+        model: Arc<CompiledModel>,
+        mut policy: BatchPolicy,
+        observer: Arc<dyn JobObserver>,
+        pool: Arc<PoolShared>,
+    ) -> ModelQueue {
+        policy.max_batch_size = policy.max_batch_size.max(1);
+        policy.queue_capacity = policy.queue_capacity.max(1);
+        if !model.can_batch_callers() {
+            policy.max_batch_size = 1;
+            policy.max_queue_delay = Duration::ZERO;
+        }
+        ModelQueue {
+            jobs: ArrayQueue::new(policy.queue_capacity),
+            model,
+            policy,
+            observer,
+            pool,
+        }
+    }
+
+    /// The policy in force (batching is off for models that cannot batch callers).
+    pub fn policy(&self) -> BatchPolicy {
+        self.policy
+    }
+
+    /// Requests waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Runs `inputs` (batch first) on a worker thread, possibly in one model call with other
+    /// callers' inputs. Refuses at once when the queue is full; gives up (and the worker skips the
+    /// job) when `deadline` passes first. Dropping the returned future also makes the worker skip
+    /// the job.
+    pub async fn run(
+        self: &Arc<Self>,
+        inputs: Vec<Tensor>,
+        deadline: Instant,
+    ) -> Result<RunOutput, EngineError> {
+        let budget = deadline.saturating_duration_since(Instant::now());
+        let receiver = self.submit(inputs, deadline)?;
+        match tokio::time::timeout_at(deadline.into(), receiver).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(EngineError::WorkerLost),
+            Err(_) => Err(EngineError::DeadlineExceeded(budget)),
+        }
+    }
+
+    fn submit(
+        self: &Arc<Self>,
+        inputs: Vec<Tensor>,
+        deadline: Instant,
+    ) -> Result<oneshot::Receiver<Result<RunOutput, EngineError>>, EngineError> {
+        let (reply, receiver) = oneshot::channel();
+        let job = Job {
+            rows: inputs.first().map(Tensor::rows).unwrap_or(0),
+            inputs,
+            enqueued: Instant::now(),
+            deadline,
+            reply,
+        };
+        self.observer.enqueued();
+        if self.jobs.push(job).is_err() {
+            self.observer.dequeued();
+            return Err(EngineError::Overloaded {
+                capacity: self.policy.queue_capacity,
+                retry_after: self.pool.retry_after,
+            });
+        }
+        if !self.pool.wake(self.clone()) {
+            // The pool has shut down; the job stays queued until the queue is dropped and its
+            // caller is told now.
+            return Err(EngineError::ShuttingDown);
+        }
+        Ok(receiver)
+    }
+
+    /// Takes the next batch: `first` (a job carried over from the previous round) and then
+    /// every queued job that fits, waiting up to `max_queue_delay` from the oldest job's arrival
+    /// for the batch to fill. Returns the batch and a job that did not fit (run next).
+    pub(crate) fn take_batch(&self, first: Option<Job>) -> (Vec<Job>, Option<Job>) {
+        let max = self.policy.max_batch_size;
+        let mut batch: Vec<Job> = Vec::new();
+        let mut rows = 0;
+        if let Some(job) = first {
+            rows += job.rows;
+            batch.push(job);
+        }
+        loop {
+            while rows < max {
+                let Some(job) = self.jobs.pop() else { break };
+                self.observer.dequeued();
+                let Some(job) = self.admit(job) else { continue };
+                if !batch.is_empty() && rows + job.rows > max {
+                    return (batch, Some(job));
+                }
+                rows += job.rows;
+                batch.push(job);
+            }
+            let Some(oldest) = batch.first() else {
+                return (batch, None);
+            };
+            let until = oldest.enqueued + self.policy.max_queue_delay;
+            let now = Instant::now();
+            if rows >= max || now >= until {
+                return (batch, None);
+            }
+            // Hold this worker briefly for more requests to join; the sleep granularity on
+            // Linux is ~50-100 us, so short delays spin politely instead.
+            let left = until - now;
+            if left > Duration::from_micros(200) {
+                std::thread::sleep(Duration::from_micros(100));
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Drops a job whose caller left or whose deadline passed; keeps the others.
+    fn admit(&self, job: Job) -> Option<Job> {
+        if job.reply.is_closed() {
+            self.observer.skipped(SkipReason::Cancelled);
+            return None;
+        }
+        let now = Instant::now();
+        if now >= job.deadline {
+            self.observer.skipped(SkipReason::Deadline);
+            let _ = job
+                .reply
+                .send(Err(EngineError::DeadlineExceeded(now - job.enqueued)));
+            return None;
+        }
+        Some(job)
+    }
+
+    /// Runs a batch as one model call and answers each job with its own rows. When a batch of
+    /// several jobs fails, each job is retried alone so one bad request cannot fail the others.
+    pub(crate) fn run_batch(&self, batch: Vec<Job>) {
+        if batch.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let rows: usize = batch.iter().map(|j| j.rows).sum();
+        let mut waits = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut parts = Vec::with_capacity(batch.len());
+        for job in batch {
+            let wait = started - job.enqueued;
+            self.observer.started(wait);
+            waits.push(wait);
+            replies.push((job.reply, job.rows));
+            parts.push(job.inputs);
+        }
+        let jobs = parts.len();
+        let result = self.call(&parts);
+        let compute = started.elapsed();
+        self.observer.batch_ran(rows, jobs, compute);
+        let outputs: Vec<Result<Vec<Tensor>, EngineError>> = match result {
+            Ok(outputs) => outputs.into_iter().map(Ok).collect(),
+            Err(e) if jobs == 1 => vec![Err(e)],
+            Err(e) => {
+                tracing::warn!(error = %e, jobs, "batched model call failed; retrying each request alone");
+                parts
+                    .chunks(1)
+                    .map(|p| self.call(p).map(|mut o| o.remove(0)))
+                    .collect()
+            }
+        };
+        for (((reply, _), wait), output) in replies.into_iter().zip(waits).zip(outputs) {
+            let _ = reply.send(output.map(|outputs| RunOutput {
+                outputs,
+                queue_wait: wait,
+                compute,
+                batch_rows: rows,
+            }));
+        }
+    }
+
+    fn call(&self, parts: &[Vec<Tensor>]) -> Result<Vec<Vec<Tensor>>, EngineError> {
+        self.pool.running_inc();
+        let result = catch_unwind(AssertUnwindSafe(|| self.model.run_batch(parts)))
+            .unwrap_or_else(|_| Err(EngineError::Inference("the model panicked".into())));
+        self.pool.running_dec();
+        result
+    }
+}
