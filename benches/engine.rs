@@ -15,6 +15,10 @@ use infera::inference::{decode_instances, Instance, ModelContract};
 use infera::repository::Manifest;
 use serde_json::Value;
 
+/// The allocator the server binary uses (src/main.rs), so the figures match it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
 }
@@ -50,6 +54,29 @@ fn tract_run(c: &mut Criterion) {
     let mut group = c.benchmark_group("digits_mlp_run");
     for n in [1usize, 8, 32, 64] {
         let input = batch(&rows, n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &input, |b, input| {
+            b.iter(|| model.run(vec![input.clone()]).unwrap())
+        });
+    }
+    group.finish();
+}
+
+/// The benchmark-only CNN (random weights, 3x64x64 input) at several batch sizes: how much a
+/// batch saves per image on a convolutional model.
+fn cnn_run(c: &mut Criterion) {
+    let model = CompiledModel::load(&models().join("bench/cnn/1/model.onnx")).expect("cnn loads");
+    let image: Vec<f32> = (0..3 * 64 * 64).map(|i| (i % 97) as f32 / 97.0).collect();
+    let mut group = c.benchmark_group("bench_cnn_run");
+    group.sample_size(20);
+    for n in [1usize, 8, 32] {
+        let data: Vec<f32> = image
+            .iter()
+            .cycle()
+            .take(n * image.len())
+            .copied()
+            .collect();
+        let input = Tensor::new(vec![n, 3, 64, 64], TensorData::F32(data)).unwrap();
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &input, |b, input| {
             b.iter(|| model.run(vec![input.clone()]).unwrap())
@@ -172,5 +199,12 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tract_run, pool_round_trip, pool_concurrent, decode);
+criterion_group!(
+    benches,
+    tract_run,
+    cnn_run,
+    pool_round_trip,
+    pool_concurrent,
+    decode
+);
 criterion_main!(benches);

@@ -1,5 +1,6 @@
 //! HTTP-layer benchmarks, in-process through the axum router (no sockets): the framework floor
-//! (`GET /health/live`), a full iris prediction, and a 64-instance digits prediction. Compare with
+//! (`GET /health/live`), a full iris prediction, a 64-instance digits prediction, image-sized
+//! inputs in three encodings, and a no-op engine (an Identity graph). Compare with
 //! `benches/engine.rs` to see what the HTTP layer adds. Run: `cargo bench --bench http`.
 
 use std::path::PathBuf;
@@ -12,6 +13,10 @@ use http_body_util::BodyExt;
 use infera::config::Cli;
 use infera::server::Infera;
 use tower::ServiceExt;
+
+/// The allocator the server binary uses (src/main.rs), so the figures match it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "../tests/integration/onnx.rs"]
 #[allow(dead_code)]
@@ -164,6 +169,38 @@ fn http(c: &mut Criterion) {
         });
     }
     image(c, &runtime);
+    noop(c, &runtime);
+}
+
+/// The HTTP layer with a no-op engine: `POST /models/noop/predict` on an Identity graph of 64
+/// floats, so the figure is routing, middleware, metrics, JSON in and out, validation and the
+/// worker hand-off, with no model work.
+fn noop(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let repo = tempfile::tempdir().unwrap();
+    onnx::write(
+        repo.path(),
+        "noop",
+        tract_onnx::pb::GraphProto {
+            node: vec![onnx::node("Identity", &["x"], &["y"], vec![])],
+            name: "noop".into(),
+            input: vec![onnx::io("x", onnx::F32, &[-1, 64])],
+            output: vec![onnx::io("y", onnx::F32, &[-1, 64])],
+            ..Default::default()
+        },
+    );
+    let app = runtime.block_on(async { app_on(repo.path()) });
+    let row: Vec<f32> = (0..64).map(|i| i as f32 / 4.0).collect();
+    let body = serde_json::json!({ "instances": [row] }).to_string();
+    let make = request_fn("POST", "/models/noop/predict", &body);
+    c.bench_function("http_predict_noop_engine/1", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let response = app.clone().oneshot(make()).await.unwrap();
+                assert!(response.status().is_success());
+                response.into_body().collect().await.unwrap().to_bytes()
+            })
+        })
+    });
 }
 
 fn request_fn(method: &'static str, uri: &'static str, body: &str) -> impl Fn() -> Request<Body> {

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use infera::config::{Cli, Command};
 
+/// mimalloc instead of glibc's allocator: request handling allocates many small short-lived
+/// buffers across threads, where glibc's arenas cost measurably more (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

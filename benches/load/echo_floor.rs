@@ -1,6 +1,8 @@
 //! The HTTP floor for load benchmarks: a bare axum 0.8 server on the same tokio multi-thread
 //! runtime infera uses, with no model behind it. `POST /models/{name}/predict` parses the body as
-//! JSON (`axum::Json<serde_json::Value>`) and answers the same JSON back; `GET /health` is 200.
+//! JSON (`axum::Json<serde_json::Value>`) and answers the same JSON back; `POST /parse/{name}`
+//! only parses it and answers `{"instances": n}` (the floor for large bodies, where echoing the
+//! body back would cost as much again); `GET /health` is 200.
 //! Whatever infera adds on top of this (validation, batching, inference, metrics) is the
 //! difference between the two under the same load.
 //!
@@ -75,9 +77,15 @@ async fn echo(Json(body): Json<serde_json::Value>) -> Json<serde_json::Value> {
     Json(body)
 }
 
+async fn parse_only(Json(body): Json<serde_json::Value>) -> Json<serde_json::Value> {
+    let n = body["instances"].as_array().map_or(0, Vec::len);
+    Json(serde_json::json!({ "instances": n }))
+}
+
 fn app() -> Router {
     Router::new()
         .route("/models/{name}/predict", post(echo))
+        .route("/parse/{name}", post(parse_only))
         .route("/health", get(|| async { StatusCode::OK }))
 }
 

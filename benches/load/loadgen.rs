@@ -13,6 +13,11 @@
 //! ```text
 //! loadgen --url http://127.0.0.1:PORT/models/digits/predict --body FILE \
 //!         --connections N --duration-secs S [--warmup-secs W] [--threads T]
+//!         [--honor-retry-after]
+//!
+//! `--honor-retry-after`: after a 429/503 with `Retry-After: N`, that connection waits N seconds
+//! before its next request, as a well-behaved client does; without it, rejected requests are
+//! retried at once (a retry storm, the worst case).
 //! ```
 //!
 //! Each of the N connections sends the next POST (content-type application/json) as soon as the
@@ -52,7 +57,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 
 const USAGE: &str = "usage: loadgen --url http://HOST:PORT/PATH --body FILE --connections N \
-    --duration-secs S [--warmup-secs W] [--threads T]";
+    --duration-secs S [--warmup-secs W] [--threads T] [--honor-retry-after]";
 
 /// Largest latency the histograms hold (longer ones are clamped): 10 minutes.
 const MAX_LATENCY_US: u64 = 600_000_000;
@@ -67,6 +72,9 @@ struct Args {
     duration: f64,
     warmup: f64,
     threads: usize,
+    /// After a 429/503 carrying Retry-After, the connection waits that long before its next
+    /// request (a client that honours the header) instead of retrying at once.
+    honor_retry_after: bool,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -76,6 +84,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut duration = None;
     let mut warmup = 0.0;
     let mut threads = 1;
+    let mut honor_retry_after = false;
     let mut any = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -105,6 +114,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--duration-secs" | "-d" => duration = Some(num("--duration-secs", value("-d")?)?),
             "--warmup-secs" => warmup = num("--warmup-secs", value("--warmup-secs")?)?,
             "--threads" | "-t" => threads = num("--threads", value("--threads")?)?,
+            "--honor-retry-after" => honor_retry_after = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
         any = true;
@@ -119,6 +129,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         duration: duration.ok_or("--duration-secs is required")?,
         warmup,
         threads,
+        honor_retry_after,
     };
     if args.connections == 0 {
         return Err("--connections must be at least 1".into());
@@ -245,12 +256,15 @@ struct Plan {
     measure_from: Instant,
     /// Responses completing after this are not counted; connections stop.
     measure_until: Instant,
+    honor_retry_after: bool,
 }
 
 /// One parsed response.
 struct Response {
     status: u16,
     retry_after: bool,
+    /// Retry-After in whole seconds, when it is one.
+    retry_after_secs: Option<u64>,
     close: bool,
 }
 
@@ -340,6 +354,7 @@ impl Conn {
                     let status = res.code.unwrap_or(0);
                     let mut content_length = None;
                     let mut retry_after = false;
+                    let mut retry_after_secs = None;
                     let mut close = false;
                     for h in res.headers.iter() {
                         if h.name.eq_ignore_ascii_case("content-length") {
@@ -352,6 +367,9 @@ impl Conn {
                             return Err(Failure::Protocol("transfer-encoding not supported"));
                         } else if h.name.eq_ignore_ascii_case("retry-after") {
                             retry_after = true;
+                            retry_after_secs = std::str::from_utf8(h.value)
+                                .ok()
+                                .and_then(|v| v.trim().parse::<u64>().ok());
                         } else if h.name.eq_ignore_ascii_case("connection") {
                             close = h
                                 .value
@@ -377,6 +395,7 @@ impl Conn {
                         Response {
                             status,
                             retry_after,
+                            retry_after_secs,
                             close,
                         },
                     ))
@@ -442,6 +461,9 @@ async fn connection(plan: Arc<Plan>, stats: Rc<RefCell<Stats>>) {
                     }
                     if r.close {
                         break;
+                    }
+                    if let (true, Some(secs)) = (plan.honor_retry_after, r.retry_after_secs) {
+                        tokio::time::sleep(Duration::from_secs(secs)).await;
                     }
                 }
                 Err(failure) => {
@@ -518,6 +540,7 @@ fn run(args: Args) -> Result<serde_json::Value, String> {
         request: request.into_boxed_slice(),
         measure_from,
         measure_until: measure_from + Duration::from_secs_f64(args.duration),
+        honor_retry_after: args.honor_retry_after,
     });
     let handles: Vec<_> = (0..threads)
         .map(|i| {

@@ -139,6 +139,22 @@ impl ModelQueue {
         self.jobs.len()
     }
 
+    /// `Overloaded` when the queue is full right now: lets a caller refuse a request before
+    /// spending anything on it (reading and parsing its body). `run` checks again on enqueue.
+    pub fn check_room(&self) -> Result<(), EngineError> {
+        if self.jobs.is_full() {
+            return Err(self.overloaded());
+        }
+        Ok(())
+    }
+
+    fn overloaded(&self) -> EngineError {
+        EngineError::Overloaded {
+            capacity: self.policy.queue_capacity,
+            retry_after: self.pool.retry_after,
+        }
+    }
+
     /// Runs `inputs` (batch first) on a worker thread, possibly in one model call with other
     /// callers' inputs. Refuses at once when the queue is full; gives up (and the worker skips the
     /// job) when `deadline` passes first. Dropping the returned future also makes the worker skip
@@ -173,10 +189,7 @@ impl ModelQueue {
         self.observer.enqueued();
         if self.jobs.push(job).is_err() {
             self.observer.dequeued();
-            return Err(EngineError::Overloaded {
-                capacity: self.policy.queue_capacity,
-                retry_after: self.pool.retry_after,
-            });
+            return Err(self.overloaded());
         }
         if !self.pool.wake(self.clone()) {
             // The pool has shut down; the job stays queued until the queue is dropped and its

@@ -124,6 +124,20 @@ impl Predictor {
         })
     }
 
+    /// Refuses at once (and counts the refusal) when the target version's queue is full, so an
+    /// overloaded server does not read and parse a body it would refuse anyway. Anything else,
+    /// including an unknown target, is left for `predict` / `infer` to report.
+    pub fn admit(&self, target: Target<'_>) -> Result<(), PredictError> {
+        let Ok(loaded) = self.store.snapshot().resolve(target.model, target.version) else {
+            return Ok(());
+        };
+        loaded.queue.check_room().map_err(|e| {
+            let e = PredictError::Engine(e);
+            loaded.metrics.failed(e.reason());
+            e
+        })
+    }
+
     fn check_count(&self, rows: usize) -> Result<(), PredictError> {
         if rows > self.limits.max_instances {
             return Err(PredictError::TooManyInstances {

@@ -194,3 +194,49 @@ async fn a_caller_that_goes_away_is_skipped() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_before_reading_the_body() {
+    let repo = slow_repo(400);
+    let infera = loaded(repo.path(), &["--workers", "1", "--queue-capacity", "1"]);
+    let app = Arc::new(infera.router());
+    let pool = infera.pool().clone();
+    let busy = {
+        let app = app.clone();
+        tokio::spawn(
+            async move { post(&app, "/predict", &json!({ "instances": instances(64) })).await },
+        )
+    };
+    eventually("the first job is running", || pool.running() == 1).await;
+    let queued = {
+        let app = app.clone();
+        tokio::spawn(
+            async move { post(&app, "/predict", &json!({ "instances": instance() })).await },
+        )
+    };
+    let depth = "infera_model_queue_depth{model=\"slow\",version=\"1\"}";
+    eventually("the second job is queued", || {
+        metric(&infera.state.metrics.render(), depth) == Some(1.0)
+    })
+    .await;
+    // Malformed JSON would be a 400 if the body were read: the full queue answers first.
+    let r = crate::common::call(
+        &app,
+        axum::http::Method::POST,
+        "/models/slow/predict",
+        Some("application/json"),
+        "{not json",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert!(r.headers.contains_key("retry-after"));
+    assert_eq!(r.error(StatusCode::TOO_MANY_REQUESTS).1, "overloaded");
+    assert_eq!(busy.await.unwrap().status, StatusCode::OK);
+    assert_eq!(queued.await.unwrap().status, StatusCode::OK);
+    let overloaded =
+        "infera_model_failures_total{model=\"slow\",reason=\"overloaded\",version=\"1\"}";
+    assert_eq!(
+        metric(&infera.state.metrics.render(), overloaded),
+        Some(1.0)
+    );
+}

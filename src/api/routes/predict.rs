@@ -1,6 +1,6 @@
 //! `POST /predict` and the per-model predict routes.
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::Extension;
 use axum::Json;
 use tower_http::request_id::RequestId;
@@ -62,19 +62,16 @@ pub async fn predict_model(
     State(state): State<AppState>,
     Path(name): Path<String>,
     request_id: Option<Extension<RequestId>>,
-    ValidJson(request): ValidJson<PredictRequest>,
+    body: Request,
 ) -> Result<Json<PredictResponse>, ApiError> {
+    let target = Target {
+        model: Some(&name),
+        version: None,
+    };
+    state.predictor.admit(target)?;
+    let ValidJson(request) = ValidJson::<PredictRequest>::from_request(body, &state).await?;
     check_body_model(&request, &name)?;
-    run(
-        &state,
-        Target {
-            model: Some(&name),
-            version: None,
-        },
-        request_id,
-        &request,
-    )
-    .await
+    run(&state, target, request_id, &request).await
 }
 
 /// Predict with one specific version of a model.
@@ -102,8 +99,15 @@ pub async fn predict_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
     request_id: Option<Extension<RequestId>>,
-    ValidJson(request): ValidJson<PredictRequest>,
+    body: Request,
 ) -> Result<Json<PredictResponse>, ApiError> {
+    if let Ok(v) = version.parse::<u64>() {
+        state.predictor.admit(Target {
+            model: Some(&name),
+            version: Some(v),
+        })?;
+    }
+    let ValidJson(request) = ValidJson::<PredictRequest>::from_request(body, &state).await?;
     check_body_model(&request, &name)?;
     let version = parse_version(&name, &version)?;
     run(
