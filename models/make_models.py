@@ -8,6 +8,8 @@ ONNX graphs with onnxruntime against scikit-learn, and writes for each model:
     <out>/<name>/model.toml        model card / manifest read by the server
     <out>/<name>/1/model.onnx      the model, version 1
     <out>/<name>/1/golden.json     16 held-out input rows + onnxruntime outputs
+    <out>/<name>/1/profile.json    reference profile of the training split, for
+                                   infera's drift monitoring (see below)
 
 plus <out>/repository.toml.  Models:
 
@@ -47,6 +49,36 @@ and TreeEnsembleClassifier -> ZipMap -> `output_probability`.  onnxruntime
 returns the ZipMap output as a list of {class: probability} dicts; infera
 serves it as a float32 [N, C] tensor, so golden.json stores it as an [N, C]
 list of probabilities in class order (0, 1, ...).
+
+profile.json (read by infera's drift monitor, src/monitoring/drift.rs) is
+computed from the very training split the model was fitted on, with the
+inputs as the model receives them (float32, the card's [[features]] order;
+digits: raw pixels 0..16):
+
+    {"source": ..., "rows": N,
+     "features": [{"name": ..., "edges": [...], "shares": [...]}, ...],
+     "predictions": {"kind": "classes", "shares": [...]}            classifiers
+                    {"kind": "values", "edges": [...], "shares": [...]}  diabetes}
+
+  * edges: the deciles (10%, ..., 90% quantiles, numpy's default linear
+    interpolation) of the column, rounded to 6 significant digits (upwards
+    where rounding to nearest would move a training value into another bin,
+    see round_edge()) and deduplicated, so strictly increasing (a constant
+    column has none);
+  * bins: (-inf, e0], (e0, e1], ..., (e_last, +inf); the bin of x is the
+    number of edges strictly below x (np.searchsorted(edges, x, "left"),
+    Rust's partition_point(|e| e < x));
+  * shares: fraction of training rows per bin (len(edges) + 1 entries),
+    counted with the rounded edges and rounded to 6 significant digits;
+  * predictions: classifiers, the share of each class index among
+    onnxruntime's predicted labels on the training rows; the regressor, its
+    predicted values on the training rows binned like a feature.
+
+Each model.toml also gets a [monitoring] table with the live quality target,
+derived from the held-out evaluation (monitoring_targets()):
+
+    accuracy_target = held-out accuracy - 0.05, rounded down to 2 decimals
+    mae_target      = held-out MAE * 1.25, rounded up to 1 decimal
 """
 
 from __future__ import annotations
@@ -56,6 +88,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +156,8 @@ class Built:
     golden_x: np.ndarray  # float32 [N_GOLDEN, n_features], from the test split
     test_x: np.ndarray  # float32, full test split
     test_y: np.ndarray
+    train_x: np.ndarray  # float32, the training split as the model receives it (profile.json)
+    train_source: str  # profile.json "source": which data train_x is
     reference: dict[str, np.ndarray]  # sklearn outputs on test_x, keyed like the ONNX outputs
     card: dict  # manifest fields other than evaluation
     features: list[Feature]
@@ -275,6 +310,8 @@ def build_iris() -> Built:
         golden_x=x_test32[:N_GOLDEN],
         test_x=x_test32,
         test_y=y_test,
+        train_x=x_train.astype(np.float32),
+        train_source=f"scikit-learn load_iris, stratified training split ({len(x_train)} rows)",
         reference={
             "label": model.predict(x_test32),
             "probabilities": model.predict_proba(x_test32),
@@ -335,6 +372,11 @@ def build_digits() -> Built:
         golden_x=x_test32[:N_GOLDEN],
         test_x=x_test32,
         test_y=y_test,
+        # Raw pixels 0..16: the exported graph folds in the 1/16 scaling.
+        train_x=x_train.astype(np.float32),
+        train_source=(
+            f"scikit-learn load_digits, stratified training split ({len(x_train)} rows), raw pixels 0..16"
+        ),
         reference=reference,
         card={
             "description": (
@@ -408,6 +450,8 @@ def build_diabetes() -> Built:
         golden_x=x_test32[:N_GOLDEN],
         test_x=x_test32,
         test_y=y_test,
+        train_x=x_train.astype(np.float32),
+        train_source=f"scikit-learn load_diabetes, training split ({len(x_train)} rows)",
         reference={"variable": model.predict(x_test32).reshape(-1, 1)},
         card={
             "description": (
@@ -507,6 +551,8 @@ def build_breast_cancer() -> Built:
         golden_x=x_test32[:N_GOLDEN],
         test_x=x_test32,
         test_y=y_test,
+        train_x=x_train.astype(np.float32),
+        train_source=f"scikit-learn load_breast_cancer, stratified training split ({len(x_train)} rows)",
         reference={
             "output_label": model.predict(x_test32),
             "output_probability": model.predict_proba(x_test32),
@@ -596,6 +642,134 @@ def verify_and_evaluate(b: Built) -> dict[str, np.ndarray]:
     return golden
 
 
+# --------------------------------------------------------------------------
+# Reference profile (profile.json) and monitoring targets ([monitoring])
+# --------------------------------------------------------------------------
+
+DECILES = [k / 10 for k in range(1, 10)]
+SHARE_SUM_TOLERANCE = 1e-3  # what infera accepts for sum(shares)
+
+
+def sig6(x: float) -> float:
+    """Round to 6 significant digits (a short, stable JSON number)."""
+    x = float(x)
+    assert math.isfinite(x), x
+    return float(f"{x:.6g}")
+
+
+def round_edge(e: float, values: np.ndarray) -> float:
+    """`e` rounded to 6 significant digits without moving any of `values` to
+    another bin: to nearest if that keeps every value on its side of the edge,
+    else up, else down.  (Deciles often fall exactly on a data value, and e.g.
+    float32(2.7) = 2.70000005 > 2.7: rounding that edge to nearest, 2.7, would
+    push every 2.7 into the bin above; 2.70001 keeps them.)"""
+    d = Decimal(e)  # exact
+    step = Decimal(1).scaleb(d.adjusted() - 5)  # one unit in the 6th significant digit
+    below = int(np.count_nonzero(values <= e))
+    for r in (sig6(e), float(d.quantize(step, ROUND_CEILING)), float(d.quantize(step, ROUND_FLOOR))):
+        assert r == sig6(r), (e, r)
+        if int(np.count_nonzero(values <= r)) == below:
+            return r
+    sys.exit(f"cannot round bin edge {e!r} to 6 significant digits without moving a training value")
+
+
+def bin_shares(values: np.ndarray, edges: list[float]) -> list[float]:
+    """Share of `values` in each bin (-inf, e0], (e0, e1], ..., (e_last, inf):
+    the bin of x is the number of edges strictly below x, as in infera."""
+    bins = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left")
+    counts = np.bincount(bins, minlength=len(edges) + 1)
+    return [sig6(c / len(values)) for c in counts]
+
+
+def binned(name: str, values: np.ndarray) -> dict:
+    """Decile edges of `values` (float64 holding the float32 values the model
+    sees) and the share of values per bin, both rounded to 6 significant digits.
+    Shares are counted with the rounded edges, so they describe exactly the
+    bins infera will use."""
+    values = np.asarray(values, dtype=np.float64)
+    assert values.ndim == 1 and len(values) > 0 and np.isfinite(values).all(), name
+    edges = sorted({round_edge(float(q), values) for q in np.quantile(values, DECILES)})
+    if len(edges) == 1 and values.min() == values.max():
+        edges = []  # constant column: a single bin holding every row
+    shares = bin_shares(values, edges)
+    check_binned(name, edges, shares)
+    return {"name": name, "edges": edges, "shares": shares}
+
+
+def check_binned(name: str, edges: list[float], shares: list[float]) -> None:
+    """The checks infera applies when it loads a profile."""
+    assert len(shares) == len(edges) + 1, name
+    assert all(math.isfinite(e) for e in edges), name
+    assert all(a < b for a, b in zip(edges, edges[1:])), (name, edges)
+    assert all(0.0 <= s <= 1.0 for s in shares), (name, shares)
+    assert abs(sum(shares) - 1.0) <= SHARE_SUM_TOLERANCE, (name, sum(shares))
+
+
+def build_profile(b: Built) -> dict:
+    """profile.json for `b`: every input column and the model's own predictions
+    (onnxruntime) on the training split."""
+    x = b.train_x
+    assert x.dtype == np.float32 and x.shape == (len(x), len(b.features)), (x.dtype, x.shape)
+    assert b.card["training_data"]["rows"] == len(x)
+    features = [binned(f.name, x[:, j]) for j, f in enumerate(b.features)]
+    got = run_ort(ort_session(b.onnx_model), x)
+    if b.card["task"] == "classification":
+        n_classes = len(b.card["labels"])
+        label = got[b.card["outputs"]["label"]]
+        assert label.dtype == np.int64 and label.shape == (len(x),), (label.dtype, label.shape)
+        assert label.min() >= 0 and label.max() < n_classes
+        counts = np.bincount(label, minlength=n_classes)
+        shares = [sig6(c / len(x)) for c in counts]
+        assert abs(sum(shares) - 1.0) <= SHARE_SUM_TOLERANCE
+        predictions = {"kind": "classes", "shares": shares}
+    else:
+        value = got[b.card["outputs"]["value"]]
+        assert value.dtype == np.float32 and value.shape == (len(x), 1), (value.dtype, value.shape)
+        p = binned("predictions", value[:, 0])
+        predictions = {"kind": "values", "edges": p["edges"], "shares": p["shares"]}
+    return {"source": b.train_source, "rows": len(x), "features": features, "predictions": predictions}
+
+
+def render_profile(profile: dict) -> str:
+    """One feature per line: small, stable and easy to diff."""
+
+    def dumps(x) -> str:
+        return json.dumps(x, separators=(", ", ": "), allow_nan=False)
+
+    feats = profile["features"]
+    out = [
+        "{" + f'"source": {dumps(profile["source"])},',
+        f' "rows": {dumps(profile["rows"])},',
+        ' "features": [',
+    ]
+    out += ["   " + dumps(f) + ("," if i < len(feats) - 1 else "") for i, f in enumerate(feats)]
+    out.append("  ],")
+    out.append(f' "predictions": {dumps(profile["predictions"])}}}')
+    text = "\n".join(out) + "\n"
+    assert json.loads(text) == profile
+    return text
+
+
+MONITORING_COMMENT = [
+    "# Live quality target for infera's monitoring, derived by models/make_models.py from the",
+    "# held-out evaluation above: accuracy_target = held-out accuracy - 0.05, rounded down to",
+    "# 2 decimals (classifiers); mae_target = held-out MAE * 1.25, rounded up to 1 decimal",
+    "# (regressors). Drift is measured against 1/profile.json (the training split).",
+]
+
+
+def monitoring_targets(b: Built) -> dict[str, float]:
+    """[monitoring] for `b`, from its held-out evaluation (see MONITORING_COMMENT)."""
+    metrics = {e["metric"]: e["value"] for e in b.evaluation}
+    if b.card["task"] == "classification":
+        # round() first so that e.g. 1.0 - 0.05 = 0.95 does not floor to 0.94.
+        target = math.floor(round((metrics["accuracy"] - 0.05) * 100, 6)) / 100
+        assert 0.0 <= target <= 1.0
+        return {"accuracy_target": round(target, 2)}
+    target = math.ceil(round(metrics["mae"] * 1.25 * 10, 6)) / 10
+    return {"mae_target": round(target, 1)}
+
+
 def toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -631,6 +805,9 @@ def render_manifest(b: Built) -> str:
             lines.append(f"{key} = {toml_value(e[key])}")
     lines += ["", "[outputs]"]
     for key, val in c["outputs"].items():
+        lines.append(f"{key} = {toml_value(val)}")
+    lines += ["", *MONITORING_COMMENT, "[monitoring]"]
+    for key, val in monitoring_targets(b).items():
         lines.append(f"{key} = {toml_value(val)}")
     for f in b.features:
         lines += ["", "[[features]]", f"name = {toml_value(f.name)}", f"description = {toml_value(f.description)}"]
@@ -684,11 +861,12 @@ default_model = "iris"
 """
 
 
-def write(b: Built, golden: dict[str, np.ndarray], out: Path) -> None:
+def write(b: Built, golden: dict[str, np.ndarray], profile: dict, out: Path) -> None:
     d = out / b.name
     (d / "1").mkdir(parents=True, exist_ok=True)
     (d / "1" / "model.onnx").write_bytes(b.onnx_model.SerializeToString())
     (d / "1" / "golden.json").write_text(render_golden(b, golden), encoding="utf-8")
+    (d / "1" / "profile.json").write_text(render_profile(profile), encoding="utf-8")
     (d / "model.toml").write_text(render_manifest(b), encoding="utf-8")
 
 
@@ -706,13 +884,20 @@ def main() -> None:
     for build in (build_iris, build_digits, build_diabetes, build_breast_cancer):
         b = build()
         golden = verify_and_evaluate(b)
-        write(b, golden, out)
+        profile = build_profile(b)
+        write(b, golden, profile, out)
         size = (out / b.name / "1" / "model.onnx").stat().st_size
         opsets = ", ".join(f"{i.domain or 'ai.onnx'}={i.version}" for i in b.onnx_model.opset_import)
         print(f"\n[{b.name}] {size} bytes, opsets {opsets}")
         print(f"  ops: {', '.join(op_types(b.onnx_model))}")
         print(f"  {describe_io(b.onnx_model)}")
         print("  " + ", ".join(f"{e['metric']}={e['value']}" for e in b.evaluation) + f" on {len(b.test_x)} test rows")
+        psize = (out / b.name / "1" / "profile.json").stat().st_size
+        pred = profile["predictions"]
+        print(
+            f"  profile.json: {psize} bytes, {len(profile['features'])} features, {profile['rows']} rows, "
+            f"predictions {pred['kind']} {pred['shares']}; monitoring {monitoring_targets(b)}"
+        )
     (out / "repository.toml").write_text(REPOSITORY_TOML, encoding="utf-8")
     print(f"\nwrote {out}")
 

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 
 use crate::config::{CheckArgs, HealthcheckArgs};
 use crate::engine::{BatchPolicy, PoolConfig, WorkerPool};
-use crate::monitoring::Metrics;
+use crate::monitoring::{Metrics, Notifier};
 use crate::repository::{self, check_golden, GoldenFile, LoadContext};
 
 /// Loads every version in the repository and runs its golden file. Prints one line per version
@@ -24,6 +24,7 @@ pub fn check(args: &CheckArgs, out: &mut impl Write) -> anyhow::Result<bool> {
             ..PoolConfig::default()
         })?),
         batching: BatchPolicy::default(),
+        notifier: Notifier::disabled(),
     };
     let (mut ok, mut failed) = (0usize, 0usize);
     writeln!(
@@ -62,6 +63,17 @@ pub fn check(args: &CheckArgs, out: &mut impl Write) -> anyhow::Result<bool> {
                     continue;
                 }
             };
+            if let (Some(path), Some(reason)) =
+                (&dir.profile_file, loaded.monitor.reference_problem())
+            {
+                writeln!(
+                    out,
+                    "  FAIL  {label}: {} unusable: {reason}",
+                    path.display()
+                )?;
+                failed += 1;
+                continue;
+            }
             let load_ms = loaded.load_duration.as_secs_f64() * 1e3;
             let Some(golden_path) = &loaded.golden_file else {
                 writeln!(out, "  ok    {label}: loaded in {load_ms:.1} ms; no golden file, outputs not checked")?;

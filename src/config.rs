@@ -88,6 +88,20 @@ pub struct ServeArgs {
     /// a lone request never waits; batches form only from requests that queued meanwhile.
     #[arg(long, env = "INFERA_MAX_QUEUE_DELAY_US", default_value_t = 0)]
     pub max_queue_delay_us: u64,
+    /// Recent predictions kept for joining with ground-truth feedback (0 keeps none). Oldest
+    /// are evicted beyond it.
+    #[arg(long, env = "INFERA_FEEDBACK_CAPACITY", default_value_t = 100_000)]
+    pub feedback_capacity: usize,
+    /// Seconds a prediction stays available for feedback.
+    #[arg(long, env = "INFERA_FEEDBACK_TTL_SECS", default_value_t = 3600)]
+    pub feedback_ttl_secs: u64,
+    /// URL (plain http) to POST a JSON event to when a model version starts or stops drifting or
+    /// crosses its accuracy target: the retraining trigger. Unset: no events.
+    #[arg(long, env = "INFERA_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// Delivery attempts per webhook event (retries back off from 500 ms, doubling).
+    #[arg(long, env = "INFERA_WEBHOOK_ATTEMPTS", default_value_t = 5)]
+    pub webhook_attempts: u32,
     /// Microseconds an idle worker polls for new work before it sleeps (0: sleep at once).
     #[arg(long, env = "INFERA_WORKER_IDLE_POLL_US", default_value_t = 50)]
     pub worker_idle_poll_us: u64,
@@ -195,6 +209,28 @@ impl ServeArgs {
             return Err(format!(
                 "--max-queue-delay-us must be at most {MAX_QUEUE_DELAY_US}, got {}",
                 self.max_queue_delay_us
+            ));
+        }
+        if self.feedback_capacity > 10_000_000 {
+            return Err(format!(
+                "--feedback-capacity must be at most 10000000, got {}",
+                self.feedback_capacity
+            ));
+        }
+        if self.feedback_ttl_secs == 0 {
+            return Err("--feedback-ttl-secs must be at least 1".into());
+        }
+        if let Some(url) = &self.webhook_url {
+            if !url.starts_with("http://") {
+                return Err(format!(
+                    "--webhook-url must be a plain http:// URL, got {url:?}"
+                ));
+            }
+        }
+        if !(1..=20).contains(&self.webhook_attempts) {
+            return Err(format!(
+                "--webhook-attempts must be between 1 and 20, got {}",
+                self.webhook_attempts
             ));
         }
         if self.worker_idle_poll_us > 10_000 {

@@ -12,7 +12,7 @@ use crate::api::{self, AppState};
 use crate::config::ServeArgs;
 use crate::engine::{PoolConfig, WorkerPool};
 use crate::inference::{Limits, Predictor};
-use crate::monitoring::Metrics;
+use crate::monitoring::{Metrics, Notifier, PredictionLog, WebhookConfig};
 use crate::repository::{self, Layout, LoadContext, ModelStore, RepositoryError};
 
 /// Everything a running server is made of, before it listens.
@@ -49,11 +49,31 @@ impl Infera {
             max_instances: args.max_instances,
             timeout: args.request_timeout(),
         };
-        let predictor = Arc::new(Predictor::new(store.clone(), limits));
+        let log = Arc::new(PredictionLog::new(
+            args.feedback_capacity,
+            Duration::from_secs(args.feedback_ttl_secs),
+        ));
+        let predictor = Arc::new(Predictor::new(store.clone(), limits, log));
+        let notifier = match &args.webhook_url {
+            Some(url) => {
+                let counted = metrics.clone();
+                Notifier::start(
+                    WebhookConfig {
+                        url: url.clone(),
+                        attempts: args.webhook_attempts,
+                        backoff: Duration::from_millis(500),
+                        timeout: Duration::from_secs(5),
+                    },
+                    move |delivery| counted.quality().webhook(delivery),
+                )
+            }
+            None => Notifier::disabled(),
+        };
         let loading = LoadContext {
             metrics: metrics.clone(),
             pool: pool.clone(),
             batching: args.batch_policy(),
+            notifier,
         };
         let state = AppState {
             predictor,

@@ -116,16 +116,34 @@ fn rejection(r: JsonRejection, limit: Option<usize>) -> ApiError {
 
 /// `validator` errors as one line: `field: message; field: message`.
 fn describe(errors: &validator::ValidationErrors) -> String {
-    let mut parts: Vec<String> = errors
-        .field_errors()
-        .iter()
-        .flat_map(|(field, errs)| {
-            errs.iter().map(move |e| match &e.message {
-                Some(m) => format!("{field}: {m}"),
-                None => format!("{field}: fails the {} rule", e.code),
-            })
-        })
-        .collect();
+    let mut parts = Vec::new();
+    collect(errors, "", &mut parts);
     parts.sort();
     parts.join("; ")
+}
+
+/// Walks nested (struct and list) errors, naming each by its path, e.g. `feedback[0]: ...`;
+/// struct-level rules (`__all__`) are named by the struct's own path.
+fn collect(errors: &validator::ValidationErrors, path: &str, out: &mut Vec<String>) {
+    use validator::ValidationErrorsKind as Kind;
+    for (field, kind) in errors.errors() {
+        let here = match (path.is_empty(), field.as_ref()) {
+            (true, "__all__") => "request".to_string(),
+            (false, "__all__") => path.to_string(),
+            (true, f) => f.to_string(),
+            (false, f) => format!("{path}.{f}"),
+        };
+        match kind {
+            Kind::Field(errs) => out.extend(errs.iter().map(|e| match &e.message {
+                Some(m) => format!("{here}: {m}"),
+                None => format!("{here}: fails the {} rule", e.code),
+            })),
+            Kind::Struct(inner) => collect(inner, &here, out),
+            Kind::List(items) => {
+                for (i, inner) in items {
+                    collect(inner, &format!("{here}[{i}]"), out);
+                }
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::routes::{health, metrics, models, predict};
+use super::routes::{health, metrics, models, monitoring, predict};
 use super::state::AppState;
 use super::v1;
 use super::v2::routes as v2;
@@ -39,6 +39,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(predict::predict_version))
         .routes(routes!(models::list_models))
         .routes(routes!(models::get_model))
+        .routes(routes!(monitoring::feedback))
+        .routes(routes!(monitoring::monitoring))
+        .routes(routes!(monitoring::version_monitoring))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(metrics::metrics))

@@ -46,7 +46,16 @@ pub struct PredictResponse {
     pub model: String,
     pub version: u64,
     pub id: String,
-    pub predictions: Vec<PredictionBody>,
+    pub predictions: Vec<IdentifiedPrediction>,
+}
+
+/// One instance's answer with its prediction id (`"<request id>/<instance index>"`), under which
+/// ground truth can be sent to `POST /models/{name}/feedback`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdentifiedPrediction {
+    pub id: String,
+    #[serde(flatten)]
+    pub body: PredictionBody,
 }
 
 /// One instance's answer; its form depends on the model's task.

@@ -5,13 +5,15 @@ use crate::inference::Instance;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use tower_http::request_id::RequestId;
 use utoipa::ToSchema;
 use validator::Validate;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::ValidJson;
+use super::routes::predict::request_id_of;
 use super::state::AppState;
 use super::types::PredictionBody;
 use crate::inference::Target;
@@ -85,6 +87,7 @@ pub async fn status(
 pub async fn predict(
     State(state): State<AppState>,
     Path(target): Path<String>,
+    request_id: Option<Extension<RequestId>>,
     ValidJson(request): ValidJson<V1PredictRequest>,
 ) -> Result<Json<V1PredictResponse>, ApiError> {
     let name = target.strip_suffix(":predict").ok_or_else(|| {
@@ -100,6 +103,7 @@ pub async fn predict(
                 version: None,
             },
             &request.instances,
+            &request_id_of(request_id),
         )
         .await?;
     Ok(Json(V1PredictResponse {

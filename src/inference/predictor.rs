@@ -10,7 +10,8 @@ use super::instances::decode;
 use super::json_instance::Instance;
 use super::prediction::{predictions, Prediction};
 use super::tensors::{check_tensors, InputTensor};
-use crate::engine::Tensor;
+use crate::engine::{Tensor, TensorData};
+use crate::monitoring::{Observed, PredictionLog};
 use crate::repository::{LoadedVersion, ModelStore};
 
 /// Per-request limits.
@@ -44,11 +45,18 @@ pub struct PredictOutcome {
 pub struct Predictor {
     store: Arc<ModelStore>,
     limits: Limits,
+    /// Recent predictions, for joining with ground-truth feedback.
+    log: Arc<PredictionLog>,
 }
 
 impl Predictor {
-    pub fn new(store: Arc<ModelStore>, limits: Limits) -> Predictor {
-        Predictor { store, limits }
+    pub fn new(store: Arc<ModelStore>, limits: Limits, log: Arc<PredictionLog>) -> Predictor {
+        Predictor { store, limits, log }
+    }
+
+    /// Recent predictions kept for feedback.
+    pub fn log(&self) -> &Arc<PredictionLog> {
+        &self.log
     }
 
     pub fn store(&self) -> &Arc<ModelStore> {
@@ -59,11 +67,13 @@ impl Predictor {
         self.limits
     }
 
-    /// Predicts every instance with the target model version.
+    /// Predicts every instance with the target model version. Prediction `i` gets the id
+    /// `"{id}/{i}"`, under which ground truth can be sent back (see `feedback`).
     pub async fn predict(
         &self,
         target: Target<'_>,
         instances: &[Instance],
+        id: &str,
     ) -> Result<PredictOutcome, PredictError> {
         let started = Instant::now();
         let loaded = self
@@ -73,8 +83,16 @@ impl Predictor {
         let result = async {
             self.check_count(instances.len())?;
             let inputs = decode(&loaded.contract.input, instances)?;
-            self.execute(&loaded, inputs, instances.len(), started)
-                .await
+            // Drift needs the input rows after the run; only tabular models with a profile.
+            let rows = loaded
+                .monitor
+                .wants_inputs()
+                .then(|| inputs[0].data.clone());
+            let run = self
+                .execute(&loaded, inputs, instances.len(), started)
+                .await?;
+            self.monitor(&loaded, rows.as_ref(), &run.predictions, id);
+            Ok(run)
         }
         .await;
         self.record(&loaded, &result, started);
@@ -136,6 +154,34 @@ impl Predictor {
             loaded.metrics.failed(e.reason());
             e
         })
+    }
+
+    /// Counts the instances for drift and keeps the predictions for feedback.
+    fn monitor(
+        &self,
+        loaded: &LoadedVersion,
+        rows: Option<&TensorData>,
+        predictions: &[Prediction],
+        id: &str,
+    ) {
+        let width = loaded.contract.signature.inputs[0].row_len();
+        let scored = loaded.monitor.quality().is_some();
+        for (i, p) in predictions.iter().enumerate() {
+            let observed = match p {
+                Prediction::Classification { class_index, .. } => Observed::Class(*class_index),
+                Prediction::Regression { value } => Observed::Value(*value),
+                Prediction::Raw { .. } => Observed::None,
+            };
+            let at = i * width;
+            loaded.monitor.observe(
+                |j| rows.and_then(|r| r.get_f64(at + j)).unwrap_or(f64::NAN),
+                observed,
+            );
+            if scored {
+                self.log
+                    .insert(format!("{id}/{i}"), &loaded.monitor, observed);
+            }
+        }
     }
 
     fn check_count(&self, rows: usize) -> Result<(), PredictError> {

@@ -13,6 +13,7 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use super::quality_metrics::QualityFamilies;
 use crate::engine::{BatchPolicy, JobObserver, SkipReason};
 
 /// Latency buckets in seconds, 50 us to 10 s: tiny tabular models answer in tens of microseconds.
@@ -30,6 +31,8 @@ const CONFIDENCE_BUCKETS: &[f64] = &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9
 /// The registry and all metric families.
 pub struct Metrics {
     registry: Registry,
+    /// Feedback, accuracy and drift series (`quality_metrics.rs`).
+    quality: QualityFamilies,
     /// Resolved HTTP series by route, then (method, status): read lock-free on every request,
     /// extended (copy and swap) the first time a combination is seen.
     http_series: ArcSwap<HashMap<String, Vec<HttpSeries>>>,
@@ -82,6 +85,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let m = Metrics {
             registry: Registry::new(),
+            quality: QualityFamilies::new(),
             http_series: Default::default(),
             http_requests: counter(
                 "infera_http_requests_total",
@@ -216,7 +220,7 @@ impl Metrics {
             Box::new(m.max_batch_size.clone()),
             Box::new(build_info),
         ];
-        for c in collectors {
+        for c in collectors.into_iter().chain(m.quality.collectors()) {
             m.registry.register(c).expect("metric names are unique");
         }
         m
@@ -274,6 +278,10 @@ impl Metrics {
             map
         });
         series
+    }
+
+    pub fn quality(&self) -> &QualityFamilies {
+        &self.quality
     }
 
     pub fn http_in_flight(&self) -> &IntGauge {

@@ -1,5 +1,25 @@
-//! Observability: every Prometheus metric, and (later) accuracy and drift signals.
+//! Observability: every Prometheus metric, and model quality in production: drift against the
+//! training profile, live accuracy from ground-truth feedback, and the webhook that announces
+//! changes.
 
+mod drift;
+mod feedback;
 mod metrics;
+mod monitor;
+mod quality;
+mod quality_metrics;
+mod webhook;
 
+pub use drift::{
+    BinnedDistribution, DriftMonitor, DriftReport, DriftStatus, DriftThresholds, FeatureDrift,
+    Observed, PredictionDistribution, ReferenceProfile,
+};
+pub use feedback::{Logged, PredictionLog, Unmatched};
 pub use metrics::{Metrics, ModelMetrics};
+pub use monitor::{
+    DriftView, GroundTruth, ModelMonitor, MonitorSettings, MonitoringView, OverallStatus,
+    ReferenceView, Subject,
+};
+pub use quality::{QualityKind, QualityMonitor, QualitySummary, Score, Truth};
+pub use quality_metrics::{QualityFamilies, VersionQuality};
+pub use webhook::{Delivery, Event, Notifier, WebhookConfig};

@@ -12,7 +12,7 @@ use thiserror::Error;
 use super::manifest::Manifest;
 use crate::engine::{CompiledModel, ModelQueue};
 use crate::inference::ModelContract;
-use crate::monitoring::ModelMetrics;
+use crate::monitoring::{ModelMetrics, ModelMonitor};
 
 /// A model version that is loaded, checked against its manifest and warmed up.
 #[derive(Debug)]
@@ -22,6 +22,8 @@ pub struct LoadedVersion {
     pub compiled: Arc<CompiledModel>,
     /// Where this version's requests queue and are batched.
     pub queue: Arc<ModelQueue>,
+    /// Drift and live-quality monitoring.
+    pub monitor: Arc<ModelMonitor>,
     pub contract: Arc<ModelContract>,
     pub metrics: Arc<ModelMetrics>,
     pub load_duration: Duration,

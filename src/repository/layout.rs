@@ -19,6 +19,8 @@ use super::manifest::Manifest;
 pub const MANIFEST_FILE: &str = "model.toml";
 pub const MODEL_FILE: &str = "model.onnx";
 pub const GOLDEN_FILE: &str = "golden.json";
+/// The reference profile beside a model version, for drift monitoring.
+pub const PROFILE_FILE: &str = "profile.json";
 pub const REPOSITORY_FILE: &str = "repository.toml";
 
 /// `repository.toml`.
@@ -50,6 +52,8 @@ pub struct VersionDir {
     pub version: u64,
     pub model_file: PathBuf,
     pub golden_file: Option<PathBuf>,
+    /// `profile.json`: the reference profile of the training data, for drift monitoring.
+    pub profile_file: Option<PathBuf>,
 }
 
 /// Model names: what may appear in a URL path segment and a metric label.
@@ -138,10 +142,12 @@ fn scan_model(dir: &Path, name: String) -> Result<ModelDir, RepositoryError> {
             continue;
         }
         let golden = path.join(GOLDEN_FILE);
+        let profile = path.join(PROFILE_FILE);
         versions.push(VersionDir {
             version,
             model_file,
             golden_file: golden.is_file().then_some(golden),
+            profile_file: profile.is_file().then_some(profile),
         });
     }
     versions.sort_by_key(|v| v.version);

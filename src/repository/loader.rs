@@ -7,11 +7,15 @@ use std::time::{Duration, Instant};
 
 use super::catalog::{Catalog, LoadedVersion, ModelEntry, ModelStore, VersionState};
 use super::error::RepositoryError;
+use super::layout::PROFILE_FILE;
 use super::layout::{Layout, VersionDir};
 use super::manifest::Manifest;
 use crate::engine::{BatchPolicy, CompiledModel, DataType, Tensor, TensorData, WorkerPool};
-use crate::inference::ModelContract;
-use crate::monitoring::Metrics;
+use crate::inference::{InputContract, ModelContract, OutputContract};
+use crate::monitoring::{
+    DriftMonitor, Metrics, ModelMonitor, MonitorSettings, Notifier, QualityKind, ReferenceProfile,
+    Subject,
+};
 
 /// The catalog as scanned, every version `Loading`. `default_model` (from the command line)
 /// overrides `repository.toml`; a repository with one model defaults to it.
@@ -67,6 +71,8 @@ pub struct LoadContext {
     pub metrics: Arc<Metrics>,
     pub pool: Arc<WorkerPool>,
     pub batching: BatchPolicy,
+    /// Where monitoring state changes are announced.
+    pub notifier: Notifier,
 }
 
 impl LoadContext {
@@ -169,6 +175,7 @@ pub fn load_version(
         reason,
     })?;
     let load_duration = started.elapsed();
+    let monitor = Arc::new(build_monitor(model, dir, manifest, &contract, ctx));
     let model_metrics = ctx.metrics.model(model, version, contract.labels());
     let compiled = Arc::new(compiled);
     let queue = ctx.pool.queue(
@@ -183,11 +190,92 @@ pub fn load_version(
         version,
         compiled,
         queue,
+        monitor,
         contract: Arc::new(contract),
         metrics: model_metrics,
         load_duration,
         golden_file: dir.golden_file.clone(),
     })
+}
+
+/// Drift and quality monitoring of a version: its reference profile (when `profile.json` is there
+/// and fits the model), its quality kind, and the card's targets and thresholds. A missing or
+/// unusable profile leaves the model served with "no reference" (logged when unusable).
+fn build_monitor(
+    model: &str,
+    dir: &VersionDir,
+    manifest: Option<&Manifest>,
+    contract: &ModelContract,
+    ctx: &LoadContext,
+) -> ModelMonitor {
+    let settings = monitor_settings(manifest);
+    let width = match &contract.input {
+        InputContract::Tabular { features, .. } => features.len(),
+        InputContract::Tensors { .. } => 0,
+    };
+    let drift = match &dir.profile_file {
+        None => Err(format!("no {PROFILE_FILE} beside the model")),
+        Some(path) => ReferenceProfile::read(path)
+            .and_then(|p| DriftMonitor::new(p, settings.drift, width))
+            .inspect_err(|reason| {
+                tracing::error!(model, version = dir.version, %reason, "reference profile not used");
+            }),
+    };
+    let features: Vec<String> = drift
+        .as_ref()
+        .map(|d| {
+            d.profile()
+                .features
+                .iter()
+                .map(|f| f.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let kind = match &contract.output {
+        OutputContract::Classification { labels, .. } => Some(QualityKind::Classification {
+            classes: labels.len(),
+        }),
+        OutputContract::Regression { .. } => Some(QualityKind::Regression),
+        OutputContract::Raw => None,
+    };
+    let metrics = ctx
+        .metrics
+        .quality()
+        .version(model, dir.version, &features, drift.is_ok());
+    ModelMonitor::new(
+        Subject {
+            model: model.to_string(),
+            version: dir.version,
+            kind,
+            labels: contract.labels().to_vec(),
+        },
+        drift,
+        settings,
+        metrics,
+        ctx.notifier.clone(),
+    )
+}
+
+/// Monitoring settings: the defaults with the card's `[monitoring]` applied.
+fn monitor_settings(manifest: Option<&Manifest>) -> MonitorSettings {
+    let mut s = MonitorSettings::default();
+    if let Some(m) = manifest.and_then(|m| m.monitoring.as_ref()) {
+        s.accuracy_target = m.accuracy_target;
+        s.mae_target = m.mae_target;
+        if let Some(v) = m.psi_warning {
+            s.drift.psi_warning = v;
+        }
+        if let Some(v) = m.psi_drifting {
+            s.drift.psi_drifting = v;
+        }
+        if let Some(v) = m.drift_window {
+            s.drift.window = v;
+        }
+        if let Some(v) = m.quality_window {
+            s.quality_window = v;
+        }
+    }
+    s
 }
 
 /// Runs one all-zero instance so the first real request does not pay for lazy set-up.

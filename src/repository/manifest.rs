@@ -63,6 +63,84 @@ pub struct Manifest {
     /// Queueing and dynamic batching for this model; unset fields take the server's flags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batching: Option<Batching>,
+    /// Live quality targets and drift thresholds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<Monitoring>,
+}
+
+/// `[monitoring]`: what counts as good enough in production.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Monitoring {
+    /// Least acceptable live accuracy (classifiers), 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_target: Option<f64>,
+    /// Largest acceptable live mean absolute error (regressors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mae_target: Option<f64>,
+    /// PSI from which a feature or the predictions count as a warning (default 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psi_warning: Option<f64>,
+    /// PSI from which they count as drifting (default 0.25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psi_drifting: Option<f64>,
+    /// Instances per drift comparison window (default 1000; compared every quarter window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_window: Option<usize>,
+    /// Scored predictions in the rolling accuracy / MAE window (default 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_window: Option<usize>,
+}
+
+impl Monitoring {
+    fn check(&self) -> Result<(), String> {
+        if let Some(t) = self.accuracy_target {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(format!(
+                    "monitoring.accuracy_target must be in [0, 1], got {t}"
+                ));
+            }
+        }
+        if let Some(t) = self.mae_target {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(format!(
+                    "monitoring.mae_target must be a finite number >= 0, got {t}"
+                ));
+            }
+        }
+        for (name, v) in [
+            ("psi_warning", self.psi_warning),
+            ("psi_drifting", self.psi_drifting),
+        ] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(format!(
+                        "monitoring.{name} must be a finite number > 0, got {v}"
+                    ));
+                }
+            }
+        }
+        if let (Some(w), Some(d)) = (self.psi_warning, self.psi_drifting) {
+            if w > d {
+                return Err(format!(
+                    "monitoring.psi_warning ({w}) must not exceed monitoring.psi_drifting ({d})"
+                ));
+            }
+        }
+        for (name, v) in [
+            ("drift_window", self.drift_window),
+            ("quality_window", self.quality_window),
+        ] {
+            if let Some(v) = v {
+                if !(4..=1_000_000).contains(&v) {
+                    return Err(format!(
+                        "monitoring.{name} must be between 4 and 1000000, got {v}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[batching]`: per-model overrides of `--max-batch-size`, `--max-queue-delay-us` and
@@ -208,6 +286,9 @@ impl Manifest {
         }
         if let Some(batching) = &self.batching {
             batching.check()?;
+        }
+        if let Some(monitoring) = &self.monitoring {
+            monitoring.check()?;
         }
         if !self.labels.is_empty() && matches!(self.task, Some(Task::Regression | Task::Raw)) {
             return Err("labels are only meaningful for task = \"classification\"".into());

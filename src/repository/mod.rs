@@ -13,4 +13,6 @@ pub use error::RepositoryError;
 pub use golden::{check as check_golden, GoldenFile, GoldenReport};
 pub use layout::{scan, valid_model_name, Layout, ModelDir, VersionDir};
 pub use loader::{initial_catalog, load_all, load_version, LoadContext};
-pub use manifest::{Batching, Evaluation, Feature, Manifest, OutputNames, Task, TrainingData};
+pub use manifest::{
+    Batching, Evaluation, Feature, Manifest, Monitoring, OutputNames, Task, TrainingData,
+};

@@ -136,7 +136,11 @@ async fn named_features_answer_like_arrays_and_labels_come_from_the_card() {
     .json();
     assert_eq!(r["id"], "abc");
     assert_eq!(r["model"], "iris", "repository.toml names iris the default");
-    assert_eq!(r["predictions"][0], r["predictions"][1]);
+    assert_eq!(r["predictions"][0]["id"], "abc/0");
+    assert_eq!(r["predictions"][1]["id"], "abc/1");
+    for key in ["label", "class_index", "confidence", "probabilities"] {
+        assert_eq!(r["predictions"][0][key], r["predictions"][1][key], "{key}");
+    }
     assert_eq!(r["predictions"][0]["label"], "virginica");
     let probs: f64 = r["predictions"][0]["probabilities"]
         .as_array()

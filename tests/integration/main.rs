@@ -8,6 +8,7 @@ mod errors;
 mod golden;
 mod metrics;
 mod models;
+mod monitoring;
 mod onnx;
 mod openapi;
 mod overload;

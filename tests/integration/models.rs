@@ -194,6 +194,27 @@ fn check_fails_on_wrong_golden_outputs_and_bad_manifests() {
     assert!(text.contains("ok    digits v1"), "{text}");
 }
 
+#[test]
+fn check_fails_on_an_unusable_reference_profile() {
+    let repo = repo_with(&["iris"]);
+    let profile = repo.path().join("iris/1/profile.json");
+    assert!(profile.is_file(), "the shipped iris model has a profile");
+    std::fs::write(&profile, r#"{"source": "x", "rows": 1, "features": [], "predictions": {"kind": "classes", "shares": [1.0]}}"#).unwrap();
+    let mut out = Vec::new();
+    let args = CheckArgs {
+        repository: repo.path().to_path_buf(),
+        log: default_log(),
+    };
+    let passed = infera::cli::check(&args, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(!passed, "{text}");
+    assert!(
+        text.contains("FAIL  iris v1")
+            && text.contains("the profile describes 0 features but the model takes 4"),
+        "{text}"
+    );
+}
+
 fn default_log() -> infera::config::LogArgs {
     infera::config::LogArgs {
         log_format: infera::config::LogFormat::Pretty,

@@ -3,4 +3,5 @@
 pub mod health;
 pub mod metrics;
 pub mod models;
+pub mod monitoring;
 pub mod predict;

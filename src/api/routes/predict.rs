@@ -8,7 +8,7 @@ use tower_http::request_id::RequestId;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::ValidJson;
 use crate::api::state::AppState;
-use crate::api::types::{PredictRequest, PredictResponse};
+use crate::api::types::{IdentifiedPrediction, PredictRequest, PredictResponse};
 use crate::inference::Target;
 
 /// Predict with the model named in the body, or the default model.
@@ -154,16 +154,34 @@ async fn run(
     request_id: Option<Extension<RequestId>>,
     request: &PredictRequest,
 ) -> Result<Json<PredictResponse>, ApiError> {
-    let outcome = state.predictor.predict(target, &request.instances).await?;
-    let id = request.id.clone().unwrap_or_else(|| {
-        request_id
-            .and_then(|Extension(rid)| rid.header_value().to_str().ok().map(str::to_string))
-            .unwrap_or_default()
-    });
+    let id = request
+        .id
+        .clone()
+        .unwrap_or_else(|| request_id_of(request_id));
+    let outcome = state
+        .predictor
+        .predict(target, &request.instances, &id)
+        .await?;
+    let predictions = outcome
+        .predictions
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| IdentifiedPrediction {
+            id: format!("{id}/{i}"),
+            body: p.into(),
+        })
+        .collect();
     Ok(Json(PredictResponse {
         model: outcome.model,
         version: outcome.version,
         id,
-        predictions: outcome.predictions.into_iter().map(Into::into).collect(),
+        predictions,
     }))
+}
+
+/// The `x-request-id` of the request (made by the middleware when the client sent none).
+pub fn request_id_of(request_id: Option<Extension<RequestId>>) -> String {
+    request_id
+        .and_then(|Extension(rid)| rid.header_value().to_str().ok().map(str::to_string))
+        .unwrap_or_default()
 }

@@ -1,0 +1,128 @@
+//! The retraining trigger: when a model version turns `drifting` or falls below its accuracy
+//! target, a JSON event is POSTed to a configured URL. Events go through a bounded channel to one
+//! background task that delivers them with retries, so a slow or dead receiver never blocks a
+//! request (when the channel is full, the event is dropped and counted).
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// One state change of a model version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// `drift` or `accuracy`.
+    pub kind: &'static str,
+    pub model: String,
+    pub version: u64,
+    /// The new state: `drifting` / `ok` for drift, `below_target` / `ok` for accuracy.
+    pub status: &'static str,
+    /// What crossed the threshold, e.g. the drifting features.
+    pub detail: serde_json::Value,
+    /// Seconds since the Unix epoch.
+    pub at: f64,
+}
+
+/// How delivery went, for the caller's metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    Failed,
+    Dropped,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Delivered => "delivered",
+            Delivery::Failed => "failed",
+            Delivery::Dropped => "dropped",
+        }
+    }
+}
+
+/// Hands events to the delivery task.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    tx: Option<mpsc::Sender<Event>>,
+}
+
+/// Delivery settings.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Attempts per event (first try included).
+    pub attempts: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub backoff: Duration,
+    pub timeout: Duration,
+}
+
+impl Notifier {
+    /// A notifier that sends nothing (no URL configured).
+    pub fn disabled() -> Notifier {
+        Notifier { tx: None }
+    }
+
+    /// Starts the delivery task on the current tokio runtime. `report` is told how each event
+    /// ended.
+    pub fn start(
+        config: WebhookConfig,
+        report: impl Fn(Delivery) + Send + Sync + 'static,
+    ) -> Notifier {
+        let (tx, mut rx) = mpsc::channel::<Event>(256);
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(config.timeout)
+                .build()
+                .expect("a plain HTTP client builds");
+            while let Some(event) = rx.recv().await {
+                let mut wait = config.backoff;
+                let mut delivered = false;
+                for attempt in 1..=config.attempts.max(1) {
+                    match client.post(&config.url).json(&event).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            delivered = true;
+                            break;
+                        }
+                        Ok(r) => {
+                            tracing::warn!(url = %config.url, status = %r.status(), attempt, "webhook refused the event")
+                        }
+                        Err(e) => {
+                            tracing::warn!(url = %config.url, error = %e, attempt, "webhook delivery failed")
+                        }
+                    }
+                    if attempt < config.attempts {
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                }
+                report(if delivered {
+                    Delivery::Delivered
+                } else {
+                    Delivery::Failed
+                });
+            }
+        });
+        Notifier { tx: Some(tx) }
+    }
+
+    /// Queues an event without waiting; false when it had to be dropped (or no URL is set).
+    pub fn send(&self, event: Event) -> bool {
+        self.tx
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(event).is_ok())
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+}
+
+/// Seconds since the Unix epoch, for event timestamps.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
