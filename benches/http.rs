@@ -27,15 +27,19 @@ fn app() -> axum::Router {
 }
 
 fn app_on(repo: &std::path::Path) -> axum::Router {
-    let args = Cli::try_parse_from([
+    app_with(repo, &[])
+}
+
+fn app_with(repo: &std::path::Path, extra: &[&str]) -> axum::Router {
+    let mut argv = vec![
         "infera",
         "--model-repository",
         repo.to_str().unwrap(),
         "--port",
         "0",
-    ])
-    .unwrap()
-    .serve;
+    ];
+    argv.extend_from_slice(extra);
+    let args = Cli::try_parse_from(argv).unwrap().serve;
     let infera = Infera::new(&args).unwrap();
     assert!(infera.load_models().is_empty());
     infera.router()
@@ -170,6 +174,43 @@ fn http(c: &mut Criterion) {
     }
     image(c, &runtime);
     noop(c, &runtime);
+    monitoring_cost(c, &runtime);
+}
+
+/// What drift tracking and the prediction log add to a tiny model's request: iris with its
+/// reference profile and the feedback log (the default), without the profile, and without both.
+fn monitoring_cost(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    let bare = tempfile::tempdir().unwrap();
+    let iris = bare.path().join("iris");
+    std::fs::create_dir_all(iris.join("1")).unwrap();
+    std::fs::copy(models.join("iris/model.toml"), iris.join("model.toml")).unwrap();
+    std::fs::copy(models.join("iris/1/model.onnx"), iris.join("1/model.onnx")).unwrap();
+    let body = r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#;
+    let cases = [
+        ("profile_and_log", models.clone(), vec![]),
+        ("log_only", bare.path().to_path_buf(), vec![]),
+        (
+            "neither",
+            bare.path().to_path_buf(),
+            vec!["--feedback-capacity", "0"],
+        ),
+    ];
+    let mut group = c.benchmark_group("http_predict_iris_monitoring");
+    for (name, repo, extra) in cases {
+        let app = runtime.block_on(async { app_with(&repo, &extra) });
+        let make = request_fn("POST", "/models/iris/predict", body);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    let response = app.clone().oneshot(make()).await.unwrap();
+                    assert!(response.status().is_success());
+                    response.into_body().collect().await.unwrap().to_bytes()
+                })
+            })
+        });
+    }
+    group.finish();
 }
 
 /// The HTTP layer with a no-op engine: `POST /models/noop/predict` on an Identity graph of 64

@@ -144,6 +144,24 @@ def run_loadgen(exe: str, url: str, body: Path, conns: int, secs: int, honor: bo
     return json.loads(out)
 
 
+def server_429_latency(metrics_url: str) -> dict:
+    """Share of 429s infera answered within each latency bucket (its own histogram: first byte in
+    to response head out, so without the time a request waited in the socket before being read)."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as r:
+        text = r.read().decode()
+    prefix = 'infera_http_request_duration_seconds_bucket{method="POST",route="/models/{name}/predict",status="429",le="'
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            le, value = line[len(prefix):].split('"}')
+            buckets[le] = float(value)
+    total = buckets.get("+Inf", 0.0)
+    if not total:
+        return {"count": 0}
+    return {"count": int(total), **{f"within_{le}s": round(buckets[le] / total, 4)
+                                    for le in ("0.00005", "0.0001", "0.00025", "0.0005", "0.001") if le in buckets}}
+
+
 def infera_argv(exe: str, repo: Path, port: int, extra: list[str]) -> list[str]:
     return [exe, "--model-repository", str(repo), "--port", str(port), "--log", "warn", *extra]
 
@@ -248,6 +266,8 @@ def main() -> int:
         ok, rej = r["latency_us"]["ok"], r["latency_us"]["rejected"]
         print(f"  overload {label:12} c={conns:<3} ok {r['ok_rps']:>8.0f}/s p99 {ok['p99']/1e3:6.2f} ms"
               f"  status {r['status']}  rejected p99 {rej['p99']/1e3:6.3f} ms  errors {r['errors']}", flush=True)
+    results["overload_server_429"] = server_429_latency(s.url("/metrics"))
+    print(f"  overload: server-side time to answer a 429: {results['overload_server_429']}", flush=True)
     s.stop()
 
     out = Path(args.out)
@@ -322,6 +342,14 @@ def render(r: dict) -> str:
         lines.append(f"| {label} | {x['connections']} | {x['ok_rps']:,.0f} | {ok['p50']/1e3:.2f} | {ok['p99']/1e3:.2f} | "
                      f"{x['status'].get('429', 0)} | {rej['p99']/1e3:.3f} | {fivexx} | {x['errors']} |")
     lines.append("")
+    srv = r.get("overload_server_429", {})
+    if srv.get("count"):
+        shares = ", ".join(f"{k.split('_')[1]} {v:.1%}" for k, v in srv.items() if k != "count")
+        lines.append(f"Server-side time to answer the {srv['count']:,} 429s (infera's own histogram, from the first "
+                     f"byte read to the response head): share answered within {shares}. The client-side 429 "
+                     f"latency above also counts the time the request sat in the socket behind other "
+                     f"connections' requests.")
+        lines.append("")
     return "\n".join(lines)
 
 
