@@ -162,15 +162,7 @@ fn http(c: &mut Criterion) {
         ),
     ];
     for (name, make) in cases {
-        c.bench_function(name, |b| {
-            b.iter(|| {
-                runtime.block_on(async {
-                    let response = app.clone().oneshot(make()).await.unwrap();
-                    assert!(response.status().is_success());
-                    response.into_body().collect().await.unwrap().to_bytes()
-                })
-            })
-        });
+        c.bench_function(name, |b| b.iter(|| answer(&runtime, &app, make())));
     }
     image(c, &runtime);
     noop(c, &runtime);
@@ -200,15 +192,7 @@ fn monitoring_cost(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     for (name, repo, extra) in cases {
         let app = runtime.block_on(async { app_with(&repo, &extra) });
         let make = request_fn("POST", "/models/iris/predict", body);
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                runtime.block_on(async {
-                    let response = app.clone().oneshot(make()).await.unwrap();
-                    assert!(response.status().is_success());
-                    response.into_body().collect().await.unwrap().to_bytes()
-                })
-            })
-        });
+        group.bench_function(name, |b| b.iter(|| answer(runtime, &app, make())));
     }
     group.finish();
 }
@@ -234,14 +218,21 @@ fn noop(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     let body = serde_json::json!({ "instances": [row] }).to_string();
     let make = request_fn("POST", "/models/noop/predict", &body);
     c.bench_function("http_predict_noop_engine/1", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let response = app.clone().oneshot(make()).await.unwrap();
-                assert!(response.status().is_success());
-                response.into_body().collect().await.unwrap().to_bytes()
-            })
-        })
+        b.iter(|| answer(runtime, &app, make()))
     });
+}
+
+/// One request through the router, in process; the whole body is read.
+fn answer(
+    runtime: &tokio::runtime::Runtime,
+    app: &axum::Router,
+    request: Request<Body>,
+) -> axum::body::Bytes {
+    runtime.block_on(async {
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert!(response.status().is_success());
+        response.into_body().collect().await.unwrap().to_bytes()
+    })
 }
 
 fn request_fn(method: &'static str, uri: &'static str, body: &str) -> impl Fn() -> Request<Body> {

@@ -111,14 +111,8 @@ fn decode_tabular(
                 continue;
             }
         }
-        let owned;
-        let instance = match instance {
-            Instance::Json(v) => v,
-            numbers => {
-                owned = numbers.to_value();
-                &owned
-            }
-        };
+        let instance = instance.as_json();
+        let instance = instance.as_ref();
         match instance {
             Value::Array(values) => {
                 if values.len() != width {
@@ -268,14 +262,8 @@ fn decode_tensors(
                 continue;
             }
         }
-        let owned;
-        let instance = match instance {
-            Instance::Json(v) => v,
-            numbers => {
-                owned = numbers.to_value();
-                &owned
-            }
-        };
+        let instance = instance.as_json();
+        let instance = instance.as_ref();
         match (instance, inputs) {
             (Value::Object(fields), _) => {
                 if let Some(unknown) = fields

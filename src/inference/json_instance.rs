@@ -22,6 +22,15 @@ pub enum Instance {
 }
 
 impl Instance {
+    /// The instance as a JSON value, borrowed when it is one (numbers read into the fast form
+    /// are rebuilt, as floats): for the general decoder.
+    pub fn as_json(&self) -> std::borrow::Cow<'_, Value> {
+        match self {
+            Instance::Json(v) => std::borrow::Cow::Borrowed(v),
+            numbers => std::borrow::Cow::Owned(numbers.to_value()),
+        }
+    }
+
     /// The instance as a JSON value (numbers read into the fast form come back as floats).
     pub fn to_value(&self) -> Value {
         match self {
