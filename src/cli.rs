@@ -115,8 +115,8 @@ pub fn check(args: &CheckArgs, out: &mut impl Write) -> anyhow::Result<bool> {
 /// GETs `url` and succeeds on a 200. Plain HTTP/1.1 over TCP, so the container image needs no
 /// curl.
 pub fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
-    let rest = args
-        .url
+    let url = args.url();
+    let rest = url
         .strip_prefix("http://")
         .context("only http:// URLs are supported")?;
     let (authority, path) = match rest.find('/') {
@@ -142,7 +142,7 @@ pub fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
     let status_line = String::from_utf8_lossy(&head[..n]);
     let status = status_line.split_whitespace().nth(1).unwrap_or("");
     if status != "200" {
-        bail!("{} answered {status:?}", args.url);
+        bail!("{url} answered {status:?}");
     }
     Ok(())
 }

@@ -135,16 +135,26 @@ pub struct CheckArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct HealthcheckArgs {
-    /// Readiness URL to probe (plain http on this host).
-    #[arg(
-        long,
-        env = "INFERA_HEALTHCHECK_URL",
-        default_value = "http://127.0.0.1:8080/health/ready"
-    )]
-    pub url: String,
+    /// Readiness URL to probe (plain http on this host). Default:
+    /// `http://127.0.0.1:$INFERA_PORT/health/ready` (port 8080 when INFERA_PORT is unset), so a
+    /// container that moves the server's port needs no second setting.
+    #[arg(long, env = "INFERA_HEALTHCHECK_URL")]
+    pub url: Option<String>,
+    /// The server's port, read from the same variable the server uses.
+    #[arg(skip = std::env::var("INFERA_PORT").ok().and_then(|p| p.parse::<u16>().ok()).unwrap_or(8080))]
+    pub port: u16,
     /// Give up after this many milliseconds.
     #[arg(long, default_value_t = 2_000)]
     pub timeout_ms: u64,
+}
+
+impl HealthcheckArgs {
+    /// The URL to probe after applying the default.
+    pub fn url(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}/health/ready", self.port))
+    }
 }
 
 impl ServeArgs {
@@ -284,6 +294,18 @@ mod tests {
             panic!("not serve")
         };
         assert_eq!(args.worker_count(), 3);
+    }
+
+    #[test]
+    fn the_healthcheck_probes_the_servers_port_unless_told_a_url() {
+        let mut args = HealthcheckArgs {
+            url: None,
+            port: 9000,
+            timeout_ms: 100,
+        };
+        assert_eq!(args.url(), "http://127.0.0.1:9000/health/ready");
+        args.url = Some("http://10.0.0.1:80/health/ready".into());
+        assert_eq!(args.url(), "http://10.0.0.1:80/health/ready");
     }
 
     #[test]
