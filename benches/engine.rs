@@ -85,6 +85,45 @@ fn cnn_run(c: &mut Criterion) {
     group.finish();
 }
 
+/// The monitoring work one predicted iris instance adds on the request path: counting its four
+/// features and its class into the drift window, and keeping the prediction for feedback. Compare
+/// with `http_predict_iris/1` (benches/http.rs) for the share of a tiny model's request.
+fn monitoring_per_instance(c: &mut Criterion) {
+    use infera::monitoring::{
+        DriftMonitor, DriftThresholds, Metrics, ModelMonitor, MonitorSettings, Notifier, Observed,
+        PredictionLog, QualityKind, ReferenceProfile, Subject,
+    };
+    let profile = ReferenceProfile::read(&models().join("iris/1/profile.json")).unwrap();
+    let drift = DriftMonitor::new(profile.clone(), DriftThresholds::default(), 4).unwrap();
+    let row = [5.1, 3.5, 1.4, 0.2];
+    let mut group = c.benchmark_group("monitoring_per_instance");
+    group.bench_function("drift_observe_iris", |b| {
+        b.iter(|| drift.observe(|j| row[j], Observed::Class(0)))
+    });
+    let metrics = Metrics::new();
+    let monitor = Arc::new(ModelMonitor::new(
+        Subject {
+            model: "iris".into(),
+            version: 1,
+            kind: Some(QualityKind::Classification { classes: 3 }),
+            labels: vec!["setosa".into(), "versicolor".into(), "virginica".into()],
+        },
+        DriftMonitor::new(profile, DriftThresholds::default(), 4),
+        MonitorSettings::default(),
+        metrics.quality().version("iris", 1, &[], true),
+        Notifier::disabled(),
+    ));
+    let log = PredictionLog::new(100_000, Duration::from_secs(3600));
+    let mut n = 0u64;
+    group.bench_function("feedback_log_insert", |b| {
+        b.iter(|| {
+            n += 1;
+            log.insert(format!("0a1b2c3d-{n:012x}/0"), &monitor, Observed::Class(0))
+        })
+    });
+    group.finish();
+}
+
 struct Quiet;
 impl JobObserver for Quiet {
     fn enqueued(&self) {}
@@ -205,6 +244,7 @@ criterion_group!(
     cnn_run,
     pool_round_trip,
     pool_concurrent,
-    decode
+    decode,
+    monitoring_per_instance
 );
 criterion_main!(benches);

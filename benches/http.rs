@@ -173,14 +173,22 @@ fn http(c: &mut Criterion) {
 /// reference profile and the feedback log (the default), without the profile, and without both.
 fn monitoring_cost(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
-    let bare = tempfile::tempdir().unwrap();
-    let iris = bare.path().join("iris");
-    std::fs::create_dir_all(iris.join("1")).unwrap();
-    std::fs::copy(models.join("iris/model.toml"), iris.join("model.toml")).unwrap();
-    std::fs::copy(models.join("iris/1/model.onnx"), iris.join("1/model.onnx")).unwrap();
+    // Two repositories holding only iris, one with its profile.json and one without.
+    let (with, bare) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for repo in [with.path(), bare.path()] {
+        let iris = repo.join("iris");
+        std::fs::create_dir_all(iris.join("1")).unwrap();
+        std::fs::copy(models.join("iris/model.toml"), iris.join("model.toml")).unwrap();
+        std::fs::copy(models.join("iris/1/model.onnx"), iris.join("1/model.onnx")).unwrap();
+    }
+    std::fs::copy(
+        models.join("iris/1/profile.json"),
+        with.path().join("iris/1/profile.json"),
+    )
+    .unwrap();
     let body = r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#;
     let cases = [
-        ("profile_and_log", models.clone(), vec![]),
+        ("profile_and_log", with.path().to_path_buf(), vec![]),
         ("log_only", bare.path().to_path_buf(), vec![]),
         (
             "neither",
