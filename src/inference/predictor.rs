@@ -10,7 +10,7 @@ use super::instances::decode;
 use super::json_instance::Instance;
 use super::prediction::{predictions, Prediction};
 use super::tensors::{check_tensors, InputTensor};
-use crate::engine::{Tensor, TensorData};
+use crate::engine::Tensor;
 use crate::monitoring::{Observed, PredictionLog};
 use crate::repository::{LoadedVersion, ModelStore};
 
@@ -83,15 +83,11 @@ impl Predictor {
         let result = async {
             self.check_count(instances.len())?;
             let inputs = decode(&loaded.contract.input, instances)?;
-            // Drift needs the input rows after the run; only tabular models with a profile.
-            let rows = loaded
-                .monitor
-                .wants_inputs()
-                .then(|| inputs[0].data.clone());
+            self.observe_inputs(&loaded, &inputs[0]);
             let run = self
                 .execute(&loaded, inputs, instances.len(), started)
                 .await?;
-            self.monitor(&loaded, rows.as_ref(), &run.predictions, id);
+            self.observe_predictions(&loaded, &run.predictions, id);
             Ok(run)
         }
         .await;
@@ -156,15 +152,23 @@ impl Predictor {
         })
     }
 
-    /// Counts the instances for drift and keeps the predictions for feedback.
-    fn monitor(
-        &self,
-        loaded: &LoadedVersion,
-        rows: Option<&TensorData>,
-        predictions: &[Prediction],
-        id: &str,
-    ) {
-        let width = loaded.contract.signature.inputs[0].row_len();
+    /// Counts each instance's inputs for drift (before the tensor moves to a worker; the rows
+    /// are read in place, not copied).
+    fn observe_inputs(&self, loaded: &LoadedVersion, input: &Tensor) {
+        if !loaded.monitor.tracks_drift() {
+            return;
+        }
+        let width = input.row_len();
+        for i in 0..input.rows() {
+            let at = i * width;
+            loaded
+                .monitor
+                .observe_inputs(|j| input.data.get_f64(at + j).unwrap_or(f64::NAN));
+        }
+    }
+
+    /// Counts the predictions for drift and keeps them for feedback.
+    fn observe_predictions(&self, loaded: &LoadedVersion, predictions: &[Prediction], id: &str) {
         let scored = loaded.monitor.quality().is_some();
         for (i, p) in predictions.iter().enumerate() {
             let observed = match p {
@@ -172,11 +176,7 @@ impl Predictor {
                 Prediction::Regression { value } => Observed::Value(*value),
                 Prediction::Raw { .. } => Observed::None,
             };
-            let at = i * width;
-            loaded.monitor.observe(
-                |j| rows.and_then(|r| r.get_f64(at + j)).unwrap_or(f64::NAN),
-                observed,
-            );
+            loaded.monitor.observe_prediction(observed);
             if scored {
                 self.log
                     .insert(format!("{id}/{i}"), &loaded.monitor, observed);

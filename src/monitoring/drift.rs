@@ -297,15 +297,29 @@ impl DriftMonitor {
         self.current.load().seen.load(Ordering::Relaxed)
     }
 
-    /// Counts one instance: its input row (`row(j)` = column j; ignored when the profile has no
-    /// features) and its prediction (a class index, or a value). Returns a new report when this
-    /// instance completed a slice.
+    /// Counts one instance: its prediction and its input row (see `observe_row`).
     pub fn observe(&self, row: impl Fn(usize) -> f64, prediction: Observed) -> Option<DriftReport> {
+        self.observe_prediction(prediction);
+        self.observe_row(row)
+    }
+
+    /// Counts one instance's inputs (`row(j)` = column j; not called when the profile has no
+    /// features) and returns a new report when this instance completed a slice. The request path
+    /// counts inputs before inference and the prediction after it, so a prediction may land in
+    /// the slice after its inputs'.
+    pub fn observe_row(&self, row: impl Fn(usize) -> f64) -> Option<DriftReport> {
         let slice = self.current.load();
         for (j, (feature, offset)) in self.profile.features.iter().zip(&self.offsets).enumerate() {
             let bin = feature.bin(row(j));
             slice.counts[offset + bin].fetch_add(1, Ordering::Relaxed);
         }
+        let seen = slice.seen.fetch_add(1, Ordering::AcqRel) + 1;
+        (seen == (self.thresholds.window / SLICES) as u64).then(|| self.rotate(&slice))?
+    }
+
+    /// Counts one prediction (a class index, or a value).
+    pub fn observe_prediction(&self, prediction: Observed) {
+        let slice = self.current.load();
         let base = slice.counts.len() - self.prediction_bins;
         let bin = match (&self.profile.predictions, prediction) {
             (PredictionDistribution::Classes { .. }, Observed::Class(c)) => Some(c),
@@ -317,8 +331,6 @@ impl DriftMonitor {
         if let Some(bin) = bin.filter(|b| *b < self.prediction_bins) {
             slice.counts[base + bin].fetch_add(1, Ordering::Relaxed);
         }
-        let seen = slice.seen.fetch_add(1, Ordering::AcqRel) + 1;
-        (seen == (self.thresholds.window / SLICES) as u64).then(|| self.rotate(&slice))?
     }
 
     /// Closes the full slice, starts a new one and compares the last window with the reference.

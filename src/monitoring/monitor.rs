@@ -189,11 +189,9 @@ impl ModelMonitor {
         self.no_reference.as_deref()
     }
 
-    /// Whether `observe` reads input rows (a profile with features is loaded).
-    pub fn wants_inputs(&self) -> bool {
-        self.drift
-            .as_ref()
-            .is_some_and(|d| !d.profile().features.is_empty())
+    /// Whether drift is tracked (a usable profile is loaded).
+    pub fn tracks_drift(&self) -> bool {
+        self.drift.is_some()
     }
 
     /// The quality tracker predictions are logged against (None: nothing to score).
@@ -201,11 +199,18 @@ impl ModelMonitor {
         self.quality.as_ref()
     }
 
-    /// Counts one predicted instance for drift. `row(j)` reads input column j.
-    pub fn observe(&self, row: impl Fn(usize) -> f64, predicted: Observed) {
+    /// Counts one instance's inputs for drift, before inference. `row(j)` reads input column j.
+    pub fn observe_inputs(&self, row: impl Fn(usize) -> f64) {
         let Some(drift) = &self.drift else { return };
-        if let Some(report) = drift.observe(row, predicted) {
+        if let Some(report) = drift.observe_row(row) {
             self.published(&report);
+        }
+    }
+
+    /// Counts one instance's prediction for drift, after inference.
+    pub fn observe_prediction(&self, predicted: Observed) {
+        if let Some(drift) = &self.drift {
+            drift.observe_prediction(predicted);
         }
     }
 
