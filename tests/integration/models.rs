@@ -153,13 +153,7 @@ async fn a_manifest_that_contradicts_the_graph_is_rejected_clearly() {
 
 #[test]
 fn check_passes_on_the_shipped_models() {
-    let mut out = Vec::new();
-    let args = CheckArgs {
-        repository: shipped_models(),
-        log: default_log(),
-    };
-    let passed = infera::cli::check(&args, &mut out).unwrap();
-    let text = String::from_utf8(out).unwrap();
+    let (passed, text) = check(&shipped_models());
     assert!(passed, "{text}");
     assert!(text.contains("4 ok, 0 failing"), "{text}");
 }
@@ -174,13 +168,7 @@ fn check_fails_on_wrong_golden_outputs_and_bad_manifests() {
     g["outputs"]["variable"][0][0] = json!(first * 1.001);
     std::fs::write(&golden, g.to_string()).unwrap();
     write_manifest(repo.path(), "iris", "labels_typo = 1\n");
-    let mut out = Vec::new();
-    let args = CheckArgs {
-        repository: repo.path().to_path_buf(),
-        log: default_log(),
-    };
-    let passed = infera::cli::check(&args, &mut out).unwrap();
-    let text = String::from_utf8(out).unwrap();
+    let (passed, text) = check(repo.path());
     assert!(!passed, "{text}");
     assert!(
         text.contains("FAIL  diabetes v1: golden outputs do not match"),
@@ -200,19 +188,24 @@ fn check_fails_on_an_unusable_reference_profile() {
     let profile = repo.path().join("iris/1/profile.json");
     assert!(profile.is_file(), "the shipped iris model has a profile");
     std::fs::write(&profile, r#"{"source": "x", "rows": 1, "features": [], "predictions": {"kind": "classes", "shares": [1.0]}}"#).unwrap();
-    let mut out = Vec::new();
-    let args = CheckArgs {
-        repository: repo.path().to_path_buf(),
-        log: default_log(),
-    };
-    let passed = infera::cli::check(&args, &mut out).unwrap();
-    let text = String::from_utf8(out).unwrap();
+    let (passed, text) = check(repo.path());
     assert!(!passed, "{text}");
     assert!(
         text.contains("FAIL  iris v1")
             && text.contains("the profile describes 0 features but the model takes 4"),
         "{text}"
     );
+}
+
+/// Runs `infera check` on `repository`: whether it passed, and what it printed.
+fn check(repository: &std::path::Path) -> (bool, String) {
+    let mut out = Vec::new();
+    let args = CheckArgs {
+        repository: repository.to_path_buf(),
+        log: default_log(),
+    };
+    let passed = infera::cli::check(&args, &mut out).unwrap();
+    (passed, String::from_utf8(out).unwrap())
 }
 
 fn default_log() -> infera::config::LogArgs {

@@ -148,27 +148,8 @@ async fn a_caller_that_goes_away_is_skipped() {
     let repo = slow_repo(400);
     let infera = loaded(repo.path(), &["--workers", "1"]);
     let app = Arc::new(infera.router());
-    let pool = infera.pool().clone();
-    // 64 instances keep the only worker busy for tens of milliseconds.
-    let busy = {
-        let app = app.clone();
-        tokio::spawn(
-            async move { post(&app, "/predict", &json!({ "instances": instances(64) })).await },
-        )
-    };
-    // Wait until the worker has taken the first job, then queue a second one and abandon it.
-    eventually("the first job is running", || pool.running() == 1).await;
-    let abandoned = {
-        let app = app.clone();
-        tokio::spawn(
-            async move { post(&app, "/predict", &json!({ "instances": instance() })).await },
-        )
-    };
-    let depth = "infera_model_queue_depth{model=\"slow\",version=\"1\"}";
-    eventually("the second job is queued", || {
-        metric(&infera.state.metrics.render(), depth) == Some(1.0)
-    })
-    .await;
+    // Queue a second job behind a busy worker, then abandon it.
+    let (busy, abandoned) = busy_worker_and_one_queued(&infera, &app).await;
     abandoned.abort();
     assert_eq!(busy.await.unwrap().status, StatusCode::OK);
     let series =
@@ -200,25 +181,7 @@ async fn a_full_queue_refuses_before_reading_the_body() {
     let repo = slow_repo(400);
     let infera = loaded(repo.path(), &["--workers", "1", "--queue-capacity", "1"]);
     let app = Arc::new(infera.router());
-    let pool = infera.pool().clone();
-    let busy = {
-        let app = app.clone();
-        tokio::spawn(
-            async move { post(&app, "/predict", &json!({ "instances": instances(64) })).await },
-        )
-    };
-    eventually("the first job is running", || pool.running() == 1).await;
-    let queued = {
-        let app = app.clone();
-        tokio::spawn(
-            async move { post(&app, "/predict", &json!({ "instances": instance() })).await },
-        )
-    };
-    let depth = "infera_model_queue_depth{model=\"slow\",version=\"1\"}";
-    eventually("the second job is queued", || {
-        metric(&infera.state.metrics.render(), depth) == Some(1.0)
-    })
-    .await;
+    let (busy, queued) = busy_worker_and_one_queued(&infera, &app).await;
     // Malformed JSON would be a 400 if the body were read: the full queue answers first.
     let r = crate::common::call(
         &app,
@@ -239,4 +202,36 @@ async fn a_full_queue_refuses_before_reading_the_body() {
         metric(&infera.state.metrics.render(), overloaded),
         Some(1.0)
     );
+}
+
+/// Occupies the only worker with a 64-instance request, then queues one more request and waits
+/// until it sits in the queue. Returns both in-flight requests.
+async fn busy_worker_and_one_queued(
+    infera: &infera::server::Infera,
+    app: &Arc<axum::Router>,
+) -> (
+    tokio::task::JoinHandle<crate::common::Reply>,
+    tokio::task::JoinHandle<crate::common::Reply>,
+) {
+    let pool = infera.pool().clone();
+    // 64 instances keep the only worker busy for tens of milliseconds.
+    let busy = {
+        let app = app.clone();
+        tokio::spawn(
+            async move { post(&app, "/predict", &json!({ "instances": instances(64) })).await },
+        )
+    };
+    eventually("the first job is running", || pool.running() == 1).await;
+    let queued = {
+        let app = app.clone();
+        tokio::spawn(
+            async move { post(&app, "/predict", &json!({ "instances": instance() })).await },
+        )
+    };
+    let depth = "infera_model_queue_depth{model=\"slow\",version=\"1\"}";
+    eventually("the second job is queued", || {
+        metric(&infera.state.metrics.render(), depth) == Some(1.0)
+    })
+    .await;
+    (busy, queued)
 }
