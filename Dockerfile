@@ -62,12 +62,11 @@ COPY --from=builder /out/models /models
 
 # Bind every interface inside the container; serve the baked-in repository unless a volume is
 # mounted over /models (or INFERA_MODEL_REPOSITORY points elsewhere). Every other setting is an
-# INFERA_* variable (README.md, "Command line"). If you change INFERA_PORT, set
-# INFERA_HEALTHCHECK_URL to match so the health check probes the right port.
+# INFERA_* variable (README.md, "Command line"). The health check probes INFERA_PORT, so changing
+# the port needs nothing else.
 ENV INFERA_HOST=0.0.0.0 \
     INFERA_PORT=8080 \
-    INFERA_MODEL_REPOSITORY=/models \
-    INFERA_HEALTHCHECK_URL=http://127.0.0.1:8080/health/ready
+    INFERA_MODEL_REPOSITORY=/models
 
 # No shell, no package manager, no root: uid/gid 65532 ("nonroot" in distroless). The binary
 # writes nothing to disk, so a read-only root filesystem works.
