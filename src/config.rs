@@ -55,27 +55,76 @@ pub struct LogArgs {
     pub log: String,
 }
 
+/// `infera serve`: every flag, grouped by concern. Defaults live in the `#[arg]` attributes
+/// below and nowhere else.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Directory holding `<model>/<version>/model.onnx`.
     #[arg(long, env = "INFERA_MODEL_REPOSITORY", default_value = "models")]
     pub model_repository: PathBuf,
+    /// Model used by `POST /predict` when the request names none (overrides repository.toml).
+    #[arg(long, env = "INFERA_DEFAULT_MODEL")]
+    pub default_model: Option<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub batching: BatchingArgs,
+    #[command(flatten)]
+    pub monitoring: MonitoringArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Where and how the HTTP server listens.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "HTTP")]
+pub struct HttpArgs {
     /// Address to bind.
     #[arg(long, env = "INFERA_HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
     /// Port to bind (0 picks a free one).
     #[arg(long, env = "INFERA_PORT", default_value_t = 8080)]
     pub port: u16,
-    /// Model used by `POST /predict` when the request names none (overrides repository.toml).
-    #[arg(long, env = "INFERA_DEFAULT_MODEL")]
-    pub default_model: Option<String>,
+    /// HTTP (tokio) threads that parse requests and write answers (default: one per CPU core).
+    #[arg(long, env = "INFERA_HTTP_THREADS")]
+    pub http_threads: Option<usize>,
+    /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C before exiting anyway.
+    #[arg(long, env = "INFERA_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+}
+
+/// Bounds on what one request may ask for.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Largest request body in bytes.
+    #[arg(long, env = "INFERA_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most instances in one request.
+    #[arg(long, env = "INFERA_MAX_INSTANCES", default_value_t = 1024)]
+    pub max_instances: usize,
+    /// Most tensor elements one request may carry, summed over its inputs. Checked against the
+    /// declared shapes (and the model's contract) before any buffer is allocated.
+    #[arg(long, env = "INFERA_MAX_ELEMENTS", default_value_t = 16 * 1024 * 1024)]
+    pub max_elements: usize,
+    /// Time budget of one predict request in milliseconds, queueing included.
+    #[arg(long, env = "INFERA_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Seconds an overloaded client is told to wait (Retry-After).
+    #[arg(long, env = "INFERA_RETRY_AFTER_SECS", default_value_t = 1)]
+    pub retry_after_secs: u64,
+}
+
+/// Inference workers, queues and dynamic batching.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Workers and batching")]
+pub struct BatchingArgs {
     /// Inference worker threads (default: one per CPU core). Each runs one model call at a time
     /// on one core; see docs/benchmarks.md for tuning.
     #[arg(long, env = "INFERA_WORKERS")]
     pub workers: Option<usize>,
-    /// HTTP (tokio) threads that parse requests and write answers (default: one per CPU core).
-    #[arg(long, env = "INFERA_HTTP_THREADS")]
-    pub http_threads: Option<usize>,
     /// Requests that may wait per model version; beyond it requests get 429 at once. A model's
     /// `[batching] queue_capacity` overrides it.
     #[arg(long, env = "INFERA_QUEUE_CAPACITY", default_value_t = 256)]
@@ -88,6 +137,15 @@ pub struct ServeArgs {
     /// a lone request never waits; batches form only from requests that queued meanwhile.
     #[arg(long, env = "INFERA_MAX_QUEUE_DELAY_US", default_value_t = 0)]
     pub max_queue_delay_us: u64,
+    /// Microseconds an idle worker polls for new work before it sleeps (0: sleep at once).
+    #[arg(long, env = "INFERA_WORKER_IDLE_POLL_US", default_value_t = 50)]
+    pub worker_idle_poll_us: u64,
+}
+
+/// Ground-truth feedback and the drift / accuracy webhook.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Monitoring")]
+pub struct MonitoringArgs {
     /// Recent predictions kept for joining with ground-truth feedback (0 keeps none). Oldest
     /// are evicted beyond it.
     #[arg(long, env = "INFERA_FEEDBACK_CAPACITY", default_value_t = 100_000)]
@@ -102,26 +160,6 @@ pub struct ServeArgs {
     /// Delivery attempts per webhook event (retries back off from 500 ms, doubling).
     #[arg(long, env = "INFERA_WEBHOOK_ATTEMPTS", default_value_t = 5)]
     pub webhook_attempts: u32,
-    /// Microseconds an idle worker polls for new work before it sleeps (0: sleep at once).
-    #[arg(long, env = "INFERA_WORKER_IDLE_POLL_US", default_value_t = 50)]
-    pub worker_idle_poll_us: u64,
-    /// Largest request body in bytes.
-    #[arg(long, env = "INFERA_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
-    pub max_body_bytes: usize,
-    /// Most instances in one request.
-    #[arg(long, env = "INFERA_MAX_INSTANCES", default_value_t = 1024)]
-    pub max_instances: usize,
-    /// Time budget of one predict request in milliseconds, queueing included.
-    #[arg(long, env = "INFERA_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
-    pub request_timeout_ms: u64,
-    /// Seconds an overloaded client is told to wait (Retry-After).
-    #[arg(long, env = "INFERA_RETRY_AFTER_SECS", default_value_t = 1)]
-    pub retry_after_secs: u64,
-    /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C before exiting anyway.
-    #[arg(long, env = "INFERA_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
-    pub shutdown_grace_secs: u64,
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -157,23 +195,74 @@ impl HealthcheckArgs {
     }
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 impl ServeArgs {
-    /// Worker threads after applying the default.
-    pub fn worker_count(&self) -> usize {
-        self.workers.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
+    /// Rejects settings that cannot work, with the flag to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        self.http.validate()?;
+        self.limits.validate()?;
+        self.batching.validate()?;
+        self.monitoring.validate()
+    }
+}
+
+impl HttpArgs {
+    /// HTTP threads after applying the default.
+    pub fn thread_count(&self) -> usize {
+        self.http_threads.unwrap_or_else(cores)
     }
 
-    /// HTTP threads after applying the default.
-    pub fn http_thread_count(&self) -> usize {
-        self.http_threads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=1024).contains(&self.thread_count()) {
+            return Err(format!(
+                "--http-threads must be between 1 and 1024, got {}",
+                self.thread_count()
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl LimitArgs {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.max_body_bytes < 1024 {
+            return Err(format!(
+                "--max-body-bytes must be at least 1024, got {}",
+                self.max_body_bytes
+            ));
+        }
+        if self.max_instances == 0 {
+            return Err("--max-instances must be at least 1".into());
+        }
+        if !(1..=1 << 32).contains(&self.max_elements) {
+            return Err(format!(
+                "--max-elements must be between 1 and 4294967296, got {}",
+                self.max_elements
+            ));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err("--request-timeout-ms must be at least 1".into());
+        }
+        if self.retry_after_secs == 0 {
+            return Err("--retry-after-secs must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl BatchingArgs {
+    /// Worker threads after applying the default.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(cores)
     }
 
     /// Server-wide queueing and batching defaults.
@@ -185,22 +274,11 @@ impl ServeArgs {
         }
     }
 
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
-    }
-
-    /// Rejects settings that cannot work, with the flag to fix.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
         let workers = self.worker_count();
         if !(1..=1024).contains(&workers) {
             return Err(format!(
                 "--workers must be between 1 and 1024, got {workers}"
-            ));
-        }
-        if !(1..=1024).contains(&self.http_thread_count()) {
-            return Err(format!(
-                "--http-threads must be between 1 and 1024, got {}",
-                self.http_thread_count()
             ));
         }
         if self.queue_capacity == 0 || self.queue_capacity > MAX_QUEUE_CAPACITY {
@@ -221,6 +299,18 @@ impl ServeArgs {
                 self.max_queue_delay_us
             ));
         }
+        if self.worker_idle_poll_us > 10_000 {
+            return Err(format!(
+                "--worker-idle-poll-us must be at most 10000, got {}",
+                self.worker_idle_poll_us
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl MonitoringArgs {
+    fn validate(&self) -> Result<(), String> {
         if self.feedback_capacity > 10_000_000 {
             return Err(format!(
                 "--feedback-capacity must be at most 10000000, got {}",
@@ -243,27 +333,6 @@ impl ServeArgs {
                 self.webhook_attempts
             ));
         }
-        if self.worker_idle_poll_us > 10_000 {
-            return Err(format!(
-                "--worker-idle-poll-us must be at most 10000, got {}",
-                self.worker_idle_poll_us
-            ));
-        }
-        if self.max_body_bytes < 1024 {
-            return Err(format!(
-                "--max-body-bytes must be at least 1024, got {}",
-                self.max_body_bytes
-            ));
-        }
-        if self.max_instances == 0 {
-            return Err("--max-instances must be at least 1".into());
-        }
-        if self.request_timeout_ms == 0 {
-            return Err("--request-timeout-ms must be at least 1".into());
-        }
-        if self.retry_after_secs == 0 {
-            return Err("--retry-after-secs must be at least 1".into());
-        }
         Ok(())
     }
 }
@@ -277,8 +346,8 @@ mod tests {
         let cli = Cli::try_parse_from(["infera"]).unwrap();
         assert!(cli.command.is_none());
         cli.serve.validate().unwrap();
-        assert_eq!(cli.serve.port, 8080);
-        assert_eq!(cli.serve.host.to_string(), "127.0.0.1");
+        assert_eq!(cli.serve.http.port, 8080);
+        assert_eq!(cli.serve.http.host.to_string(), "127.0.0.1");
         assert_eq!(cli.serve.model_repository, PathBuf::from("models"));
     }
 
@@ -293,7 +362,7 @@ mod tests {
         let Some(Command::Serve(args)) = cli.command else {
             panic!("not serve")
         };
-        assert_eq!(args.worker_count(), 3);
+        assert_eq!(args.batching.worker_count(), 3);
     }
 
     #[test]

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
 fn serve(args: infera::config::ServeArgs) -> anyhow::Result<bool> {
     infera::telemetry::init(&args.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.http_thread_count())
+        .worker_threads(args.http.thread_count())
         .enable_all()
         .thread_name("infera-http")
         .build()?;

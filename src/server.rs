@@ -38,29 +38,30 @@ impl Infera {
         let catalog = repository::initial_catalog(&layout, args.default_model.as_deref())?;
         let store = Arc::new(ModelStore::new(catalog));
         let pool_config = PoolConfig {
-            workers: args.worker_count(),
-            retry_after: Duration::from_secs(args.retry_after_secs),
-            idle_poll: Duration::from_micros(args.worker_idle_poll_us),
+            workers: args.batching.worker_count(),
+            retry_after: Duration::from_secs(args.limits.retry_after_secs),
+            idle_poll: Duration::from_micros(args.batching.worker_idle_poll_us),
         };
         let pool = Arc::new(WorkerPool::start(pool_config).context("starting inference workers")?);
         let metrics = Arc::new(Metrics::new());
         metrics.set_workers(pool_config.workers);
         let limits = Limits {
-            max_instances: args.max_instances,
-            timeout: args.request_timeout(),
+            max_instances: args.limits.max_instances,
+            max_elements: args.limits.max_elements,
+            timeout: args.limits.request_timeout(),
         };
         let log = Arc::new(PredictionLog::new(
-            args.feedback_capacity,
-            Duration::from_secs(args.feedback_ttl_secs),
+            args.monitoring.feedback_capacity,
+            Duration::from_secs(args.monitoring.feedback_ttl_secs),
         ));
         let predictor = Arc::new(Predictor::new(store.clone(), limits, log));
-        let notifier = match &args.webhook_url {
+        let notifier = match &args.monitoring.webhook_url {
             Some(url) => {
                 let counted = metrics.clone();
                 Notifier::start(
                     WebhookConfig {
                         url: url.clone(),
-                        attempts: args.webhook_attempts,
+                        attempts: args.monitoring.webhook_attempts,
                         backoff: Duration::from_millis(500),
                         timeout: Duration::from_secs(5),
                     },
@@ -72,13 +73,13 @@ impl Infera {
         let loading = LoadContext {
             metrics: metrics.clone(),
             pool: pool.clone(),
-            batching: args.batch_policy(),
+            batching: args.batching.batch_policy(),
             notifier,
         };
         let state = AppState {
             predictor,
             metrics,
-            max_body_bytes: args.max_body_bytes,
+            max_body_bytes: args.limits.max_body_bytes,
             draining: Default::default(),
         };
         Ok(Infera {
@@ -120,14 +121,14 @@ impl Infera {
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests (up to the grace period).
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let infera = Infera::new(&args)?;
-    let listener = TcpListener::bind(SocketAddr::new(args.host, args.port))
+    let listener = TcpListener::bind(SocketAddr::new(args.http.host, args.http.port))
         .await
-        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+        .with_context(|| format!("binding {}:{}", args.http.host, args.http.port))?;
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
         repository = %args.model_repository.display(),
-        workers = args.worker_count(),
+        workers = args.batching.worker_count(),
         "infera listening; Swagger UI at http://{addr}/docs"
     );
     let loader = infera.load_models_in_background();
@@ -135,7 +136,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &infera,
         listener,
         shutdown_signal(),
-        Duration::from_secs(args.shutdown_grace_secs),
+        Duration::from_secs(args.http.shutdown_grace_secs),
     )
     .await?;
     if drained {
