@@ -135,6 +135,11 @@ impl From<PredictError> for ApiError {
                 "too_many_instances",
                 e.to_string(),
             ),
+            PredictError::TooManyElements { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_elements",
+                e.to_string(),
+            ),
             PredictError::Contract(v) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 v.kind.as_str(),

@@ -31,6 +31,24 @@ pub enum InputContract {
     Tensors { inputs: Vec<TensorSpec> },
 }
 
+impl InputContract {
+    /// Elements one instance carries across all inputs (from the contract, not the request).
+    /// Saturates: a contract too large to count is refused by any finite limit.
+    pub fn row_elements(&self) -> usize {
+        match self {
+            InputContract::Tabular { features, .. } => features.len(),
+            InputContract::Tensors { inputs } => inputs
+                .iter()
+                .map(|s| {
+                    s.row_shape()
+                        .iter()
+                        .fold(1usize, |a, d| a.saturating_mul(*d))
+                })
+                .fold(0usize, usize::saturating_add),
+        }
+    }
+}
+
 /// How outputs are presented.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutputContract {

@@ -14,6 +14,11 @@ pub enum PredictError {
     #[error("{count} instances in one request; the limit is {limit}")]
     TooManyInstances { count: usize, limit: usize },
 
+    /// The request's tensors hold more elements in total than `--max-elements`, checked before
+    /// any buffer for them is allocated.
+    #[error("the request holds {count} tensor elements; the limit is {limit}")]
+    TooManyElements { count: String, limit: usize },
+
     #[error(transparent)]
     Contract(#[from] ContractViolation),
 
@@ -31,6 +36,7 @@ impl PredictError {
         match self {
             PredictError::Resolve(_) => "resolve",
             PredictError::TooManyInstances { .. } => "too_many_instances",
+            PredictError::TooManyElements { .. } => "too_many_elements",
             PredictError::Contract(v) => v.kind.as_str(),
             PredictError::Engine(e) => e.reason(),
             PredictError::Output(_) => "output",

@@ -19,6 +19,8 @@ use crate::repository::{LoadedVersion, ModelStore};
 pub struct Limits {
     /// Instances one request may carry.
     pub max_instances: usize,
+    /// Tensor elements one request may carry across all its inputs, checked before decoding.
+    pub max_elements: usize,
     /// Time from the start of prediction (body parsed) to the answer; past it a queued job is
     /// dropped and the caller told so.
     pub timeout: Duration,
@@ -82,6 +84,12 @@ impl Predictor {
             .resolve(target.model, target.version)?;
         let result = async {
             self.check_count(instances.len())?;
+            let elements = loaded
+                .contract
+                .input
+                .row_elements()
+                .checked_mul(instances.len());
+            self.check_elements(elements)?;
             let inputs = decode(&loaded.contract.input, instances)?;
             self.observe_inputs(&loaded, &inputs[0]);
             let run = self
@@ -181,6 +189,19 @@ impl Predictor {
                 self.log
                     .insert(format!("{id}/{i}"), &loaded.monitor, observed);
             }
+        }
+    }
+
+    /// Refuses a request whose tensors would hold more than `max_elements` elements. `None`
+    /// stands for a count that overflowed while being added up (declared sizes are untrusted).
+    /// Front-ends that decode tensors themselves call this before allocating them.
+    pub fn check_elements(&self, elements: Option<usize>) -> Result<(), PredictError> {
+        match elements {
+            Some(n) if n <= self.limits.max_elements => Ok(()),
+            _ => Err(PredictError::TooManyElements {
+                count: elements.map_or_else(|| "more than 2^64".into(), |n| n.to_string()),
+                limit: self.limits.max_elements,
+            }),
         }
     }
 

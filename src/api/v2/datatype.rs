@@ -65,14 +65,17 @@ fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
     }
 }
 
-/// Decodes JSON `data` (flat or nested, row-major) of `count` elements.
+/// Decodes JSON `data` (flat or nested, row-major) of `count` elements. `count` comes from the
+/// client's declared shape, so nothing is sized from it: the elements actually sent are counted
+/// first (a list of references, bounded by the body), compared with `count`, and only then is
+/// the typed buffer allocated, from the real length.
 pub fn from_json(
     dt: DataType,
     count: usize,
     data: &Value,
     input: &str,
 ) -> Result<TensorData, String> {
-    let mut flat = Vec::with_capacity(count);
+    let mut flat = Vec::new();
     flatten(data, &mut flat);
     if flat.len() != count {
         return Err(format!(
@@ -80,6 +83,7 @@ pub fn from_json(
             flat.len()
         ));
     }
+    let count = flat.len();
     let bad = |i: usize, want: &str| {
         format!(
             "input {input:?} element {i}: expected {want}, got {}",
@@ -134,12 +138,14 @@ pub fn from_bytes(
     bytes: &[u8],
     input: &str,
 ) -> Result<TensorData, String> {
-    if bytes.len() != count * size(dt) {
+    // Checked: a declared count near usize::MAX must not wrap into a small, matching size.
+    let expected = count.checked_mul(size(dt));
+    if expected != Some(bytes.len()) {
+        let expected = expected.map_or_else(|| "too many".to_string(), |n| n.to_string());
         return Err(format!(
-            "input {input:?}: binary_data_size {} does not match {count} {} elements ({} bytes)",
+            "input {input:?}: binary_data_size {} does not match {count} {} elements ({expected} bytes)",
             bytes.len(),
             name(dt),
-            count * size(dt)
         ));
     }
     macro_rules! le {
@@ -210,5 +216,17 @@ mod tests {
         assert_eq!(from_bytes(DataType::F32, 4, &bytes, "x").unwrap(), decoded);
         assert!(from_json(DataType::I64, 2, &json!([1, 2.5]), "x").is_err());
         assert!(from_bytes(DataType::F32, 4, &bytes[..15], "x").is_err());
+    }
+
+    #[test]
+    fn a_huge_declared_count_is_refused_without_allocating_it() {
+        // 2^62 f32 elements would be 2^64 bytes: must not overflow into a match, nor allocate.
+        let huge = 1usize << 62;
+        let err = from_bytes(DataType::F32, huge, &[0; 16], "x").unwrap_err();
+        assert!(err.contains("too many"), "{err}");
+        let err = from_json(DataType::F32, huge, &json!([1]), "x").unwrap_err();
+        assert!(err.contains("data has 1"), "{err}");
+        let err = from_json(DataType::F64, usize::MAX, &json!([[1, 2], [3]]), "x").unwrap_err();
+        assert!(err.contains("data has 3"), "{err}");
     }
 }

@@ -312,7 +312,22 @@ async fn run_infer(
         .resolve(Some(name), version)
         .map_err(v2)?;
     let specs = &loaded.contract.signature.inputs;
-    let mut inputs = Vec::with_capacity(request.inputs.len());
+    // Bounds first: every declared shape is counted (checked) and the total held against
+    // --max-elements before any input is decoded; each decoder then also checks its count
+    // against the data actually sent before allocating. A shape whose count overflows is
+    // refused by name in the loop below.
+    let declared = request
+        .inputs
+        .iter()
+        .filter_map(|input| {
+            // A negative dimension counts as 0 here and is refused by name below.
+            input.shape.iter().try_fold(1usize, |acc, d| {
+                acc.checked_mul(usize::try_from(*d).unwrap_or(0))
+            })
+        })
+        .fold(0usize, usize::saturating_add);
+    state.predictor.check_elements(Some(declared)).map_err(v2)?;
+    let mut inputs = Vec::with_capacity(specs.len().min(request.inputs.len()));
     for input in &request.inputs {
         let spec = specs.iter().find(|s| s.name == input.name).ok_or_else(|| {
             let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
