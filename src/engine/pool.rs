@@ -1,6 +1,10 @@
 //! The CPU worker pool: dedicated OS threads that run model calls. Each model version has its
-//! own bounded queue ([`ModelQueue`]); enqueuing a job also posts the queue on the pool's wake-up
-//! channel, and whichever worker takes that post drains a batch from the queue.
+//! own bounded queue ([`ModelQueue`]). Wake-ups are coalesced per queue: a queue with work is
+//! posted on the pool's wake-up channel at most once at a time (its `posted` flag), so the
+//! channel never holds more posts than there are queues, and a quiet model's post waits behind at
+//! most one post per other model, never behind another model's backlog. A worker that takes a
+//! post takes one batch from the queue, re-posts the queue if work remains (so another worker can
+//! serve it in parallel, and other models' posts get their turn), then runs the batch.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,17 +43,33 @@ impl Default for PoolConfig {
 
 /// What the queues share with the pool.
 pub(crate) struct PoolShared {
-    /// Wake-up posts: one per enqueued job, naming its queue. Emptied at shutdown.
+    /// Wake-up posts, at most one per queue at a time (see [`ModelQueue::schedule`]).
     wake: ArcSwapOption<Sender<Arc<ModelQueue>>>,
+    /// Posts waiting in the wake-up channel (for tests and the queue-bound invariant).
+    pending: AtomicUsize,
     pub(crate) retry_after: Duration,
     running: AtomicUsize,
 }
 
 impl PoolShared {
-    /// Posts `queue` for a worker; false once the pool has shut down.
+    /// Posts `queue` for a worker; false once the pool has shut down. Only
+    /// [`ModelQueue::schedule`] calls this, after winning the queue's `posted` flag.
     pub(crate) fn wake(&self, queue: Arc<ModelQueue>) -> bool {
         let guard = self.wake.load();
-        guard.as_ref().is_some_and(|tx| tx.send(queue).is_ok())
+        let Some(tx) = guard.as_ref() else {
+            return false;
+        };
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        if tx.send(queue).is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Whether the pool still takes work.
+    pub(crate) fn is_open(&self) -> bool {
+        self.wake.load().is_some()
     }
 
     pub(crate) fn running_inc(&self) {
@@ -86,14 +106,15 @@ impl WorkerPool {
             wake: ArcSwapOption::from_pointee(tx),
             retry_after: config.retry_after,
             running: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
         });
         let mut handles = Vec::with_capacity(workers);
         for i in 0..workers {
-            let (rx, idle_poll) = (rx.clone(), config.idle_poll);
+            let (rx, idle_poll, shared) = (rx.clone(), config.idle_poll, shared.clone());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("infera-worker-{i}"))
-                    .spawn(move || single_threaded_scope(|| worker_loop(rx, idle_poll)))?,
+                    .spawn(move || single_threaded_scope(|| worker_loop(rx, &shared, idle_poll)))?,
             );
         }
         Ok(WorkerPool {
@@ -127,6 +148,11 @@ impl WorkerPool {
         self.shared.running.load(Ordering::Relaxed)
     }
 
+    /// Wake-up posts waiting for a worker: never more than the number of live queues.
+    pub fn pending_wakeups(&self) -> usize {
+        self.shared.pending.load(Ordering::Relaxed)
+    }
+
     /// Stops taking jobs; workers finish what is queued and exit, without waiting for them.
     pub fn close(&self) {
         self.shared.wake.store(None);
@@ -146,17 +172,10 @@ impl WorkerPool {
     }
 }
 
-fn worker_loop(rx: Receiver<Arc<ModelQueue>>, idle_poll: Duration) {
+fn worker_loop(rx: Receiver<Arc<ModelQueue>>, shared: &PoolShared, idle_poll: Duration) {
     while let Some(queue) = next_post(&rx, idle_poll) {
-        let mut carried = None;
-        loop {
-            let (batch, rest) = queue.take_batch(carried.take());
-            queue.run_batch(batch);
-            match rest {
-                Some(job) => carried = Some(job),
-                None => break,
-            }
-        }
+        shared.pending.fetch_sub(1, Ordering::Relaxed);
+        queue.serve_post();
     }
 }
 

@@ -4,6 +4,7 @@
 //! model call and hands each caller its own rows.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,9 @@ pub struct ModelQueue {
     jobs: ArrayQueue<Job>,
     observer: Arc<dyn JobObserver>,
     pool: Arc<PoolShared>,
+    /// True while a wake-up post for this queue sits in the pool's channel: enqueuers post only
+    /// when they flip it from false, so the channel holds at most one post per queue.
+    posted: AtomicBool,
 }
 
 impl std::fmt::Debug for ModelQueue {
@@ -126,6 +130,7 @@ impl ModelQueue {
             policy,
             observer,
             pool,
+            posted: AtomicBool::new(false),
         }
     }
 
@@ -191,12 +196,46 @@ impl ModelQueue {
             self.observer.dequeued();
             return Err(self.overloaded());
         }
-        if !self.pool.wake(self.clone()) {
+        if !self.schedule() {
             // The pool has shut down; the job stays queued until the queue is dropped and its
             // caller is told now.
             return Err(EngineError::ShuttingDown);
         }
         Ok(receiver)
+    }
+
+    /// Makes sure a worker will look at this queue: posts it unless a post is already waiting.
+    /// False once the pool has shut down.
+    fn schedule(self: &Arc<Self>) -> bool {
+        // SeqCst pairs with the swap in `serve_post`: an enqueuer that sees `true` pushed its job
+        // before the worker cleared the flag, so that worker's `take_batch` sees the job.
+        if self.posted.swap(true, Ordering::SeqCst) {
+            return self.pool.is_open();
+        }
+        if self.pool.wake(self.clone()) {
+            return true;
+        }
+        self.posted.store(false, Ordering::SeqCst);
+        false
+    }
+
+    /// A worker took this queue's post: takes one batch, re-posts the queue if work remains
+    /// (another worker may serve it meanwhile, and other queues' posts get their turn), then
+    /// runs the batch. A job that did not fit the batch is run next by this worker.
+    pub(crate) fn serve_post(self: &Arc<Self>) {
+        self.posted.store(false, Ordering::SeqCst);
+        let mut carried = None;
+        loop {
+            let (batch, rest) = self.take_batch(carried.take());
+            if !self.jobs.is_empty() {
+                self.schedule();
+            }
+            self.run_batch(batch);
+            match rest {
+                Some(job) => carried = Some(job),
+                None => break,
+            }
+        }
     }
 
     /// Takes the next batch: `first` (a job carried over from the previous round) and then
