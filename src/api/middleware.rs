@@ -26,7 +26,7 @@ pub async fn http_metrics(State(state): State<AppState>, request: Request, next:
     let route = request.extensions().get::<MatchedPath>().cloned();
     let mut guard = InFlight {
         metrics: state.metrics.clone(),
-        method: request.method().clone(),
+        method: method_label(request.method()),
         route,
         started: Instant::now(),
         status: None,
@@ -40,7 +40,7 @@ pub async fn http_metrics(State(state): State<AppState>, request: Request, next:
 /// Decrements the in-flight gauge and records the request however the handler future ends.
 struct InFlight {
     metrics: std::sync::Arc<crate::monitoring::Metrics>,
-    method: axum::http::Method,
+    method: &'static str,
     /// The route template (None: no route matched). Cloning it bumps a refcount, no allocation.
     route: Option<MatchedPath>,
     started: Instant,
@@ -52,7 +52,7 @@ impl Drop for InFlight {
         self.metrics.http_in_flight().dec();
         let status = self.status.unwrap_or(CLIENT_CLOSED);
         self.metrics.http_request(
-            self.method.as_str(),
+            self.method,
             self.route
                 .as_ref()
                 .map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
@@ -60,6 +60,54 @@ impl Drop for InFlight {
             self.started.elapsed(),
         );
     }
+}
+
+/// The method as a metric label: the standard methods by name, anything else `OTHER`, so a
+/// client inventing methods cannot create series.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+        (Method::TRACE, "TRACE"),
+        (Method::CONNECT, "CONNECT"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(m, _)| m == method)
+        .map_or("OTHER", |(_, label)| label)
+}
+
+/// Longest client-sent `x-request-id` kept; it becomes the prediction id and is echoed per
+/// instance, so it is bounded like a body `id`.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Whether a client's `x-request-id` is kept: 1 to 128 characters of `[A-Za-z0-9._:/-]`.
+/// Anything else is replaced by a generated id (never echoed, never logged as sent).
+pub fn acceptable_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_LEN).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(b))
+}
+
+/// Drops an unacceptable `x-request-id` so that the request-id layer generates one.
+pub async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
+    let bad = request
+        .headers()
+        .get_all(super::REQUEST_ID)
+        .iter()
+        .enumerate()
+        .any(|(i, v)| i > 0 || !acceptable_request_id(v.as_bytes()));
+    if bad {
+        request.headers_mut().remove(super::REQUEST_ID);
+    }
+    next.run(request).await
 }
 
 /// Refuses a declared body over the limit before reading it, naming the limit. (Bodies without
@@ -128,5 +176,28 @@ impl MakeRequestId for RequestIds {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let id = format!("{:08x}-{n:012x}", self.prefix);
         HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        let made_up = Method::from_bytes(b"FOOBAR").unwrap();
+        assert_eq!(method_label(&made_up), "OTHER");
+    }
+
+    #[test]
+    fn request_ids_are_bounded_and_plain() {
+        assert!(acceptable_request_id(b"req-1/a.b:c_d"));
+        assert!(acceptable_request_id(&[b'a'; MAX_REQUEST_ID_LEN]));
+        assert!(!acceptable_request_id(&[b'a'; MAX_REQUEST_ID_LEN + 1]));
+        assert!(!acceptable_request_id(b""));
+        assert!(!acceptable_request_id(b"a b"));
+        assert!(!acceptable_request_id("é".as_bytes()));
     }
 }

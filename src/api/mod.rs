@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
     let mut spec = spec;
     spec.info.version = env!("CARGO_PKG_VERSION").to_string();
     let per_request = ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(middleware::sanitize_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::default()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
