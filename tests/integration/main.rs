@@ -6,6 +6,7 @@ mod conformance;
 mod engine_modes;
 mod errors;
 mod golden;
+mod hardening;
 mod metrics;
 mod models;
 mod monitoring;
