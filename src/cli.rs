@@ -146,3 +146,17 @@ pub fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `infera hash-key`: the SHA-256 digest of the key on the first line of `input`, for the keys
+/// file. The key is read from standard input, not the command line, so it stays out of shell
+/// history and process listings.
+pub fn hash_key(input: &mut impl std::io::BufRead, out: &mut impl Write) -> anyhow::Result<bool> {
+    let mut line = String::new();
+    input.read_line(&mut line).context("reading the key")?;
+    let key = line.trim_end_matches(['\r', '\n']);
+    if key.is_empty() {
+        bail!("no key on standard input (try: printf %s \"$KEY\" | infera hash-key)");
+    }
+    writeln!(out, "{}", crate::auth::hash_key(key))?;
+    Ok(true)
+}

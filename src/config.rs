@@ -36,6 +36,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Ask a running server whether it is ready; exit 0 if so (for container health checks).
     Healthcheck(HealthcheckArgs),
+    /// Read an API key on standard input and print its SHA-256 digest for the keys file.
+    HashKey,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,6 +70,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub rate: RateLimitArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
     pub batching: BatchingArgs,
@@ -93,6 +99,66 @@ pub struct HttpArgs {
     /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C before exiting anyway.
     #[arg(long, env = "INFERA_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    /// Serve `/metrics` on this port instead of the main one (same address), e.g. to keep it off
+    /// a public listener. Unset: `/metrics` is on the main port.
+    #[arg(long, env = "INFERA_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// Origins allowed to call the API from a browser (CORS), comma separated, e.g.
+    /// `https://app.example.com`. Unset: no CORS headers, browsers refuse cross-origin calls.
+    #[arg(long, env = "INFERA_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, env = "INFERA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "INFERA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Who may call what (see docs/security.md).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Access control")]
+pub struct AuthArgs {
+    /// TOML file of `[[keys]]` (name, sha256 of the key, scopes, optional rps / burst). With it,
+    /// every endpoint but /health/* and /metrics needs `Authorization: Bearer <key>`.
+    #[arg(long, env = "INFERA_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// Serve a non-loopback address without API keys (refused otherwise: say so on purpose,
+    /// e.g. behind a gateway that authenticates).
+    #[arg(long, env = "INFERA_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+}
+
+/// Token-bucket rate limits beyond the per-key ones of the keys file. Each is off unless its
+/// rate is set; a burst defaults to one second's worth.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Rate limits")]
+pub struct RateLimitArgs {
+    /// Requests per second for the whole server.
+    #[arg(long, env = "INFERA_RATE_LIMIT_RPS")]
+    pub rate_limit_rps: Option<f64>,
+    /// Burst of the server-wide limit.
+    #[arg(long, env = "INFERA_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+    /// Requests per second for each model.
+    #[arg(long, env = "INFERA_MODEL_RATE_LIMIT_RPS")]
+    pub model_rate_limit_rps: Option<f64>,
+    /// Burst of the per-model limit.
+    #[arg(long, env = "INFERA_MODEL_RATE_LIMIT_BURST")]
+    pub model_rate_limit_burst: Option<u32>,
+    /// Requests per second for each client address, when no API keys are configured.
+    #[arg(long, env = "INFERA_ADDRESS_RATE_LIMIT_RPS")]
+    pub address_rate_limit_rps: Option<f64>,
+    /// Burst of the per-address limit.
+    #[arg(long, env = "INFERA_ADDRESS_RATE_LIMIT_BURST")]
+    pub address_rate_limit_burst: Option<u32>,
+    /// Most client addresses tracked by the per-address limit (memory stays bounded).
+    #[arg(
+        long,
+        env = "INFERA_ADDRESS_RATE_LIMIT_TRACKED",
+        default_value_t = 100_000
+    )]
+    pub address_rate_limit_tracked: usize,
 }
 
 /// Bounds on what one request may ask for.
@@ -205,6 +271,17 @@ impl ServeArgs {
     /// Rejects settings that cannot work, with the flag to fix.
     pub fn validate(&self) -> Result<(), String> {
         self.http.validate()?;
+        self.rate.validate()?;
+        if !self.http.host.is_loopback()
+            && self.auth.api_keys_file.is_none()
+            && !self.auth.allow_unauthenticated
+        {
+            return Err(format!(
+                "refusing to serve {} without API keys: set --api-keys-file, or \
+                 --allow-unauthenticated if something in front of infera authenticates callers",
+                self.http.host
+            ));
+        }
         self.limits.validate()?;
         self.batching.validate()?;
         self.monitoring.validate()
@@ -222,6 +299,75 @@ impl HttpArgs {
             return Err(format!(
                 "--http-threads must be between 1 and 1024, got {}",
                 self.thread_count()
+            ));
+        }
+        if self.metrics_port.is_some() && self.metrics_port == Some(self.port) && self.port != 0 {
+            return Err(format!(
+                "--metrics-port must differ from --port ({})",
+                self.port
+            ));
+        }
+        for origin in &self.cors_origins {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin
+                    .trim_end_matches('/')
+                    .contains(|c: char| c == '*' || c.is_whitespace());
+            if !ok {
+                return Err(format!(
+                    "--cors-origins takes origins like https://app.example.com, got {origin:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RateLimitArgs {
+    fn rate(rps: Option<f64>, burst: Option<u32>) -> Option<crate::auth::Rate> {
+        rps.map(|rps| crate::auth::Rate {
+            rps,
+            burst: burst.unwrap_or_else(|| rps.ceil().max(1.0) as u32),
+        })
+    }
+
+    /// The limits, with their defaults applied.
+    pub fn limits(&self) -> crate::auth::Limits {
+        crate::auth::Limits {
+            global: Self::rate(self.rate_limit_rps, self.rate_limit_burst),
+            per_model: Self::rate(self.model_rate_limit_rps, self.model_rate_limit_burst),
+            per_address: Self::rate(self.address_rate_limit_rps, self.address_rate_limit_burst),
+            max_addresses: self.address_rate_limit_tracked,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let pairs = [
+            ("--rate-limit", self.rate_limit_rps, self.rate_limit_burst),
+            (
+                "--model-rate-limit",
+                self.model_rate_limit_rps,
+                self.model_rate_limit_burst,
+            ),
+            (
+                "--address-rate-limit",
+                self.address_rate_limit_rps,
+                self.address_rate_limit_burst,
+            ),
+        ];
+        for (flag, rps, burst) in pairs {
+            match (rps, burst) {
+                (Some(r), _) if !(r.is_finite() && r > 0.0) => {
+                    return Err(format!("{flag}-rps must be a positive number, got {r}"))
+                }
+                (_, Some(0)) => return Err(format!("{flag}-burst must be at least 1")),
+                (None, Some(_)) => return Err(format!("{flag}-burst needs {flag}-rps")),
+                _ => {}
+            }
+        }
+        if !(1..=10_000_000).contains(&self.address_rate_limit_tracked) {
+            return Err(format!(
+                "--address-rate-limit-tracked must be between 1 and 10000000, got {}",
+                self.address_rate_limit_tracked
             ));
         }
         Ok(())
@@ -375,6 +521,38 @@ mod tests {
         assert_eq!(args.url(), "http://127.0.0.1:9000/health/ready");
         args.url = Some("http://10.0.0.1:80/health/ready".into());
         assert_eq!(args.url(), "http://10.0.0.1:80/health/ready");
+    }
+
+    #[test]
+    fn a_public_address_needs_keys_or_an_explicit_opt_out() {
+        let cli = Cli::try_parse_from(["infera", "--host", "0.0.0.0"]).unwrap();
+        let err = cli.serve.validate().unwrap_err();
+        assert!(err.contains("--api-keys-file") && err.contains("--allow-unauthenticated"));
+        let cli = Cli::try_parse_from(["infera", "--host", "0.0.0.0", "--allow-unauthenticated"])
+            .unwrap();
+        cli.serve.validate().unwrap();
+        let cli = Cli::try_parse_from(["infera", "--host", "::", "--api-keys-file", "keys.toml"])
+            .unwrap();
+        cli.serve.validate().unwrap();
+        let cli = Cli::try_parse_from(["infera", "--host", "::1"]).unwrap();
+        cli.serve.validate().unwrap();
+    }
+
+    #[test]
+    fn rate_limits_default_their_burst_and_reject_nonsense() {
+        let cli = Cli::try_parse_from(["infera", "--model-rate-limit-rps", "2.5"]).unwrap();
+        cli.serve.validate().unwrap();
+        let limits = cli.serve.rate.limits();
+        assert_eq!(limits.per_model.unwrap().burst, 3);
+        assert!(limits.global.is_none() && limits.per_address.is_none());
+        let cli = Cli::try_parse_from(["infera", "--rate-limit-rps", "0"]).unwrap();
+        assert!(cli
+            .serve
+            .validate()
+            .unwrap_err()
+            .contains("--rate-limit-rps"));
+        let cli = Cli::try_parse_from(["infera", "--rate-limit-burst", "5"]).unwrap();
+        assert!(cli.serve.validate().unwrap_err().contains("needs"));
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! - [`repository`]: model directories, manifests (model cards), loading and the live catalog.
 //! - [`inference`]: the model contract, instance decoding, predictions, the predictor service.
 //! - [`monitoring`]: every Prometheus metric.
+//! - [`auth`]: API keys with scopes and rate limits (no HTTP types).
 //! - [`api`]: the axum REST layer and OpenAPI document.
 //! - [`server`], [`config`], [`cli`], [`telemetry`]: wiring.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod engine;

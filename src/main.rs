@@ -24,6 +24,9 @@ fn main() -> ExitCode {
             infera::cli::check(&args, &mut std::io::stdout())
         }
         Some(Command::Healthcheck(args)) => infera::cli::healthcheck(&args).map(|_| true),
+        Some(Command::HashKey) => {
+            infera::cli::hash_key(&mut std::io::stdin().lock(), &mut std::io::stdout())
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::auth::{self, Access};
 use crate::config::ServeArgs;
 use crate::engine::{PoolConfig, WorkerPool};
 use crate::inference::{Limits, Predictor};
@@ -54,7 +55,9 @@ impl Infera {
             args.monitoring.feedback_capacity,
             Duration::from_secs(args.monitoring.feedback_ttl_secs),
         ));
-        let predictor = Arc::new(Predictor::new(store.clone(), limits, log));
+        let access = access_control(args, &metrics)?;
+        let predictor =
+            Arc::new(Predictor::new(store.clone(), limits, log).with_model_limits(access.clone()));
         let notifier = match &args.monitoring.webhook_url {
             Some(url) => {
                 let counted = metrics.clone();
@@ -79,6 +82,7 @@ impl Infera {
         let state = AppState {
             predictor,
             metrics,
+            access,
             max_body_bytes: args.limits.max_body_bytes,
             draining: Default::default(),
         };
@@ -116,6 +120,19 @@ impl Infera {
     pub fn pool(&self) -> &Arc<WorkerPool> {
         &self.pool
     }
+}
+
+/// API keys (from `--api-keys-file`) and rate limits, with refusals counted in the metrics.
+fn access_control(args: &ServeArgs, metrics: &Arc<Metrics>) -> anyhow::Result<Access> {
+    let keys = match &args.auth.api_keys_file {
+        Some(path) => auth::load_keys(path).map_err(anyhow::Error::msg)?,
+        None => Vec::new(),
+    };
+    if !keys.is_empty() {
+        tracing::info!(keys = keys.len(), "API keys required");
+    }
+    let observer: Arc<dyn auth::AccessObserver> = metrics.access().clone();
+    Ok(Access::new(keys, args.rate.limits()).observed(observer))
 }
 
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests (up to the grace period).

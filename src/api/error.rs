@@ -10,6 +10,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::{retry_after_secs, AuthError, RateLimited};
 use crate::engine::EngineError;
 use crate::inference::PredictError;
 use crate::repository::ResolveError;
@@ -31,6 +32,8 @@ pub struct ApiError {
     pub error_type: &'static str,
     pub message: String,
     pub retry_after: Option<Duration>,
+    /// `RateLimit-Limit` / `-Remaining` / `-Reset` of a rate-limit refusal: (limit, reset secs).
+    pub rate_limit: Option<(u32, u64)>,
 }
 
 const RETRY_SOON: Option<Duration> = Some(Duration::from_secs(1));
@@ -46,6 +49,7 @@ impl ApiError {
             error_type,
             message: message.into(),
             retry_after: None,
+            rate_limit: None,
         }
     }
 
@@ -126,6 +130,30 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            AuthError::Missing | AuthError::Invalid => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+            }
+            AuthError::Forbidden { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+            }
+        }
+    }
+}
+
+impl From<RateLimited> for ApiError {
+    fn from(e: RateLimited) -> ApiError {
+        let reset = retry_after_secs(e.refusal.retry_after);
+        let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
+            .retry(Some(Duration::from_secs(reset)));
+        error.rate_limit = Some((e.refusal.burst, reset));
+        error
+    }
+}
+
 impl From<PredictError> for ApiError {
     fn from(e: PredictError) -> ApiError {
         match e {
@@ -145,6 +173,7 @@ impl From<PredictError> for ApiError {
                 v.kind.as_str(),
                 v.to_string(),
             ),
+            PredictError::RateLimited(e) => e.into(),
             PredictError::Engine(e) => e.into(),
             PredictError::Output(detail) => ApiError::internal(detail),
         }
@@ -158,6 +187,18 @@ impl IntoResponse for ApiError {
             error_type: self.error_type.to_string(),
         };
         let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"infera\""),
+            );
+        }
+        if let Some((limit, reset)) = self.rate_limit {
+            let headers = response.headers_mut();
+            headers.insert("ratelimit-limit", HeaderValue::from(limit));
+            headers.insert("ratelimit-remaining", HeaderValue::from(0u32));
+            headers.insert("ratelimit-reset", HeaderValue::from(reset));
+        }
         if let Some(after) = self.retry_after {
             let secs = after.as_secs().max(1).to_string();
             if let Ok(value) = HeaderValue::from_str(&secs) {

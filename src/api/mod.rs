@@ -1,6 +1,7 @@
 //! The REST layer: routes, request/response types, errors, extractors and middleware. It sees
 //! the core only through `inference`, `repository` and `monitoring`; it never names tract types.
 
+pub mod access;
 mod error;
 mod extract;
 mod middleware;
@@ -32,7 +33,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let (api, spec) = openapi::routes().split_for_parts();
     let mut spec = spec;
-    spec.info.version = env!("CARGO_PKG_VERSION").to_string();
+    openapi::finish(&mut spec);
     let per_request = ServiceBuilder::new()
         .layer(axum::middleware::from_fn(middleware::sanitize_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::default()))
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::http_metrics))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access::access))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::body_limit))
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
     let v1 = Router::new().route(

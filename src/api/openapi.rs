@@ -5,6 +5,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::access::{rule, Rule};
 use super::routes::{health, metrics, models, monitoring, predict};
 use super::state::AppState;
 use super::v1;
@@ -60,8 +61,87 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The OpenAPI document of the current code.
 pub fn spec() -> utoipa::openapi::OpenApi {
     let mut spec = routes().split_for_parts().1;
-    spec.info.version = env!("CARGO_PKG_VERSION").to_string();
+    finish(&mut spec);
     spec
+}
+
+/// What the route annotations do not say: the version, and access control from the one table
+/// in `access.rs` (the bearer scheme, each scoped operation's security requirement and its
+/// 401 / 403 / 429 answers), so the document cannot drift from what the middleware enforces.
+pub fn finish(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+    spec.info.version = env!("CARGO_PKG_VERSION").to_string();
+    spec.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key from the server's keys file (--api-keys-file). Without a keys \
+                     file no key is needed.",
+                    ))
+                    .build(),
+            ),
+        );
+    for (path, item) in spec.paths.paths.iter_mut() {
+        let route = path.split(':').next().unwrap_or(path);
+        for (method, operation) in operations(item) {
+            let Some(Rule::Scoped(scope)) = rule(&method, route) else {
+                continue;
+            };
+            operation.security = Some(vec![SecurityRequirement::new(
+                "api_key",
+                Vec::<String>::new(),
+            )]);
+            let scope = scope.as_str();
+            let answers = [
+                ("401", "No API key, or not a valid one".to_string()),
+                ("403", format!("The API key lacks the `{scope}` scope")),
+                (
+                    "429",
+                    "Rate limited or overloaded; see Retry-After".to_string(),
+                ),
+            ];
+            for (status, description) in answers {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error_response(&description).into());
+            }
+        }
+    }
+}
+
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> Vec<(axum::http::Method, &mut utoipa::openapi::path::Operation)> {
+    use axum::http::Method;
+    [
+        (Method::GET, item.get.as_mut()),
+        (Method::POST, item.post.as_mut()),
+        (Method::PUT, item.put.as_mut()),
+        (Method::DELETE, item.delete.as_mut()),
+        (Method::PATCH, item.patch.as_mut()),
+    ]
+    .into_iter()
+    .filter_map(|(m, op)| op.map(|op| (m, op)))
+    .collect()
+}
+
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
 }
 
 /// The document as pretty JSON with a trailing newline, as committed in openapi/openapi.json.

@@ -3,6 +3,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::auth::Access;
 use crate::inference::Predictor;
 use crate::monitoring::Metrics;
 
@@ -10,6 +11,8 @@ use crate::monitoring::Metrics;
 pub struct AppState {
     pub predictor: Arc<Predictor>,
     pub metrics: Arc<Metrics>,
+    /// API keys, scopes and rate limits.
+    pub access: Access,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending traffic.

@@ -11,6 +11,7 @@ use tower_http::request_id::RequestId;
 use utoipa::ToSchema;
 use validator::Validate;
 
+use super::access::Usage;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ValidJson;
 use super::routes::predict::request_id_of;
@@ -89,7 +90,7 @@ pub async fn predict(
     Path(target): Path<String>,
     request_id: Option<Extension<RequestId>>,
     ValidJson(request): ValidJson<V1PredictRequest>,
-) -> Result<Json<V1PredictResponse>, ApiError> {
+) -> Result<(Extension<Usage>, Json<V1PredictResponse>), ApiError> {
     let name = target.strip_suffix(":predict").ok_or_else(|| {
         ApiError::not_found(format!(
             "no route for POST /v1/models/{target} (expected /v1/models/<name>:predict)"
@@ -106,7 +107,14 @@ pub async fn predict(
             &request_id_of(request_id),
         )
         .await?;
-    Ok(Json(V1PredictResponse {
-        predictions: outcome.predictions.into_iter().map(Into::into).collect(),
-    }))
+    let usage = Usage {
+        model: outcome.model,
+        instances: outcome.predictions.len(),
+    };
+    Ok((
+        Extension(usage),
+        Json(V1PredictResponse {
+            predictions: outcome.predictions.into_iter().map(Into::into).collect(),
+        }),
+    ))
 }

@@ -3,6 +3,7 @@
 use thiserror::Error;
 
 use super::instances::ContractViolation;
+use crate::auth::RateLimited;
 use crate::engine::EngineError;
 use crate::repository::ResolveError;
 
@@ -22,6 +23,10 @@ pub enum PredictError {
     #[error(transparent)]
     Contract(#[from] ContractViolation),
 
+    /// The model's own rate limit (`--model-rate-limit-rps`).
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+
     #[error(transparent)]
     Engine(#[from] EngineError),
 
@@ -38,6 +43,7 @@ impl PredictError {
             PredictError::TooManyInstances { .. } => "too_many_instances",
             PredictError::TooManyElements { .. } => "too_many_elements",
             PredictError::Contract(v) => v.kind.as_str(),
+            PredictError::RateLimited(_) => "rate_limited",
             PredictError::Engine(e) => e.reason(),
             PredictError::Output(_) => "output",
         }

@@ -10,6 +10,7 @@ use super::instances::decode;
 use super::json_instance::Instance;
 use super::prediction::{predictions, Prediction};
 use super::tensors::{check_tensors, InputTensor};
+use crate::auth::Access;
 use crate::engine::Tensor;
 use crate::monitoring::{Observed, PredictionLog};
 use crate::repository::{LoadedVersion, ModelStore};
@@ -49,11 +50,31 @@ pub struct Predictor {
     limits: Limits,
     /// Recent predictions, for joining with ground-truth feedback.
     log: Arc<PredictionLog>,
+    /// Per-model rate limits, applied once the model is resolved.
+    access: Option<Access>,
 }
 
 impl Predictor {
     pub fn new(store: Arc<ModelStore>, limits: Limits, log: Arc<PredictionLog>) -> Predictor {
-        Predictor { store, limits, log }
+        Predictor {
+            store,
+            limits,
+            log,
+            access: None,
+        }
+    }
+
+    /// Applies `access`'s per-model rate limit to every request.
+    pub fn with_model_limits(mut self, access: Access) -> Predictor {
+        self.access = Some(access);
+        self
+    }
+
+    fn admit_model(&self, loaded: &LoadedVersion) -> Result<(), PredictError> {
+        match &self.access {
+            Some(access) => Ok(access.admit_model(&loaded.model)?),
+            None => Ok(()),
+        }
     }
 
     /// Recent predictions kept for feedback.
@@ -83,6 +104,7 @@ impl Predictor {
             .snapshot()
             .resolve(target.model, target.version)?;
         let result = async {
+            self.admit_model(&loaded)?;
             self.check_count(instances.len())?;
             let elements = loaded
                 .contract
@@ -123,6 +145,7 @@ impl Predictor {
             .snapshot()
             .resolve(target.model, target.version)?;
         let result = async {
+            self.admit_model(&loaded)?;
             let (tensors, rows) = check_tensors(&loaded.contract, inputs)?;
             self.check_count(rows)?;
             self.execute(&loaded, tensors, rows, started).await

@@ -13,6 +13,7 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use super::access_metrics::AccessFamilies;
 use super::quality_metrics::QualityFamilies;
 use crate::engine::{BatchPolicy, JobObserver, SkipReason};
 
@@ -33,6 +34,8 @@ pub struct Metrics {
     registry: Registry,
     /// Feedback, accuracy and drift series (`quality_metrics.rs`).
     quality: QualityFamilies,
+    /// Authentication, rate limits and usage per caller (`access_metrics.rs`).
+    access: Arc<AccessFamilies>,
     /// Resolved HTTP series by route, then (method, status): read lock-free on every request,
     /// extended (copy and swap) the first time a combination is seen.
     http_series: ArcSwap<HashMap<String, Vec<HttpSeries>>>,
@@ -86,6 +89,7 @@ impl Metrics {
         let m = Metrics {
             registry: Registry::new(),
             quality: QualityFamilies::new(),
+            access: Arc::new(AccessFamilies::new()),
             http_series: Default::default(),
             http_requests: counter(
                 "infera_http_requests_total",
@@ -220,7 +224,12 @@ impl Metrics {
             Box::new(m.max_batch_size.clone()),
             Box::new(build_info),
         ];
-        for c in collectors.into_iter().chain(m.quality.collectors()) {
+        let families = m
+            .quality
+            .collectors()
+            .into_iter()
+            .chain(m.access.collectors());
+        for c in collectors.into_iter().chain(families) {
             m.registry.register(c).expect("metric names are unique");
         }
         m
@@ -278,6 +287,10 @@ impl Metrics {
             map
         });
         series
+    }
+
+    pub fn access(&self) -> &Arc<AccessFamilies> {
+        &self.access
     }
 
     pub fn quality(&self) -> &QualityFamilies {

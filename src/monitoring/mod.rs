@@ -2,6 +2,7 @@
 //! training profile, live accuracy from ground-truth feedback, and the webhook that announces
 //! changes.
 
+mod access_metrics;
 mod drift;
 mod feedback;
 mod metrics;
@@ -10,6 +11,7 @@ mod quality;
 mod quality_metrics;
 mod webhook;
 
+pub use access_metrics::AccessFamilies;
 pub use drift::{
     BinnedDistribution, DriftMonitor, DriftReport, DriftStatus, DriftThresholds, FeatureDrift,
     Observed, PredictionDistribution, ReferenceProfile,

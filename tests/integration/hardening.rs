@@ -20,14 +20,20 @@ async fn a_huge_declared_shape_is_refused_before_anything_is_allocated() {
     let r = post(&app, "/v2/models/iris/infer", &body).await;
     let (error, kind) = r.error(StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(kind, "too_many_elements");
-    assert!(error.contains("70368744177664") && error.contains("16777216"), "{error}");
+    assert!(
+        error.contains("70368744177664") && error.contains("16777216"),
+        "{error}"
+    );
 
     // Under the element limit but far beyond the data sent: the count is checked against the
     // data before the buffer exists.
     let body = json!({"inputs": [{"name": "float_input", "shape": [1_000_000, 4], "datatype": "FP32", "data": [1]}]});
     let r = post(&app, "/v2/models/iris/infer", &body).await;
     let (error, _) = r.error(StatusCode::BAD_REQUEST);
-    assert!(error.contains("holds 4000000 elements but data has 1"), "{error}");
+    assert!(
+        error.contains("holds 4000000 elements but data has 1"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -87,7 +93,10 @@ async fn zero_row_tensors_never_crash_any_kind_of_model() {
     ];
     for (model, input, width) in cases {
         let meta = get(&app, &format!("/v2/models/{model}")).await.json();
-        let name = meta["inputs"][0]["name"].as_str().unwrap_or(input).to_string();
+        let name = meta["inputs"][0]["name"]
+            .as_str()
+            .unwrap_or(input)
+            .to_string();
         let body = json!({"inputs": [{"name": name, "shape": [0, width], "datatype": "FP32", "data": []}]});
         let r = post(&app, &format!("/v2/models/{model}/infer"), &body).await;
         assert!(
@@ -111,7 +120,12 @@ async fn zero_row_tensors_never_crash_any_kind_of_model() {
             &json!({"instances": []}),
         )
         .await;
-        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{model}: {}", r.text);
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{model}: {}",
+            r.text
+        );
     }
 }
 
@@ -129,7 +143,10 @@ async fn a_huge_request_id_is_replaced_not_echoed_per_instance() {
         .unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let echoed = response.headers()["x-request-id"].to_str().unwrap().to_string();
+    let echoed = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(echoed.len() <= 128 && !echoed.contains("aaaa"), "{echoed}");
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(body.len() < 20_000, "answer is {} bytes", body.len());
@@ -142,7 +159,9 @@ async fn a_huge_request_id_is_replaced_not_echoed_per_instance() {
         .uri("/predict")
         .header("content-type", "application/json")
         .header("x-request-id", "order-42")
-        .body(Body::from(json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}).to_string()))
+        .body(Body::from(
+            json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}).to_string(),
+        ))
         .unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.headers()["x-request-id"], "order-42");
@@ -157,6 +176,9 @@ async fn invented_methods_do_not_create_metric_series() {
         assert!(r.status.is_client_error(), "{method}: {}", r.status);
     }
     let metrics = get(&app, "/metrics").await.text;
-    assert!(!metrics.contains("FOOBAR"), "an invented method became a label");
+    assert!(
+        !metrics.contains("FOOBAR"),
+        "an invented method became a label"
+    );
     assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
 }

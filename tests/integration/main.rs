@@ -1,5 +1,6 @@
 //! infera's integration tests, in one binary so CI links once.
 
+mod access;
 mod batching;
 mod common;
 mod conformance;

@@ -5,6 +5,7 @@ use axum::Extension;
 use axum::Json;
 use tower_http::request_id::RequestId;
 
+use crate::api::access::Usage;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::ValidJson;
 use crate::api::state::AppState;
@@ -32,7 +33,7 @@ pub async fn predict_default(
     State(state): State<AppState>,
     request_id: Option<Extension<RequestId>>,
     ValidJson(request): ValidJson<PredictRequest>,
-) -> Result<Json<PredictResponse>, ApiError> {
+) -> Result<(Extension<Usage>, Json<PredictResponse>), ApiError> {
     let target = Target {
         model: request.model.as_deref(),
         version: None,
@@ -63,7 +64,7 @@ pub async fn predict_model(
     Path(name): Path<String>,
     request_id: Option<Extension<RequestId>>,
     body: Request,
-) -> Result<Json<PredictResponse>, ApiError> {
+) -> Result<(Extension<Usage>, Json<PredictResponse>), ApiError> {
     let target = Target {
         model: Some(&name),
         version: None,
@@ -100,7 +101,7 @@ pub async fn predict_version(
     Path((name, version)): Path<(String, String)>,
     request_id: Option<Extension<RequestId>>,
     body: Request,
-) -> Result<Json<PredictResponse>, ApiError> {
+) -> Result<(Extension<Usage>, Json<PredictResponse>), ApiError> {
     if let Ok(v) = version.parse::<u64>() {
         state.predictor.admit(Target {
             model: Some(&name),
@@ -153,7 +154,7 @@ async fn run(
     target: Target<'_>,
     request_id: Option<Extension<RequestId>>,
     request: &PredictRequest,
-) -> Result<Json<PredictResponse>, ApiError> {
+) -> Result<(Extension<Usage>, Json<PredictResponse>), ApiError> {
     let id = request
         .id
         .clone()
@@ -162,7 +163,7 @@ async fn run(
         .predictor
         .predict(target, &request.instances, &id)
         .await?;
-    let predictions = outcome
+    let predictions: Vec<IdentifiedPrediction> = outcome
         .predictions
         .into_iter()
         .enumerate()
@@ -171,12 +172,19 @@ async fn run(
             body: p.into(),
         })
         .collect();
-    Ok(Json(PredictResponse {
-        model: outcome.model,
-        version: outcome.version,
-        id,
-        predictions,
-    }))
+    let usage = Usage {
+        model: outcome.model.clone(),
+        instances: predictions.len(),
+    };
+    Ok((
+        Extension(usage),
+        Json(PredictResponse {
+            model: outcome.model,
+            version: outcome.version,
+            id,
+            predictions,
+        }),
+    ))
 }
 
 /// The `x-request-id` of the request (made by the middleware when the client sent none).

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{Map, Value};
 
 use super::datatype;
@@ -13,6 +13,7 @@ use super::types::{
     InferRequest, InferResponse, LiveBody, ModelIndexEntry, ModelMetadata, ModelReadyBody,
     ReadyBody, ResponseOutput, ServerMetadata, TensorMetadata, V2Error,
 };
+use crate::api::access::Usage;
 use crate::api::error::ApiError;
 use crate::api::routes::predict::parse_version;
 use crate::api::state::AppState;
@@ -484,6 +485,10 @@ async fn run_infer(
         };
         outputs.push(output);
     }
+    let usage = Usage {
+        model: outcome.model.clone(),
+        instances: outcome.outputs.first().map_or(0, |(_, t)| t.rows()),
+    };
     let response = InferResponse {
         model_name: outcome.model,
         model_version: outcome.version.to_string(),
@@ -491,12 +496,13 @@ async fn run_infer(
         outputs,
     };
     if tail.is_empty() {
-        return Ok(Json(response).into_response());
+        return Ok((Extension(usage), Json(response)).into_response());
     }
     let mut body = serde_json::to_vec(&response).map_err(ApiError::internal)?;
     let header_len = body.len();
     body.extend_from_slice(&tail);
     let mut reply = body.into_response();
+    reply.extensions_mut().insert(usage);
     reply.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
