@@ -63,7 +63,9 @@ COPY --from=builder /out/models /models
 # Bind every interface inside the container; serve the baked-in repository unless a volume is
 # mounted over /models (or INFERA_MODEL_REPOSITORY points elsewhere). Every other setting is an
 # INFERA_* variable (README.md, "Command line"). The health check probes INFERA_PORT, so changing
-# the port needs nothing else.
+# the port needs nothing else. Serving 0.0.0.0 needs API keys: mount a keys file and set
+# INFERA_API_KEYS_FILE, or set INFERA_ALLOW_UNAUTHENTICATED=true behind an authenticating
+# gateway; without either the server refuses to start (docs/security.md).
 ENV INFERA_HOST=0.0.0.0 \
     INFERA_PORT=8080 \
     INFERA_MODEL_REPOSITORY=/models

@@ -40,6 +40,9 @@ def read_json(path):
 def http(method, url, body=None, timeout=10):
     data = None
     headers = {}
+    # The container under test requires an API key (see tests/deploy/run).
+    if os.environ.get("INFERA_TEST_KEY"):
+        headers["authorization"] = f"Bearer {os.environ['INFERA_TEST_KEY']}"
     if body is not None:
         data = json.dumps(body).encode()
         headers["content-type"] = "application/json"
@@ -94,6 +97,14 @@ def check_pod(where, pod, env, image_user):
         fail(f"{where}: container ports {ports} do not match INFERA_PORT={port}")
     if env.get("INFERA_HOST") != "0.0.0.0":
         fail(f"{where}: INFERA_HOST must be 0.0.0.0 in a pod, is {env.get('INFERA_HOST')!r}")
+    keys = env.get("INFERA_API_KEYS_FILE")
+    mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+    secrets = {v["name"] for v in pod.get("volumes", []) if "secret" in v}
+    keyed = keys and any(
+        keys.startswith(path.rstrip("/") + "/") and name in secrets for name, path in mounts.items()
+    )
+    if not keyed and env.get("INFERA_ALLOW_UNAUTHENTICATED") != "true":
+        fail(f"{where}: a pod serving 0.0.0.0 needs INFERA_API_KEYS_FILE on a mounted Secret")
     sc = {**pod.get("securityContext", {}), **c.get("securityContext", {})}
     for key, want in (
         ("runAsNonRoot", True),
@@ -298,6 +309,11 @@ def cmd_dashboard_lint(path):
 
 
 # ---- the running server -------------------------------------------------------------------------
+
+
+def cmd_status(method, url):
+    """Prints the status code of an empty-bodied request."""
+    print(http(method, url, body={})[0])
 
 
 def cmd_free_port():
@@ -565,6 +581,7 @@ def cmd_prometheus(prom_url, infera, dashboard_path, models_dir, *flags):
 
 
 COMMANDS = {
+    "status": cmd_status,
     "manifests": cmd_manifests,
     "kserve-pod": cmd_kserve_pod,
     "compose-mounts": cmd_compose_mounts,
