@@ -99,6 +99,17 @@ pub struct HttpArgs {
     /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C before exiting anyway.
     #[arg(long, env = "INFERA_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    /// Milliseconds after SIGTERM during which open connections are answered normally (each
+    /// answer with `Connection: close`) before idle ones are closed.
+    #[arg(long, env = "INFERA_SHUTDOWN_IDLE_CLOSE_MS", default_value_t = 1000)]
+    pub shutdown_idle_close_ms: u64,
+    /// Open connections at most; more wait in the kernel's backlog until one closes.
+    #[arg(long, env = "INFERA_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Milliseconds a client has to send a request's headers (or finish a TLS handshake); idle
+    /// keep-alive connections are closed after it too.
+    #[arg(long, env = "INFERA_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
     /// Serve `/metrics` on this port instead of the main one (same address), e.g. to keep it off
     /// a public listener. Unset: `/metrics` is on the main port.
     #[arg(long, env = "INFERA_METRICS_PORT")]
@@ -289,6 +300,20 @@ impl ServeArgs {
 }
 
 impl HttpArgs {
+    pub fn connection_limits(&self) -> crate::listener::ConnectionLimits {
+        crate::listener::ConnectionLimits {
+            max_connections: self.max_connections,
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+        }
+    }
+
+    pub fn drain(&self) -> crate::listener::Drain {
+        crate::listener::Drain {
+            idle_close: Duration::from_millis(self.shutdown_idle_close_ms),
+            grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+
     /// HTTP threads after applying the default.
     pub fn thread_count(&self) -> usize {
         self.http_threads.unwrap_or_else(cores)
@@ -299,6 +324,24 @@ impl HttpArgs {
             return Err(format!(
                 "--http-threads must be between 1 and 1024, got {}",
                 self.thread_count()
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(format!(
+                "--max-connections must be between 1 and 1000000, got {}",
+                self.max_connections
+            ));
+        }
+        if !(100..=600_000).contains(&self.header_timeout_ms) {
+            return Err(format!(
+                "--header-timeout-ms must be between 100 and 600000, got {}",
+                self.header_timeout_ms
+            ));
+        }
+        if self.shutdown_idle_close_ms > self.shutdown_grace_secs.saturating_mul(1000) {
+            return Err(format!(
+                "--shutdown-idle-close-ms ({}) must not exceed --shutdown-grace-secs ({} s)",
+                self.shutdown_idle_close_ms, self.shutdown_grace_secs
             ));
         }
         if self.metrics_port.is_some() && self.metrics_port == Some(self.port) && self.port != 0 {

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod inference;
+pub mod listener;
 pub mod monitoring;
 pub mod repository;
 pub mod server;

@@ -13,6 +13,7 @@ use crate::auth::{self, Access};
 use crate::config::ServeArgs;
 use crate::engine::{PoolConfig, WorkerPool};
 use crate::inference::{Limits, Predictor};
+use crate::listener::{self, ConnectionLimits, Drain, Tls};
 use crate::monitoring::{Metrics, Notifier, PredictionLog, WebhookConfig};
 use crate::repository::{self, Layout, LoadContext, ModelStore, RepositoryError};
 
@@ -23,6 +24,14 @@ pub struct Infera {
     store: Arc<ModelStore>,
     loading: LoadContext,
     pool: Arc<WorkerPool>,
+    net: Net,
+}
+
+/// How connections are served: TLS, limits, shutdown.
+struct Net {
+    tls: Option<Tls>,
+    limits: ConnectionLimits,
+    drain: Drain,
 }
 
 impl Infera {
@@ -85,6 +94,17 @@ impl Infera {
             access,
             max_body_bytes: args.limits.max_body_bytes,
             draining: Default::default(),
+            metrics_port: args.http.metrics_port,
+            cors_origins: args.http.cors_origins.clone(),
+        };
+        let tls = match (&args.http.tls_cert, &args.http.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls::load(cert, key)?),
+            _ => None,
+        };
+        let net = Net {
+            tls,
+            limits: args.http.connection_limits(),
+            drain: args.http.drain(),
         };
         Ok(Infera {
             state,
@@ -92,6 +112,7 @@ impl Infera {
             store,
             loading,
             pool,
+            net,
         })
     }
 
@@ -138,24 +159,63 @@ fn access_control(args: &ServeArgs, metrics: &Arc<Metrics>) -> anyhow::Result<Ac
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests (up to the grace period).
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let infera = Infera::new(&args)?;
-    let listener = TcpListener::bind(SocketAddr::new(args.http.host, args.http.port))
-        .await
-        .with_context(|| format!("binding {}:{}", args.http.host, args.http.port))?;
+    let bind = |port| async move {
+        TcpListener::bind(SocketAddr::new(args.http.host, port))
+            .await
+            .with_context(|| format!("binding {}:{port}", args.http.host))
+    };
+    let listener = bind(args.http.port).await?;
+    let metrics_listener = match args.http.metrics_port {
+        Some(port) => Some(bind(port).await?),
+        None => None,
+    };
     let addr = listener.local_addr()?;
+    let scheme = if infera.net.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(
         %addr,
+        tls = infera.net.tls.is_some(),
+        metrics = ?metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
         repository = %args.model_repository.display(),
         workers = args.batching.worker_count(),
-        "infera listening; Swagger UI at http://{addr}/docs"
+        "infera listening; Swagger UI at {scheme}://{addr}/docs"
     );
     let loader = infera.load_models_in_background();
-    let drained = run_until(
-        &infera,
-        listener,
-        shutdown_signal(),
-        Duration::from_secs(args.http.shutdown_grace_secs),
-    )
-    .await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics_server = metrics_listener.map(|l| {
+        let infera_state = infera.state.clone();
+        let mut stopped = stop_rx.clone();
+        let drain = infera.net.drain;
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            listener::serve(
+                l,
+                None,
+                api::metrics_router(infera_state),
+                ConnectionLimits {
+                    max_connections: 64,
+                    header_timeout: Duration::from_secs(10),
+                },
+                Default::default(),
+                shutdown,
+                drain,
+            )
+            .await
+        })
+    });
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    let drained = run_until(&infera, listener, shutdown, infera.net.drain.grace).await?;
+    if let Some(task) = metrics_server {
+        let _ = task.await;
+    }
     if drained {
         infera.pool().shutdown();
     } else {
@@ -169,34 +229,39 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Serves `listener` until `shutdown` completes, then lets in-flight requests finish for at
-/// most `grace` (readiness answers 503 meanwhile). Returns whether every request finished.
+/// most `grace` (readiness answers 503 and every answer closes its connection meanwhile; see
+/// `listener.rs`). Returns whether every request finished.
 pub async fn run_until(
     infera: &Infera,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<bool> {
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let draining = infera.state.draining.clone();
-    let server = axum::serve(listener, infera.router()).with_graceful_shutdown(async move {
+    let shutdown = async move {
         shutdown.await;
-        draining.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!("shutting down: finishing in-flight requests");
-        let _ = stop_tx.send(true);
-    });
-    tokio::select! {
-        result = server => {
-            result.context("serving HTTP")?;
-            Ok(true)
-        }
-        _ = async {
-            let _ = stop_rx.wait_for(|stopped| *stopped).await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!(grace_secs = grace.as_secs(), "grace period over; exiting with requests in flight");
-            Ok(false)
-        }
+    };
+    let drain = Drain {
+        grace,
+        idle_close: infera.net.drain.idle_close.min(grace),
+    };
+    let drained = listener::serve(
+        listener,
+        infera.net.tls.clone(),
+        infera.router(),
+        infera.net.limits,
+        infera.state.draining.clone(),
+        shutdown,
+        drain,
+    )
+    .await;
+    if !drained {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "grace period over; exiting with requests in flight"
+        );
     }
+    Ok(drained)
 }
 
 async fn shutdown_signal() {

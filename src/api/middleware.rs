@@ -110,6 +110,63 @@ pub async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// Headers every response carries: browser hardening, and `Connection: close` once shutdown
+/// has begun, so clients close their connection after this answer instead of sending another
+/// request into a closing socket.
+pub async fn response_headers(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if state.draining.load(Ordering::Relaxed) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// CORS for the configured origins, or none (browsers then refuse cross-origin calls).
+pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    let exposed = [
+        "x-request-id",
+        "retry-after",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "inference-header-content-length",
+    ];
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("inference-header-content-length"),
+            ])
+            .expose_headers(exposed.map(HeaderName::from_static))
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
 /// Refuses a declared body over the limit before reading it, naming the limit. (Bodies without
 /// a Content-Length are cut off by axum's body limit while being read.)
 pub async fn body_limit(

@@ -40,13 +40,23 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+        })
+        // A 5xx is not necessarily a fault (503 while loading or draining, a timeout under
+        // load): real faults are logged where they happen (`ApiError::internal`), so the trace
+        // layer does not log failures at ERROR.
+        .on_failure(()))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::http_metrics))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn_with_state(state.clone(), access::access))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::body_limit))
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
+    let outer = ServiceBuilder::new()
+        .option_layer(middleware::cors(&state.cors_origins))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::response_headers,
+        ));
     let v1 = Router::new().route(
         "/v1/models/{name}",
         axum::routing::get(v1::status).post(v1::predict),
@@ -56,6 +66,22 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(per_request)
+        .layer(outer)
+        .with_state(state)
+}
+
+/// `/metrics` alone, for `--metrics-port`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(
+                |axum::extract::State(s): axum::extract::State<AppState>| async move {
+                    routes::metrics::render(&s)
+                },
+            ),
+        )
+        .fallback(not_found)
         .with_state(state)
 }
 

@@ -17,4 +17,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending traffic.
     pub draining: Arc<AtomicBool>,
+    /// Set when `/metrics` is served on its own port (`--metrics-port`) instead of this one.
+    pub metrics_port: Option<u16>,
+    /// Origins allowed by CORS (`--cors-origins`); empty: no CORS headers.
+    pub cors_origins: Vec<String>,
 }

@@ -182,3 +182,59 @@ async fn invented_methods_do_not_create_metric_series() {
     );
     assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
 }
+
+/// Expected states are not errors: readiness 503 while loading, 404s, 4xx and 429s must not log
+/// at ERROR (a probe every few seconds would flood the log and page someone).
+#[test]
+fn expected_states_do_not_log_at_error() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::ERROR)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let repo = repo_with(&["iris"]);
+            // Not loaded yet: readiness answers 503.
+            let infera =
+                infera::server::Infera::new(&crate::common::args(repo.path(), &[])).unwrap();
+            let app = infera.router();
+            for _ in 0..3 {
+                assert_eq!(get(&app, "/health/ready").await.status, 503);
+            }
+            assert_eq!(
+                post(&app, "/predict", &json!({"instances": [[1, 2, 3, 4]]}))
+                    .await
+                    .status,
+                503
+            );
+            assert_eq!(get(&app, "/nope").await.status, 404);
+            infera.load_models();
+            assert_eq!(
+                post(&app, "/predict", &json!({"instances": [[1, 2]]}))
+                    .await
+                    .status,
+                422
+            );
+        });
+    });
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.is_empty(), "logged at ERROR:\n{log}");
+}

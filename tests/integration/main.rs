@@ -4,6 +4,7 @@ mod access;
 mod batching;
 mod common;
 mod conformance;
+mod drain;
 mod engine_modes;
 mod errors;
 mod golden;

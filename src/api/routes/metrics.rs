@@ -11,9 +11,23 @@ use crate::api::state::AppState;
     get,
     path = "/metrics",
     tag = "monitoring",
-    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String))
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String),
+        (status = 404, description = "Metrics are served on --metrics-port instead", body = crate::api::ErrorBody),
+    )
 )]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    if let Some(port) = state.metrics_port {
+        return crate::api::ApiError::not_found(format!(
+            "metrics are served on port {port} (--metrics-port)"
+        ))
+        .into_response();
+    }
+    render(&state)
+}
+
+/// The exposition itself (also served alone on `--metrics-port`).
+pub fn render(state: &AppState) -> axum::response::Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -21,4 +35,5 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+        .into_response()
 }

@@ -1,0 +1,254 @@
+//! The HTTP(S) listener: accepts connections (TLS when configured), serves each with hyper's
+//! HTTP/1.1 under connection limits, and shuts down without dropping a request:
+//!
+//! 1. On the shutdown signal it stops accepting, but first accepts every connection already
+//!    waiting in the kernel's backlog (closing the listener would reset them, losing requests
+//!    their clients had already sent), then closes the listening socket.
+//! 2. Every response from then on carries `Connection: close` (the `draining` flag, read by the
+//!    HTTP middleware), so clients close their connections after their next answer.
+//! 3. Connections still open after `idle_close` are told to shut down gracefully: hyper finishes
+//!    a request in progress and closes an idle connection. Up to `grace` in total is allowed.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+/// Bounds on connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Open connections at most; beyond it new ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (also reclaims idle keep-alive
+    /// connections), and to finish a TLS handshake.
+    pub header_timeout: Duration,
+}
+
+/// How shutdown proceeds (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    pub idle_close: Duration,
+    pub grace: Duration,
+}
+
+/// TLS from PEM files.
+#[derive(Clone)]
+pub struct Tls(TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    /// Reads a PEM certificate chain and its private key.
+    pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Tls> {
+        let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("parsing certificates in {}", cert.display()))?;
+        anyhow::ensure!(!certs.is_empty(), "no certificate in {}", cert.display());
+        let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+            .with_context(|| format!("parsing the private key in {}", key.display()))?
+            .with_context(|| format!("no private key in {}", key.display()))?;
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .context("the certificate does not match the key")?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls(TlsAcceptor::from(Arc::new(config))))
+    }
+}
+
+/// Open connections, and the signal that tells them to finish.
+struct Tracker {
+    open: AtomicUsize,
+    changed: Notify,
+    stop: watch::Sender<bool>,
+}
+
+struct Open(Arc<Tracker>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
+}
+
+impl Tracker {
+    fn enter(self: &Arc<Self>) -> Open {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        Open(self.clone())
+    }
+
+    /// Waits until no connection is open or `until` passes; true if none is open.
+    async fn wait_closed(&self, until: Instant) -> bool {
+        loop {
+            let notified = self.changed.notified();
+            if self.open.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(until.into(), notified)
+                .await
+                .is_err()
+            {
+                return self.open.load(Ordering::SeqCst) == 0;
+            }
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains (see the module docs).
+/// `draining` is set when shutdown begins. Returns whether every connection finished in time.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Tls>,
+    app: Router,
+    limits: ConnectionLimits,
+    draining: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send,
+    drain: Drain,
+) -> bool {
+    let (stop, _) = watch::channel(false);
+    let tracker = Arc::new(Tracker {
+        open: AtomicUsize::new(0),
+        changed: Notify::new(),
+        stop,
+    });
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let conn = Connections {
+        tls,
+        app,
+        limits,
+        tracker: tracker.clone(),
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => conn.spawn(stream, peer, permit),
+                Err(e) => accept_error(e).await,
+            },
+        }
+    }
+    draining.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    // Connections the kernel completed but nobody accepted yet: take them rather than reset them.
+    while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await
+    {
+        let permit = permits.clone().try_acquire_owned().ok();
+        conn.spawn_unbounded(stream, peer, permit);
+    }
+    drop(listener);
+    if !tracker.wait_closed(started + drain.idle_close).await {
+        let _ = tracker.stop.send(true);
+    }
+    tracker.wait_closed(started + drain.grace).await
+}
+
+/// Transient accept errors (out of file descriptors, a connection reset before accept) must
+/// not end the server; back off briefly.
+async fn accept_error(e: std::io::Error) {
+    tracing::warn!(error = %e, "accepting a connection failed");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+struct Connections {
+    tls: Option<Tls>,
+    app: Router,
+    limits: ConnectionLimits,
+    tracker: Arc<Tracker>,
+}
+
+impl Connections {
+    fn spawn(&self, stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit) {
+        self.spawn_unbounded(stream, peer, Some(permit));
+    }
+
+    fn spawn_unbounded(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let open = self.tracker.enter();
+        let stop = self.tracker.stop.subscribe();
+        let (tls, app, limits) = (self.tls.clone(), self.app.clone(), self.limits);
+        tokio::spawn(async move {
+            let _held = (open, permit);
+            match tls {
+                None => serve_connection(stream, peer, app, limits, stop).await,
+                Some(Tls(acceptor)) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(limits.header_timeout, handshake).await {
+                        Ok(Ok(stream)) => serve_connection(stream, peer, app, limits, stop).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    app: Router,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = app.map_request(move |mut request: axum::extract::Request<_>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    tokio::pin!(connection);
+    let stopping = async {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    tokio::select! {
+        result = connection.as_mut() => return log_end(peer, result),
+        _ = stopping => connection.as_mut().graceful_shutdown(),
+    }
+    log_end(peer, connection.await);
+}
+
+fn log_end(peer: SocketAddr, result: Result<(), hyper::Error>) {
+    if let Err(e) = result {
+        // Client-side ends (resets, timeouts, malformed requests) are expected; not errors.
+        tracing::debug!(%peer, error = %e, "connection ended");
+    }
+}
