@@ -235,3 +235,74 @@ async fn busy_worker_and_one_queued(
     .await;
     (busy, queued)
 }
+
+/// One saturated model must not delay another: wake-ups are coalesced per queue, so a quiet
+/// model's request waits behind at most about one job of the busy model, not behind its backlog,
+/// and the wake-up channel never holds more posts than there are queues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_model_does_not_delay_a_quiet_one() {
+    let repo = slow_repo(60);
+    crate::common::copy_dir(
+        &crate::common::shipped_models().join("iris"),
+        &repo.path().join("iris"),
+    );
+    let flags = [
+        "--workers",
+        "1",
+        "--max-batch-size",
+        "1",
+        "--queue-capacity",
+        "1024",
+    ];
+    let infera = loaded(repo.path(), &flags);
+    let app = Arc::new(infera.router());
+    let iris = json!({"model": "iris", "instances": [[5.1, 3.5, 1.4, 0.2]]});
+    let slow = json!({"model": "slow", "instances": instance()});
+    // One busy job alone, for scale.
+    let t = std::time::Instant::now();
+    assert_eq!(post(&app, "/predict", &slow).await.status, StatusCode::OK);
+    let one_job = t.elapsed();
+    let flood: Vec<_> = (0..300)
+        .map(|_| {
+            let (app, slow) = (app.clone(), slow.clone());
+            tokio::spawn(async move { post(&app, "/predict", &slow).await.status })
+        })
+        .collect();
+    let depth = |app: Arc<axum::Router>| async move {
+        let text = get(&app, "/metrics").await.text;
+        metric(
+            &text,
+            "infera_model_queue_depth{model=\"slow\",version=\"1\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let mut deep = false;
+    for _ in 0..2000 {
+        if depth(app.clone()).await >= 100.0 {
+            deep = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert!(deep, "the busy model's queue never filled");
+    let backlog = one_job * depth(app.clone()).await as u32;
+    let mut slowest = std::time::Duration::ZERO;
+    for _ in 0..10 {
+        assert!(
+            infera.pool().pending_wakeups() <= 2,
+            "more posts than queues"
+        );
+        let t = std::time::Instant::now();
+        assert_eq!(post(&app, "/predict", &iris).await.status, StatusCode::OK);
+        slowest = slowest.max(t.elapsed());
+    }
+    let bound = one_job * 10 + std::time::Duration::from_millis(20);
+    assert!(
+        slowest < bound && slowest * 4 < backlog,
+        "a quiet request took {slowest:?} behind a busy backlog of {backlog:?} (one busy job {one_job:?})"
+    );
+    for f in flood {
+        assert_eq!(f.await.unwrap(), StatusCode::OK);
+    }
+    assert!(infera.pool().pending_wakeups() <= 2);
+}
