@@ -518,6 +518,7 @@ def cmd_prometheus(prom_url, infera, dashboard_path, models_dir, *flags):
         ),
         "infera_feature_drift_psi": (not profiles, "no model version has a profile.json"),
         "infera_prediction_drift_psi": (not profiles, "no model version has a profile.json"),
+        "infera_rate_limited_total": (True, "the test container sets no rate limit"),
     }
     # The feedback sent above gives known answers: every tenth class wrong, regression values off
     # by 5 and 3 in turn.
