@@ -238,3 +238,28 @@ fn expected_states_do_not_log_at_error() {
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(log.is_empty(), "logged at ERROR:\n{log}");
 }
+
+#[tokio::test]
+async fn deeply_nested_json_is_a_clear_400_on_every_decoder() {
+    let app = shipped().router();
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let bodies = [
+        ("/predict", format!("{{\"instances\": [{deep}]}}")),
+        ("/v1/models/iris:predict", format!("{{\"instances\": [{deep}]}}")),
+        (
+            "/v2/models/iris/infer",
+            format!("{{\"inputs\": [{{\"name\": \"float_input\", \"shape\": [1, 4], \"datatype\": \"FP32\", \"data\": {deep}}}]}}"),
+        ),
+    ];
+    for (uri, body) in bodies {
+        let r = call(&app, Method::POST, uri, Some("application/json"), body).await;
+        let (error, kind) = r.error(StatusCode::BAD_REQUEST);
+        assert_eq!(kind, "malformed_json", "{uri}: {error}");
+        assert!(error.contains("recursion limit"), "{uri}: {error}");
+    }
+    // Feedback items are typed: the nesting is refused at its first wrong type.
+    let body = format!("{{\"feedback\": [{deep}]}}");
+    let r = call(&app, Method::POST, "/models/iris/feedback", Some("application/json"), body).await;
+    let (_, kind) = r.error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(kind, "invalid_request");
+}
