@@ -3,11 +3,9 @@
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
 use serde_json::json;
-use tower::ServiceExt;
 
-use crate::common::{get, loaded, metric, repo_with, Reply};
+use crate::common::{self, get, loaded, metric, repo_with, Reply};
 
 const APP_KEY: &str = "app-key-0123456789";
 const READER_KEY: &str = "reader-key-0123456789";
@@ -45,19 +43,7 @@ async fn send(
         }
         None => Body::empty(),
     };
-    let response = app
-        .clone()
-        .oneshot(builder.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        text: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    common::send(app, builder.body(body).unwrap()).await
 }
 
 fn iris() -> serde_json::Value {

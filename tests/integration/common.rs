@@ -92,11 +92,12 @@ pub async fn call(
     if let Some(ct) = content_type {
         builder = builder.header("content-type", ct);
     }
-    let response = router
-        .clone()
-        .oneshot(builder.body(body.into()).unwrap())
-        .await
-        .unwrap();
+    send(router, builder.body(body.into()).unwrap()).await
+}
+
+/// A prepared request through the router, in-process.
+pub async fn send(router: &Router, request: Request<Body>) -> Reply {
+    let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();

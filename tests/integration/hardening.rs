@@ -259,7 +259,14 @@ async fn deeply_nested_json_is_a_clear_400_on_every_decoder() {
     }
     // Feedback items are typed: the nesting is refused at its first wrong type.
     let body = format!("{{\"feedback\": [{deep}]}}");
-    let r = call(&app, Method::POST, "/models/iris/feedback", Some("application/json"), body).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/models/iris/feedback",
+        Some("application/json"),
+        body,
+    )
+    .await;
     let (_, kind) = r.error(StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(kind, "invalid_request");
 }
