@@ -159,15 +159,15 @@ pub trait AccessObserver: Send + Sync {
     fn rate_limited(&self, kind: LimitKind);
 }
 
+/// One bucket per model name, made on first use.
+type ModelBuckets = std::sync::RwLock<std::collections::HashMap<String, Arc<Bucket>>>;
+
 struct Inner {
     observer: Option<Arc<dyn AccessObserver>>,
     keys: Vec<Key>,
     global: Option<Bucket>,
     per_address: Option<PerAddress>,
-    per_model: Option<(
-        Rate,
-        std::sync::RwLock<std::collections::HashMap<String, Arc<Bucket>>>,
-    )>,
+    per_model: Option<(Rate, ModelBuckets)>,
 }
 
 /// Authentication and rate limiting for every protocol. Cheap to clone.
