@@ -10,6 +10,8 @@ ONNX graphs with onnxruntime against scikit-learn, and writes for each model:
     <out>/<name>/1/golden.json     16 held-out input rows + onnxruntime outputs
     <out>/<name>/1/profile.json    reference profile of the training split, for
                                    infera's drift monitoring (see below)
+    <out>/<name>/1/background.json background rows for infera's explanations:
+                                   BACKGROUND_ROWS training rows (see below)
 
 plus <out>/repository.toml.  Models:
 
@@ -73,6 +75,15 @@ digits: raw pixels 0..16):
   * predictions: classifiers, the share of each class index among
     onnxruntime's predicted labels on the training rows; the regressor, its
     predicted values on the training rows binned like a feature.
+
+background.json (read by infera's explainer, src/explain/background.rs) holds
+BACKGROUND_ROWS rows of the same training split, drawn without replacement
+with numpy's default_rng(0) and kept in training-split order, as the model
+receives them (float32 values written in their shortest decimal form):
+
+    {"source": ..., "features": [names in column order], "rows": [[...], ...]}
+
+The explanations' base value is the model's mean output over these rows.
 
 Each model.toml also gets a [monitoring] table with the live quality target,
 derived from the held-out evaluation (monitoring_targets()):
@@ -750,6 +761,40 @@ def render_profile(profile: dict) -> str:
     return text
 
 
+BACKGROUND_ROWS = 32
+
+
+def build_background(b: Built) -> dict:
+    """background.json for `b`: BACKGROUND_ROWS training rows (see the module doc)."""
+    x = b.train_x
+    assert x.dtype == np.float32 and len(x) >= BACKGROUND_ROWS
+    picked = np.sort(np.random.default_rng(0).choice(len(x), BACKGROUND_ROWS, replace=False))
+    rows = [[float(np.format_float_positional(v, unique=True)) for v in x[i]] for i in picked]
+    for r, i in zip(rows, picked):  # the decimal form must round-trip to the very same float32
+        assert np.array_equal(np.asarray(r, dtype=np.float32), x[i])
+    source = f"background.json: {BACKGROUND_ROWS} rows of the {b.train_source}, sampled with seed 0"
+    return {"source": source, "features": [f.name for f in b.features], "rows": rows}
+
+
+def render_background(background: dict) -> str:
+    """One row per line, like profile.json."""
+
+    def dumps(x) -> str:
+        return json.dumps(x, separators=(", ", ": "), allow_nan=False)
+
+    rows = background["rows"]
+    out = [
+        "{" + f'"source": {dumps(background["source"])},',
+        f' "features": {dumps(background["features"])},',
+        ' "rows": [',
+    ]
+    out += ["   " + dumps(r) + ("," if i < len(rows) - 1 else "") for i, r in enumerate(rows)]
+    out.append("  ]}")
+    text = "\n".join(out) + "\n"
+    assert json.loads(text) == background
+    return text
+
+
 MONITORING_COMMENT = [
     "# Live quality target for infera's monitoring, derived by models/make_models.py from the",
     "# held-out evaluation above: accuracy_target = held-out accuracy - 0.05, rounded down to",
@@ -867,6 +912,7 @@ def write(b: Built, golden: dict[str, np.ndarray], profile: dict, out: Path) -> 
     (d / "1" / "model.onnx").write_bytes(b.onnx_model.SerializeToString())
     (d / "1" / "golden.json").write_text(render_golden(b, golden), encoding="utf-8")
     (d / "1" / "profile.json").write_text(render_profile(profile), encoding="utf-8")
+    (d / "1" / "background.json").write_text(render_background(build_background(b)), encoding="utf-8")
     (d / "model.toml").write_text(render_manifest(b), encoding="utf-8")
 
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::BatchPolicy;
+use crate::inference::ExplainLimits;
 use crate::repository::manifest::{MAX_BATCH_SIZE, MAX_QUEUE_CAPACITY, MAX_QUEUE_DELAY_US};
 
 /// infera: serve ONNX models over HTTP on CPU.
@@ -79,6 +80,8 @@ pub struct ServeArgs {
     pub batching: BatchingArgs,
     #[command(flatten)]
     pub monitoring: MonitoringArgs,
+    #[command(flatten)]
+    pub explain: ExplainArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -239,6 +242,38 @@ pub struct MonitoringArgs {
     pub webhook_attempts: u32,
 }
 
+/// Feature attributions (`POST /models/{name}/explain`): cost bounds.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Explanations")]
+pub struct ExplainArgs {
+    /// Explanations running at once; one more is answered 429 at once.
+    #[arg(long, env = "INFERA_EXPLAIN_MAX_CONCURRENT", default_value_t = 2)]
+    pub explain_max_concurrent: usize,
+    /// Most instances in one explain request.
+    #[arg(long, env = "INFERA_EXPLAIN_MAX_INSTANCES", default_value_t = 16)]
+    pub explain_max_instances: usize,
+    /// Coalitions evaluated per instance when the request sets no `budget`; exact Shapley values
+    /// are used when all 2^F coalitions fit in it.
+    #[arg(long, env = "INFERA_EXPLAIN_BUDGET", default_value_t = 2048)]
+    pub explain_budget: usize,
+    /// Largest `budget` a request may set.
+    #[arg(long, env = "INFERA_EXPLAIN_MAX_BUDGET", default_value_t = 16_384)]
+    pub explain_max_budget: usize,
+    /// Most features for exact Shapley values (2^F coalitions).
+    #[arg(long, env = "INFERA_EXPLAIN_EXACT_MAX_FEATURES", default_value_t = 12)]
+    pub explain_exact_max_features: usize,
+    /// Background rows used per explanation (the first ones of the model's background).
+    #[arg(long, env = "INFERA_EXPLAIN_MAX_BACKGROUND_ROWS", default_value_t = 64)]
+    pub explain_max_background_rows: usize,
+    /// Rows per model call: explanations queue one chunk at a time, so a prediction waits for
+    /// at most one chunk per worker.
+    #[arg(long, env = "INFERA_EXPLAIN_CHUNK_ROWS", default_value_t = 4096)]
+    pub explain_chunk_rows: usize,
+    /// Time budget of one explain request in milliseconds, queueing included.
+    #[arg(long, env = "INFERA_EXPLAIN_TIMEOUT_MS", default_value_t = 5_000)]
+    pub explain_timeout_ms: u64,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// The model repository to check.
@@ -295,7 +330,8 @@ impl ServeArgs {
         }
         self.limits.validate()?;
         self.batching.validate()?;
-        self.monitoring.validate()
+        self.monitoring.validate()?;
+        self.explain.validate()
     }
 }
 
@@ -521,6 +557,69 @@ impl MonitoringArgs {
                 "--webhook-attempts must be between 1 and 20, got {}",
                 self.webhook_attempts
             ));
+        }
+        Ok(())
+    }
+}
+
+impl ExplainArgs {
+    /// The explainer's bounds; refused callers are told to wait `retry_after`.
+    pub fn limits(&self, retry_after: Duration) -> ExplainLimits {
+        ExplainLimits {
+            max_concurrent: self.explain_max_concurrent,
+            max_instances: self.explain_max_instances,
+            default_budget: self.explain_budget,
+            max_budget: self.explain_max_budget,
+            exact_max_features: self.explain_exact_max_features,
+            max_background_rows: self.explain_max_background_rows,
+            chunk_rows: self.explain_chunk_rows,
+            timeout: Duration::from_millis(self.explain_timeout_ms),
+            retry_after,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let ranges: [(&str, usize, usize, usize); 6] = [
+            (
+                "--explain-max-concurrent",
+                self.explain_max_concurrent,
+                1,
+                1024,
+            ),
+            (
+                "--explain-max-instances",
+                self.explain_max_instances,
+                1,
+                1024,
+            ),
+            ("--explain-max-budget", self.explain_max_budget, 4, 1 << 20),
+            (
+                "--explain-exact-max-features",
+                self.explain_exact_max_features,
+                1,
+                16,
+            ),
+            (
+                "--explain-max-background-rows",
+                self.explain_max_background_rows,
+                1,
+                1024,
+            ),
+            ("--explain-chunk-rows", self.explain_chunk_rows, 1, 1 << 20),
+        ];
+        for (flag, value, lo, hi) in ranges {
+            if !(lo..=hi).contains(&value) {
+                return Err(format!("{flag} must be between {lo} and {hi}, got {value}"));
+            }
+        }
+        if !(4..=self.explain_max_budget).contains(&self.explain_budget) {
+            return Err(format!(
+                "--explain-budget must be between 4 and --explain-max-budget ({}), got {}",
+                self.explain_max_budget, self.explain_budget
+            ));
+        }
+        if self.explain_timeout_ms == 0 {
+            return Err("--explain-timeout-ms must be at least 1".into());
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! Layers, from the bottom:
 //! - [`engine`]: tract loading, plain tensors and the CPU worker pool (no HTTP).
 //! - [`repository`]: model directories, manifests (model cards), loading and the live catalog.
+//! - [`explain`]: feature attributions (Shapley values), pure math over model outputs.
 //! - [`inference`]: the model contract, instance decoding, predictions, the predictor service.
 //! - [`monitoring`]: every Prometheus metric.
 //! - [`auth`]: API keys with scopes and rate limits (no HTTP types).
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod explain;
 pub mod inference;
 pub mod listener;
 pub mod monitoring;

@@ -12,7 +12,7 @@ use crate::api::{self, AppState};
 use crate::auth::{self, Access};
 use crate::config::ServeArgs;
 use crate::engine::{PoolConfig, WorkerPool};
-use crate::inference::{Limits, Predictor};
+use crate::inference::{Explainer, Limits, Predictor};
 use crate::listener::{self, ConnectionLimits, Drain, Tls};
 use crate::monitoring::{Metrics, Notifier, PredictionLog, WebhookConfig};
 use crate::repository::{self, Layout, LoadContext, ModelStore, RepositoryError};
@@ -88,8 +88,15 @@ impl Infera {
             batching: args.batching.batch_policy(),
             notifier,
         };
+        let explainer = Arc::new(Explainer::new(
+            store.clone(),
+            args.explain
+                .limits(Duration::from_secs(args.limits.retry_after_secs)),
+            metrics.clone(),
+        ));
         let state = AppState {
             predictor,
+            explainer,
             metrics,
             access,
             max_body_bytes: args.limits.max_body_bytes,

@@ -50,6 +50,16 @@ pub const TABLE: &[(&str, &str, Rule)] = &[
         "/v2/models/{name}/versions/{version}/infer",
         Rule::Scoped(Scope::Predict),
     ),
+    (
+        "POST",
+        "/models/{name}/explain",
+        Rule::Scoped(Scope::Predict),
+    ),
+    (
+        "POST",
+        "/models/{name}/versions/{version}/explain",
+        Rule::Scoped(Scope::Predict),
+    ),
     ("POST", "/v1/models/{name}", Rule::Scoped(Scope::Predict)),
     (
         "POST",

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{retry_after_secs, AuthError, RateLimited};
 use crate::engine::EngineError;
-use crate::inference::PredictError;
+use crate::inference::{ExplainError, PredictError};
 use crate::repository::ResolveError;
 
 /// Error body of every endpoint.
@@ -176,6 +176,34 @@ impl From<PredictError> for ApiError {
             PredictError::RateLimited(e) => e.into(),
             PredictError::Engine(e) => e.into(),
             PredictError::Output(detail) => ApiError::internal(detail),
+        }
+    }
+}
+
+impl From<ExplainError> for ApiError {
+    fn from(e: ExplainError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            ExplainError::Predict(e) => e.into(),
+            ExplainError::Busy { retry_after, .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "explain_busy", message)
+                    .retry(Some(retry_after))
+            }
+            ExplainError::TooManyInstances { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_instances", message)
+            }
+            ExplainError::NotTabular { .. }
+            | ExplainError::RawOutputs { .. }
+            | ExplainError::NoBackground { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_explainable", message)
+            }
+            ExplainError::BadOption(_) => ApiError::invalid_request(message),
+            ExplainError::Underdetermined { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "budget_too_small",
+                message,
+            ),
+            ExplainError::Output(detail) => ApiError::internal(detail),
         }
     }
 }

@@ -6,14 +6,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::access::{rule, Rule};
-use super::routes::{health, metrics, models, monitoring, predict};
+use super::routes::{explain, health, metrics, models, monitoring, predict};
 use super::state::AppState;
 use super::v1;
 use super::v2::routes as v2;
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(v1::status, v1::predict),
+    paths(v1::status, v1::predict, v1::explain),
     info(
         title = "infera",
         description = "A small, fast inference server for ONNX models on CPU. POST instances to \
@@ -23,6 +23,7 @@ use super::v2::routes as v2;
     ),
     tags(
         (name = "inference", description = "Predictions"),
+        (name = "explain", description = "Feature attributions: why the model gave its output"),
         (name = "models", description = "Model cards, contracts and versions"),
         (name = "health", description = "Liveness and readiness probes"),
         (name = "monitoring", description = "Prometheus metrics"),
@@ -38,6 +39,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(predict::predict_default))
         .routes(routes!(predict::predict_model))
         .routes(routes!(predict::predict_version))
+        .routes(routes!(explain::explain_model))
+        .routes(routes!(explain::explain_version))
         .routes(routes!(models::list_models))
         .routes(routes!(models::get_model))
         .routes(routes!(monitoring::feedback))

@@ -4,12 +4,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::auth::Access;
-use crate::inference::Predictor;
+use crate::inference::{Explainer, Predictor};
 use crate::monitoring::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub predictor: Arc<Predictor>,
+    /// Feature attributions, through the same workers as predictions.
+    pub explainer: Arc<Explainer>,
     pub metrics: Arc<Metrics>,
     /// API keys, scopes and rate limits.
     pub access: Access,

@@ -1,8 +1,9 @@
-//! KServe V1 protocol: `GET /v1/models/{name}` and `POST /v1/models/{name}:predict`, through the
-//! same predictor as `/predict`.
+//! KServe V1 protocol: `GET /v1/models/{name}`, `POST /v1/models/{name}:predict` (through the
+//! same predictor as `/predict`) and `POST /v1/models/{name}:explain` (the same explainer as
+//! `/models/{name}/explain`).
 
 use crate::inference::Instance;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -14,6 +15,7 @@ use validator::Validate;
 use super::access::Usage;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ValidJson;
+use super::routes::explain::{explain as explain_instances, ExplainRequest, ExplainResponse};
 use super::routes::predict::request_id_of;
 use super::state::AppState;
 use super::types::PredictionBody;
@@ -89,13 +91,17 @@ pub async fn predict(
     State(state): State<AppState>,
     Path(target): Path<String>,
     request_id: Option<Extension<RequestId>>,
-    ValidJson(request): ValidJson<V1PredictRequest>,
-) -> Result<(Extension<Usage>, Json<V1PredictResponse>), ApiError> {
+    body: Request,
+) -> Result<Response, ApiError> {
+    if target.ends_with(":explain") {
+        return explain(State(state), Path(target), body).await;
+    }
     let name = target.strip_suffix(":predict").ok_or_else(|| {
         ApiError::not_found(format!(
-            "no route for POST /v1/models/{target} (expected /v1/models/<name>:predict)"
+            "no route for POST /v1/models/{target} (expected /v1/models/<name>:predict or :explain)"
         ))
     })?;
+    let ValidJson(request) = ValidJson::<V1PredictRequest>::from_request(body, &state).await?;
     let outcome = state
         .predictor
         .predict(
@@ -116,5 +122,43 @@ pub async fn predict(
         Json(V1PredictResponse {
             predictions: outcome.predictions.into_iter().map(Into::into).collect(),
         }),
-    ))
+    )
+        .into_response())
+}
+
+/// Explain (KServe V1): the body and answer of `POST /models/{name}/explain`. Served by the same
+/// route as `:predict`, which hands the `:explain` verb here.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{name}:explain",
+    tag = "v1",
+    params(("name" = String, Path)),
+    request_body = ExplainRequest,
+    responses(
+        (status = 200, body = ExplainResponse),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn explain(
+    State(state): State<AppState>,
+    Path(target): Path<String>,
+    body: Request,
+) -> Result<Response, ApiError> {
+    let name = target.strip_suffix(":explain").ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no route for POST /v1/models/{target} (expected /v1/models/<name>:explain)"
+        ))
+    })?;
+    let ValidJson(request) = ValidJson::<ExplainRequest>::from_request(body, &state).await?;
+    let target = Target {
+        model: Some(name),
+        version: None,
+    };
+    let answer = explain_instances(&state, target, &request.instances, &request.options()).await?;
+    Ok(answer.into_response())
 }

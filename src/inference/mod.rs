@@ -3,6 +3,9 @@
 
 mod contract;
 mod error;
+mod explain_error;
+mod explain_subject;
+mod explainer;
 mod instances;
 mod json_instance;
 mod prediction;
@@ -11,6 +14,11 @@ mod tensors;
 
 pub use contract::{FeatureSpec, InputContract, ModelContract, OutputContract};
 pub use error::PredictError;
+pub use explain_error::ExplainError;
+pub use explainer::{
+    ExplainLimits, ExplainOptions, ExplainOutcome, Explainer, InstanceExplanation, MethodChoice,
+    DEFAULT_PATCH,
+};
 pub use instances::{decode as decode_instances, ContractViolation, ViolationKind};
 pub use json_instance::Instance;
 pub use prediction::{Prediction, RawOutput};

@@ -14,6 +14,7 @@ use prometheus::{
 };
 
 use super::access_metrics::AccessFamilies;
+use super::explain_metrics::ExplainFamilies;
 use super::quality_metrics::QualityFamilies;
 use crate::engine::{BatchPolicy, JobObserver, SkipReason};
 
@@ -36,6 +37,8 @@ pub struct Metrics {
     quality: QualityFamilies,
     /// Authentication, rate limits and usage per caller (`access_metrics.rs`).
     access: Arc<AccessFamilies>,
+    /// Explanation series (`explain_metrics.rs`).
+    explain: ExplainFamilies,
     /// Resolved HTTP series by route, then (method, status): read lock-free on every request,
     /// extended (copy and swap) the first time a combination is seen.
     http_series: ArcSwap<HashMap<String, Vec<HttpSeries>>>,
@@ -90,6 +93,7 @@ impl Metrics {
             registry: Registry::new(),
             quality: QualityFamilies::new(),
             access: Arc::new(AccessFamilies::new()),
+            explain: ExplainFamilies::new(),
             http_series: Default::default(),
             http_requests: counter(
                 "infera_http_requests_total",
@@ -228,7 +232,8 @@ impl Metrics {
             .quality
             .collectors()
             .into_iter()
-            .chain(m.access.collectors());
+            .chain(m.access.collectors())
+            .chain(m.explain.collectors());
         for c in collectors.into_iter().chain(families) {
             m.registry.register(c).expect("metric names are unique");
         }
@@ -295,6 +300,10 @@ impl Metrics {
 
     pub fn quality(&self) -> &QualityFamilies {
         &self.quality
+    }
+
+    pub fn explain(&self) -> &ExplainFamilies {
+        &self.explain
     }
 
     pub fn http_in_flight(&self) -> &IntGauge {

@@ -4,6 +4,7 @@
 
 mod access_metrics;
 mod drift;
+mod explain_metrics;
 mod feedback;
 mod metrics;
 mod monitor;
@@ -16,6 +17,7 @@ pub use drift::{
     BinnedDistribution, DriftMonitor, DriftReport, DriftStatus, DriftThresholds, FeatureDrift,
     Observed, PredictionDistribution, ReferenceProfile,
 };
+pub use explain_metrics::{ExplainFamilies, Running as ExplainRunning};
 pub use feedback::{Logged, PredictionLog, Unmatched};
 pub use metrics::{Metrics, ModelMetrics};
 pub use monitor::{

@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use super::manifest::Manifest;
 use crate::engine::{CompiledModel, ModelQueue};
+use crate::explain::Background;
 use crate::inference::ModelContract;
 use crate::monitoring::{ModelMetrics, ModelMonitor};
 
@@ -28,6 +29,8 @@ pub struct LoadedVersion {
     pub metrics: Arc<ModelMetrics>,
     pub load_duration: Duration,
     pub golden_file: Option<PathBuf>,
+    /// Background rows for explanations, or why there are none.
+    pub background: Result<Arc<Background>, String>,
 }
 
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::background::load_background;
 use super::catalog::{Catalog, LoadedVersion, ModelEntry, ModelStore, VersionState};
 use super::error::RepositoryError;
 use super::layout::PROFILE_FILE;
@@ -191,6 +192,7 @@ pub fn load_version(
         compiled,
         queue,
         monitor,
+        background: load_background(model, dir, &contract),
         contract: Arc::new(contract),
         metrics: model_metrics,
         load_duration,

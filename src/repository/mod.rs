@@ -1,6 +1,7 @@
 //! The model repository: directory layout, manifests (model cards), loading, the live catalog of
 //! versions, and golden checks.
 
+mod background;
 mod catalog;
 mod error;
 mod golden;
@@ -8,6 +9,7 @@ mod layout;
 mod loader;
 pub mod manifest;
 
+pub use background::BACKGROUND_FILE;
 pub use catalog::{Catalog, LoadedVersion, ModelEntry, ModelStore, ResolveError, VersionState};
 pub use error::RepositoryError;
 pub use golden::{check as check_golden, GoldenFile, GoldenReport};

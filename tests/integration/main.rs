@@ -7,6 +7,7 @@ mod conformance;
 mod drain;
 mod engine_modes;
 mod errors;
+mod explain;
 mod golden;
 mod hardening;
 mod metrics;
