@@ -590,3 +590,47 @@ async fn many_features_fall_back_to_kernel_shap() {
     assert_eq!(attributions(e, "digits").len(), 64);
     assert_sums(e, 1e-9);
 }
+
+/// Explaining needs the `predict` scope, on the REST routes and on V1's `:explain`.
+#[tokio::test]
+async fn explaining_needs_the_predict_scope() {
+    use axum::body::Body;
+    use axum::http::{header, Request};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(
+        &keys,
+        format!(
+            "[[keys]]\nname = \"reader\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n\n\
+             [[keys]]\nname = \"app\"\nsha256 = \"{}\"\nscopes = [\"predict\"]\n",
+            infera::auth::hash_key("reader-key-0123456789"),
+            infera::auth::hash_key("app-key-0123456789"),
+        ),
+    )
+    .unwrap();
+    let router = loaded(
+        &shipped_models(),
+        &["--api-keys-file", keys.to_str().unwrap()],
+    )
+    .router();
+    let body = json!({"instances": [golden_inputs("iris")[0]]}).to_string();
+    for uri in [
+        "/models/iris/explain",
+        "/models/iris/versions/1/explain",
+        "/v1/models/iris:explain",
+    ] {
+        for (key, status) in [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some("reader-key-0123456789"), StatusCode::FORBIDDEN),
+            (Some("app-key-0123456789"), StatusCode::OK),
+        ] {
+            let mut request = Request::post(uri).header(header::CONTENT_TYPE, "application/json");
+            if let Some(key) = key {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+            }
+            let r =
+                crate::common::send(&router, request.body(Body::from(body.clone())).unwrap()).await;
+            assert_eq!(r.status, status, "{uri} with {key:?}: {}", r.text);
+        }
+    }
+}

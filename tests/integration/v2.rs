@@ -285,10 +285,11 @@ async fn kserve_v1_predict_and_status() {
     assert_eq!(r.json()["predictions"][0]["label"], "setosa");
     let r = post(
         &app,
-        "/v1/models/iris:explain",
+        "/v1/models/iris:bogus",
         &json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}),
     )
     .await;
+    // An unknown verb is 404 (`:explain` is served: see explain.rs).
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = post(
         &app,
