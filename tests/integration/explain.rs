@@ -365,7 +365,7 @@ async fn explanations_are_counted_in_metrics() {
     );
 }
 
-/// A long explanation of breast-cancer (many coalitions) runs; meanwhile predictions on the same
+/// A long explanation of breast-cancer (8192 coalitions x 32 rows, in 512-row chunks) runs; meanwhile predictions on the same
 /// model keep answering, and a second explanation is refused with 429 (one slot).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn predictions_keep_answering_while_explanations_saturate() {
@@ -385,7 +385,7 @@ async fn predictions_keep_answering_while_explanations_saturate() {
     let long = {
         let (router, x) = (router.clone(), x.clone());
         tokio::spawn(async move {
-            let body = json!({"instances": [x], "budget": 16384});
+            let body = json!({"instances": [x], "budget": 8192});
             let r = post(&router, "/models/breast-cancer/explain", &body).await;
             (r, Instant::now())
         })
