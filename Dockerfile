@@ -19,9 +19,11 @@ FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /src
 
 # Only what the build reads (.dockerignore lets nothing else in): the manifest and lock file, the
-# library and binary sources, and the bench/test sources that Cargo.toml declares as targets
+# build script and the gRPC .proto it compiles (protoc comes from a crate), the library and binary
+# sources, and the bench/test sources that Cargo.toml declares as targets
 # (cargo refuses a manifest whose declared targets are missing, even when building only the bin).
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY proto ./proto
 COPY src ./src
 COPY benches ./benches
 COPY tests ./tests
@@ -68,12 +70,14 @@ COPY --from=builder /out/models /models
 # gateway; without either the server refuses to start (docs/security.md).
 ENV INFERA_HOST=0.0.0.0 \
     INFERA_PORT=8080 \
+    INFERA_GRPC_PORT=8081 \
     INFERA_MODEL_REPOSITORY=/models
 
 # No shell, no package manager, no root: uid/gid 65532 ("nonroot" in distroless). The binary
 # writes nothing to disk, so a read-only root filesystem works.
 USER 65532:65532
-EXPOSE 8080
+# 8080: HTTP (REST, V2, V1, metrics, health). 8081: gRPC (Open Inference Protocol, gRPC health).
+EXPOSE 8080 8081
 
 # The binary probes /health/ready itself (scratch has no curl): healthy once every model is
 # loaded and warmed up, unhealthy while draining after SIGTERM.

@@ -82,6 +82,7 @@ pub struct ServeArgs {
     pub monitoring: MonitoringArgs,
     #[command(flatten)]
     pub explain: ExplainArgs,
+    pub grpc: GrpcArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -272,6 +273,31 @@ pub struct ExplainArgs {
     /// Time budget of one explain request in milliseconds, queueing included.
     #[arg(long, env = "INFERA_EXPLAIN_TIMEOUT_MS", default_value_t = 5_000)]
     pub explain_timeout_ms: u64,
+/// The gRPC server: the Open Inference Protocol (`inference.GRPCInferenceService`), the standard
+/// health service and optional reflection, on its own port. Off unless `--grpc-port` is set.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "gRPC")]
+pub struct GrpcArgs {
+    /// Port of the gRPC server, on the same address as HTTP (0 picks a free one). Unset: no
+    /// gRPC server.
+    #[arg(long, env = "INFERA_GRPC_PORT")]
+    pub grpc_port: Option<u16>,
+    /// Largest gRPC request message in bytes, checked against the message's length prefix before
+    /// it is read (default: the --max-body-bytes value). Larger messages get OUT_OF_RANGE.
+    #[arg(long, env = "INFERA_GRPC_MAX_MESSAGE_BYTES")]
+    pub grpc_max_message_bytes: Option<usize>,
+    /// Concurrent calls (HTTP/2 streams) one connection may have open; more wait for a free
+    /// stream on the client side.
+    #[arg(
+        long,
+        env = "INFERA_GRPC_MAX_CONCURRENT_STREAMS",
+        default_value_t = 128
+    )]
+    pub grpc_max_concurrent_streams: u32,
+    /// Serve gRPC server reflection, so tools such as grpcurl can list and call the services
+    /// without the .proto files.
+    #[arg(long, env = "INFERA_GRPC_REFLECTION")]
+    pub grpc_reflection: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -331,7 +357,8 @@ impl ServeArgs {
         self.limits.validate()?;
         self.batching.validate()?;
         self.monitoring.validate()?;
-        self.explain.validate()
+        self.explain.validate()?;
+        self.grpc.validate()
     }
 }
 
@@ -621,6 +648,26 @@ impl ExplainArgs {
         if self.explain_timeout_ms == 0 {
             return Err("--explain-timeout-ms must be at least 1".into());
         }
+impl GrpcArgs {
+    /// The largest request message after applying the default (`--max-body-bytes`).
+    pub fn max_message_bytes(&self, limits: &LimitArgs) -> usize {
+        self.grpc_max_message_bytes.unwrap_or(limits.max_body_bytes)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(n) = self.grpc_max_message_bytes {
+            if !(1024..=1 << 31).contains(&n) {
+                return Err(format!(
+                    "--grpc-max-message-bytes must be between 1024 and 2147483648, got {n}"
+                ));
+            }
+        }
+        if !(1..=10_000).contains(&self.grpc_max_concurrent_streams) {
+            return Err(format!(
+                "--grpc-max-concurrent-streams must be between 1 and 10000, got {}",
+                self.grpc_max_concurrent_streams
+            ));
+        }
         Ok(())
     }
 }
@@ -637,6 +684,38 @@ mod tests {
         assert_eq!(cli.serve.http.port, 8080);
         assert_eq!(cli.serve.http.host.to_string(), "127.0.0.1");
         assert_eq!(cli.serve.model_repository, PathBuf::from("models"));
+        assert_eq!(
+            cli.serve.grpc.grpc_port, None,
+            "gRPC is off unless asked for"
+        );
+        assert!(!cli.serve.grpc.grpc_reflection);
+        assert_eq!(
+            cli.serve.grpc.max_message_bytes(&cli.serve.limits),
+            cli.serve.limits.max_body_bytes
+        );
+    }
+
+    #[test]
+    fn grpc_flags_parse_and_validate() {
+        let cli = Cli::try_parse_from([
+            "infera",
+            "--grpc-port",
+            "8081",
+            "--grpc-reflection",
+            "--grpc-max-message-bytes",
+            "65536",
+        ])
+        .unwrap();
+        cli.serve.validate().unwrap();
+        assert_eq!(cli.serve.grpc.grpc_port, Some(8081));
+        assert!(cli.serve.grpc.grpc_reflection);
+        assert_eq!(cli.serve.grpc.max_message_bytes(&cli.serve.limits), 65536);
+        let cli = Cli::try_parse_from(["infera", "--grpc-max-concurrent-streams", "0"]).unwrap();
+        assert!(cli
+            .serve
+            .validate()
+            .unwrap_err()
+            .contains("--grpc-max-concurrent-streams"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::api::grpc::GrpcSettings;
 use crate::api::{self, AppState};
 use crate::auth::{self, Access};
 use crate::config::ServeArgs;
@@ -25,6 +26,7 @@ pub struct Infera {
     loading: LoadContext,
     pool: Arc<WorkerPool>,
     net: Net,
+    grpc: GrpcSettings,
 }
 
 /// How connections are served: TLS, limits, shutdown.
@@ -120,6 +122,11 @@ impl Infera {
             loading,
             pool,
             net,
+            grpc: GrpcSettings {
+                max_message_bytes: args.grpc.max_message_bytes(&args.limits),
+                max_concurrent_streams: args.grpc.grpc_max_concurrent_streams,
+                reflection: args.grpc.grpc_reflection,
+            },
         })
     }
 
@@ -147,6 +154,17 @@ impl Infera {
 
     pub fn pool(&self) -> &Arc<WorkerPool> {
         &self.pool
+    }
+
+    /// Serves gRPC on `listener` until `shutdown` completes, then lets calls in flight finish.
+    pub async fn serve_grpc(
+        &self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        api::grpc::serve(self.state.clone(), listener, self.grpc, shutdown)
+            .await
+            .context("serving gRPC")
     }
 }
 
@@ -190,6 +208,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         workers = args.batching.worker_count(),
         "infera listening; Swagger UI at {scheme}://{addr}/docs"
     );
+    let grpc_listener = match args.grpc.grpc_port {
+        Some(port) => {
+            let l = bind(port).await?;
+            tracing::info!(grpc_addr = %l.local_addr()?, "gRPC listening (inference.GRPCInferenceService, grpc.health.v1.Health)");
+            Some(l)
+        }
+        None => None,
+    };
     let loader = infera.load_models_in_background();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics_server = metrics_listener.map(|l| {
@@ -215,14 +241,32 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
         })
     });
+    // The same signal stops the gRPC server, which then drains for at most the same grace
+    // period, side by side with HTTP.
+    let grace = infera.net.drain.grace;
+    let grpc = async {
+        let Some(listener) = grpc_listener else {
+            return Ok(true);
+        };
+        let server = infera.serve_grpc(listener, stopped(stop_rx.clone()));
+        tokio::select! {
+            result = server => result.map(|()| true),
+            _ = async { stopped(stop_rx.clone()).await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; exiting with gRPC calls in flight");
+                Ok(false)
+            }
+        }
+    };
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
-    let drained = run_until(&infera, listener, shutdown, infera.net.drain.grace).await?;
+    let (http_drained, grpc_drained) =
+        tokio::try_join!(run_until(&infera, listener, shutdown, grace), grpc)?;
     if let Some(task) = metrics_server {
         let _ = task.await;
     }
+    let drained = http_drained && grpc_drained;
     if drained {
         infera.pool().shutdown();
     } else {
@@ -269,6 +313,11 @@ pub async fn run_until(
         );
     }
     Ok(drained)
+}
+
+/// Completes when the shutdown signal has been sent (or its sender is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 async fn shutdown_signal() {

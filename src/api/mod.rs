@@ -4,6 +4,7 @@
 pub mod access;
 mod error;
 mod extract;
+pub mod grpc;
 mod middleware;
 mod openapi;
 mod routes;

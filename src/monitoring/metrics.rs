@@ -15,6 +15,7 @@ use prometheus::{
 
 use super::access_metrics::AccessFamilies;
 use super::explain_metrics::ExplainFamilies;
+use super::grpc_metrics::GrpcFamilies;
 use super::quality_metrics::QualityFamilies;
 use crate::engine::{BatchPolicy, JobObserver, SkipReason};
 
@@ -39,6 +40,8 @@ pub struct Metrics {
     access: Arc<AccessFamilies>,
     /// Explanation series (`explain_metrics.rs`).
     explain: ExplainFamilies,
+    /// gRPC calls (`grpc_metrics.rs`).
+    grpc: GrpcFamilies,
     /// Resolved HTTP series by route, then (method, status): read lock-free on every request,
     /// extended (copy and swap) the first time a combination is seen.
     http_series: ArcSwap<HashMap<String, Vec<HttpSeries>>>,
@@ -94,6 +97,7 @@ impl Metrics {
             quality: QualityFamilies::new(),
             access: Arc::new(AccessFamilies::new()),
             explain: ExplainFamilies::new(),
+            grpc: GrpcFamilies::new(LATENCY_BUCKETS),
             http_series: Default::default(),
             http_requests: counter(
                 "infera_http_requests_total",
@@ -233,7 +237,8 @@ impl Metrics {
             .collectors()
             .into_iter()
             .chain(m.access.collectors())
-            .chain(m.explain.collectors());
+            .chain(m.explain.collectors())
+            .chain(m.grpc.collectors());
         for c in collectors.into_iter().chain(families) {
             m.registry.register(c).expect("metric names are unique");
         }
@@ -304,6 +309,8 @@ impl Metrics {
 
     pub fn explain(&self) -> &ExplainFamilies {
         &self.explain
+    pub fn grpc(&self) -> &GrpcFamilies {
+        &self.grpc
     }
 
     pub fn http_in_flight(&self) -> &IntGauge {

@@ -6,6 +6,7 @@ mod access_metrics;
 mod drift;
 mod explain_metrics;
 mod feedback;
+mod grpc_metrics;
 mod metrics;
 mod monitor;
 mod quality;
@@ -19,6 +20,7 @@ pub use drift::{
 };
 pub use explain_metrics::{ExplainFamilies, Running as ExplainRunning};
 pub use feedback::{Logged, PredictionLog, Unmatched};
+pub use grpc_metrics::GrpcFamilies;
 pub use metrics::{Metrics, ModelMetrics};
 pub use monitor::{
     DriftView, GroundTruth, ModelMonitor, MonitorSettings, MonitoringView, OverallStatus,

@@ -92,9 +92,10 @@ def check_pod(where, pod, env, image_user):
     if probes["readinessProbe"] not in ("/health/ready", "/v2/health/ready"):
         fail(f"{where}: readiness probe must GET /health/ready, has {probes['readinessProbe']}")
     port = str(env.get("INFERA_PORT", "8080"))
+    want = [port] + ([str(env["INFERA_GRPC_PORT"])] if env.get("INFERA_GRPC_PORT") else [])
     ports = c.get("ports", [])
-    if [str(p["containerPort"]) for p in ports] != [port]:
-        fail(f"{where}: container ports {ports} do not match INFERA_PORT={port}")
+    if [str(p["containerPort"]) for p in ports] != want:
+        fail(f"{where}: container ports {ports} do not match INFERA_PORT (+ INFERA_GRPC_PORT) {want}")
     if env.get("INFERA_HOST") != "0.0.0.0":
         fail(f"{where}: INFERA_HOST must be 0.0.0.0 in a pod, is {env.get('INFERA_HOST')!r}")
     keys = env.get("INFERA_API_KEYS_FILE")

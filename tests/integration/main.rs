@@ -9,6 +9,7 @@ mod engine_modes;
 mod errors;
 mod explain;
 mod golden;
+mod grpc;
 mod hardening;
 mod metrics;
 mod models;

@@ -49,6 +49,35 @@ pub fn parse(datatype: &str, input: &str, expects: DataType) -> Result<DataType,
     }
 }
 
+/// A declared shape as dimensions plus its element count (checked): a negative dimension or a
+/// count that overflows is refused, naming the input.
+pub fn shape(dims: &[i64], input: &str) -> Result<(Vec<usize>, usize), String> {
+    let shape: Vec<usize> = dims
+        .iter()
+        .map(|d| usize::try_from(*d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("input {input:?}: negative dimension in shape {dims:?}"))?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |acc, d| acc.checked_mul(*d))
+        .ok_or_else(|| format!("input {input:?}: shape {dims:?} is too large"))?;
+    Ok((shape, count))
+}
+
+/// The elements a request's declared shapes add up to (checked, saturating), to hold against
+/// `--max-elements` before anything is decoded. Shapes that are negative or overflow count as 0
+/// here: [`shape`] refuses them by name afterwards.
+pub fn declared_elements<'a>(shapes: impl IntoIterator<Item = &'a [i64]>) -> usize {
+    shapes
+        .into_iter()
+        .filter_map(|dims| {
+            dims.iter().try_fold(1usize, |acc, d| {
+                acc.checked_mul(usize::try_from(*d).unwrap_or(0))
+            })
+        })
+        .fold(0usize, usize::saturating_add)
+}
+
 /// Bytes per element in the binary extension.
 pub fn size(dt: DataType) -> usize {
     match dt {
@@ -216,6 +245,19 @@ mod tests {
         assert_eq!(from_bytes(DataType::F32, 4, &bytes, "x").unwrap(), decoded);
         assert!(from_json(DataType::I64, 2, &json!([1, 2.5]), "x").is_err());
         assert!(from_bytes(DataType::F32, 4, &bytes[..15], "x").is_err());
+    }
+
+    #[test]
+    fn declared_shapes_are_counted_with_checked_arithmetic() {
+        assert_eq!(shape(&[2, 3], "x"), Ok((vec![2, 3], 6)));
+        assert!(shape(&[2, -1], "x").unwrap_err().contains("negative"));
+        assert!(shape(&[i64::MAX, i64::MAX], "x")
+            .unwrap_err()
+            .contains("too large"));
+        let shapes: [&[i64]; 3] = [&[2, 3], &[-1, 5], &[i64::MAX, 4]];
+        assert_eq!(declared_elements(shapes), 6);
+        let huge: [&[i64]; 2] = [&[1 << 62], &[1 << 62]];
+        assert_eq!(declared_elements(huge), 1 << 63);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The Open Inference Protocol (KServe V2) REST API.
 
-mod datatype;
+pub(in crate::api) mod datatype;
 pub mod routes;
 pub mod types;

@@ -108,11 +108,12 @@ fn tensor_metadata(specs: &[TensorSpec]) -> Vec<TensorMetadata> {
         .collect()
 }
 
-fn metadata(
+/// A model version's metadata (the REST and gRPC answers).
+pub(in crate::api) fn metadata(
     state: &AppState,
     name: &str,
     version: Option<u64>,
-) -> Result<Json<ModelMetadata>, ApiError> {
+) -> Result<ModelMetadata, ApiError> {
     let catalog = state.predictor.store().snapshot();
     let loaded = catalog.resolve(Some(name), version).map_err(v2)?;
     let versions = catalog.models[name]
@@ -121,13 +122,13 @@ fn metadata(
         .map(u64::to_string)
         .collect();
     let signature = &loaded.contract.signature;
-    Ok(Json(ModelMetadata {
+    Ok(ModelMetadata {
         name: name.to_string(),
         versions,
         platform: "onnx_onnxv1".into(),
         inputs: tensor_metadata(&signature.inputs),
         outputs: tensor_metadata(&signature.outputs),
-    }))
+    })
 }
 
 /// Model metadata: versions, platform, inputs and outputs.
@@ -142,7 +143,7 @@ pub async fn model_metadata(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    metadata(&state, &name, None)
+    metadata(&state, &name, None).map(Json)
 }
 
 /// Metadata of one model version.
@@ -158,7 +159,25 @@ pub async fn version_metadata(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
     let version = parse_version(&name, &version)?;
-    metadata(&state, &name, Some(version))
+    metadata(&state, &name, Some(version)).map(Json)
+}
+
+/// Whether a model version is ready; unknown models and versions are errors.
+pub(in crate::api) fn model_is_ready(
+    state: &AppState,
+    name: &str,
+    version: Option<u64>,
+) -> Result<bool, ApiError> {
+    match state
+        .predictor
+        .store()
+        .snapshot()
+        .resolve(Some(name), version)
+    {
+        Ok(_) => Ok(true),
+        Err(ResolveError::Loading { .. } | ResolveError::Failed { .. }) => Ok(false),
+        Err(e) => Err(v2(e)),
+    }
 }
 
 fn model_ready_answer(
@@ -166,16 +185,7 @@ fn model_ready_answer(
     name: &str,
     version: Option<u64>,
 ) -> Result<Response, ApiError> {
-    let ready = match state
-        .predictor
-        .store()
-        .snapshot()
-        .resolve(Some(name), version)
-    {
-        Ok(_) => true,
-        Err(ResolveError::Loading { .. } | ResolveError::Failed { .. }) => false,
-        Err(e) => return Err(v2(e)),
-    };
+    let ready = model_is_ready(state, name, version)?;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -317,16 +327,7 @@ async fn run_infer(
     // --max-elements before any input is decoded; each decoder then also checks its count
     // against the data actually sent before allocating. A shape whose count overflows is
     // refused by name in the loop below.
-    let declared = request
-        .inputs
-        .iter()
-        .filter_map(|input| {
-            // A negative dimension counts as 0 here and is refused by name below.
-            input.shape.iter().try_fold(1usize, |acc, d| {
-                acc.checked_mul(usize::try_from(*d).unwrap_or(0))
-            })
-        })
-        .fold(0usize, usize::saturating_add);
+    let declared = datatype::declared_elements(request.inputs.iter().map(|i| i.shape.as_slice()));
     state.predictor.check_elements(Some(declared)).map_err(v2)?;
     let mut inputs = Vec::with_capacity(specs.len().min(request.inputs.len()));
     for input in &request.inputs {
@@ -342,33 +343,8 @@ async fn run_infer(
         })?;
         let dt = datatype::parse(&input.datatype, &input.name, spec.dtype)
             .map_err(|m| bad("wrong_type", m))?;
-        let shape: Vec<usize> = input
-            .shape
-            .iter()
-            .map(|d| {
-                usize::try_from(*d).map_err(|_| {
-                    bad(
-                        "wrong_shape",
-                        format!(
-                            "input {:?}: negative dimension in shape {:?}",
-                            input.name, input.shape
-                        ),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let count = shape
-            .iter()
-            .try_fold(1usize, |acc, d| acc.checked_mul(*d))
-            .ok_or_else(|| {
-                bad(
-                    "wrong_shape",
-                    format!(
-                        "input {:?}: shape {:?} is too large",
-                        input.name, input.shape
-                    ),
-                )
-            })?;
+        let (shape, count) =
+            datatype::shape(&input.shape, &input.name).map_err(|m| bad("wrong_shape", m))?;
         let binary_size = input
             .parameters
             .as_ref()

@@ -1,0 +1,76 @@
+//! The Open Inference Protocol over gRPC (KServe V2 / Triton `inference.GRPCInferenceService`),
+//! the standard gRPC health service and, on request, server reflection, served on their own port.
+//! The RPCs are thin adapters over the same calls as the REST V2 endpoints: inference goes
+//! through `Predictor::infer`, errors through `ApiError` (mapped to gRPC codes in `status.rs`).
+
+mod health;
+mod infer;
+mod layer;
+mod service;
+mod status;
+mod tensors;
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+use crate::api::AppState;
+use proto::grpc_inference_service_server::GrpcInferenceServiceServer;
+
+pub use status::to_status;
+
+/// The generated protocol messages, server and client (`proto/grpc_predict_v2.proto`).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod proto {
+    tonic::include_proto!("inference");
+
+    /// The encoded descriptors of the protocol, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("inference_descriptor");
+}
+
+/// How the gRPC server listens and what it accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcSettings {
+    /// Largest request message, checked against the length prefix before the message is read.
+    pub max_message_bytes: usize,
+    /// Concurrent calls (HTTP/2 streams) per connection.
+    pub max_concurrent_streams: u32,
+    /// Serve `grpc.reflection.v1` / `v1alpha`.
+    pub reflection: bool,
+}
+
+/// Serves gRPC on `listener` until `shutdown` completes, then lets calls in flight finish.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    settings: GrpcSettings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let ready = health::publish(&state, &reporter).await;
+    let readiness = tokio::spawn(health::track_readiness(state.clone(), reporter, ready));
+    let inference = GrpcInferenceServiceServer::new(service::InferenceService::new(state.clone()))
+        .max_decoding_message_size(settings.max_message_bytes);
+    let mut server = Server::builder()
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .concurrency_limit_per_connection(settings.max_concurrent_streams as usize)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(layer::GrpcLayer::new(state));
+    let mut router = server.add_service(inference).add_service(health_service);
+    if settings.reflection {
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        router = router.add_service(reflection);
+    }
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let result = router
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    readiness.abort();
+    Ok(result?)
+}
