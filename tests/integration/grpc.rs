@@ -609,3 +609,98 @@ async fn shutdown_stops_the_grpc_server() {
     let refused = tokio::net::TcpStream::connect(addr).await;
     assert!(refused.is_err(), "nothing listens after shutdown");
 }
+
+fn with_key<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = key {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_scopes_and_rate_limits_apply_to_grpc_calls() {
+    const APP: &str = "grpc-app-key-0123456789";
+    const READER: &str = "grpc-reader-key-0123456789";
+    let repo = crate::common::repo_with(&["iris"]);
+    let keys = repo.path().join("keys.toml");
+    std::fs::write(
+        &keys,
+        format!(
+            "[[keys]]\nname = \"app\"\nsha256 = \"{}\"\nscopes = [\"predict\"]\nrps = 0.001\nburst = 2\n\n\
+             [[keys]]\nname = \"reader\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n",
+            infera::auth::hash_key(APP),
+            infera::auth::hash_key(READER),
+        ),
+    )
+    .unwrap();
+    let infera = loaded(repo.path(), &["--api-keys-file", keys.to_str().unwrap()]);
+    let server = GrpcServer::start(infera).await;
+    let mut client = server.client().await;
+    let mut health = HealthClient::new(server.channel().await);
+
+    // Probes need no key.
+    assert!(client
+        .server_live(with_key(ServerLiveRequest {}, None))
+        .await
+        .is_ok());
+    assert!(client
+        .server_ready(with_key(ServerReadyRequest {}, None))
+        .await
+        .is_ok());
+    let probe = HealthCheckRequest {
+        service: String::new(),
+    };
+    assert!(health.check(probe).await.is_ok());
+
+    // No key, a wrong key, the wrong scope.
+    let infer = |key| with_key(golden_request("iris", true), key);
+    let s = client.model_infer(infer(None)).await.unwrap_err();
+    assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
+    let s = client
+        .model_infer(infer(Some("not-a-key")))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::Unauthenticated);
+    assert!(!s.message().contains("not-a-key"), "the key is not echoed");
+    let s = client.model_infer(infer(Some(READER))).await.unwrap_err();
+    assert_eq!(s.code(), Code::PermissionDenied);
+    let meta = ServerMetadataRequest {};
+    let s = client
+        .server_metadata(with_key(meta, Some(APP)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        s.code(),
+        Code::PermissionDenied,
+        "metadata needs the read scope"
+    );
+    assert!(client
+        .server_metadata(with_key(meta, Some(READER)))
+        .await
+        .is_ok());
+
+    // The app key predicts until its burst of 2 is spent, then RESOURCE_EXHAUSTED + RetryInfo.
+    for _ in 0..2 {
+        let reply = client.model_infer(infer(Some(APP))).await.unwrap();
+        assert_golden("iris", reply.get_ref());
+    }
+    let s = client.model_infer(infer(Some(APP))).await.unwrap_err();
+    assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+    assert_eq!(error_type(&s), "rate_limited");
+    assert!(s.get_details_retry_info().is_some());
+
+    let text = server.infera.state.metrics.render();
+    assert_eq!(
+        metric(
+            &text,
+            "infera_caller_instances_total{caller=\"app\",model=\"iris\"}"
+        ),
+        Some(2.0 * golden("iris")["inputs"].as_array().unwrap().len() as f64),
+        "gRPC usage is counted per caller and model"
+    );
+    assert!(!text.contains(APP), "keys never reach the metrics");
+    server.stop().await;
+}

@@ -3,6 +3,7 @@
 
 use super::proto::{ModelInferRequest, ModelInferResponse};
 use super::tensors::{decode_inputs, encode_outputs, raw_outputs};
+use crate::api::access::Usage;
 use crate::api::routes::predict::parse_version;
 use crate::api::v2::datatype;
 use crate::api::{ApiError, AppState};
@@ -16,11 +17,12 @@ pub fn version(model: &str, version: &str) -> Result<Option<u64>, ApiError> {
     parse_version(model, version).map(Some)
 }
 
-/// Runs one inference request.
+/// Runs one inference request; also says which model answered how many instances (for the
+/// per-caller usage series).
 pub async fn model_infer(
     state: &AppState,
     request: ModelInferRequest,
-) -> Result<ModelInferResponse, ApiError> {
+) -> Result<(ModelInferResponse, Usage), ApiError> {
     let ModelInferRequest {
         model_name,
         model_version,
@@ -53,13 +55,18 @@ pub async fn model_infer(
     )?;
     drop(loaded);
     let outcome = state.predictor.infer(target, tensors).await?;
+    let usage = Usage {
+        model: outcome.model.clone(),
+        instances: outcome.outputs.first().map_or(0, |(_, t)| t.rows()),
+    };
     let (tensors, raw_output_contents) = encode_outputs(outcome.outputs, &outputs, raw)?;
-    Ok(ModelInferResponse {
+    let response = ModelInferResponse {
         model_name: outcome.model,
         model_version: outcome.version.to_string(),
         id,
         parameters: Default::default(),
         outputs: tensors,
         raw_output_contents,
-    })
+    };
+    Ok((response, usage))
 }

@@ -1,5 +1,6 @@
 //! Cross-cutting gRPC behaviour, applied to every call before it reaches a service: the call
-//! metrics (`infera_grpc_*`, labelled by RPC from a fixed list and by status code name).
+//! metrics (`infera_grpc_*`, labelled by RPC from a fixed list and by status code name), access
+//! control (`access.rs`) and usage per caller.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,9 +9,14 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::http::{Request, Response};
+use tonic::transport::server::TcpConnectInfo;
 use tower::{Layer, Service};
 
+use super::access;
+use super::status::to_status;
+use crate::api::access::Usage;
 use crate::api::AppState;
+use crate::auth::Caller;
 use crate::monitoring::Metrics;
 
 /// RPC label for a path that names no served method (a closed set: never the raw path).
@@ -73,17 +79,25 @@ fn code_label<B>(response: &Response<B>) -> &'static str {
     }
 }
 
+/// The HTTP status class that a gRPC code stands for, for the per-caller usage series (which
+/// count REST and gRPC alike by 2xx / 4xx / 5xx).
+fn status_class(code: &str) -> u16 {
+    match code {
+        "OK" => 200,
+        "INTERNAL" | "UNKNOWN" | "UNAVAILABLE" | "DATA_LOSS" | "DEADLINE_EXCEEDED" => 500,
+        _ => 400,
+    }
+}
+
 /// Wraps the gRPC services with [`GrpcCalls`].
 #[derive(Clone)]
 pub struct GrpcLayer {
-    metrics: Arc<Metrics>,
+    state: AppState,
 }
 
 impl GrpcLayer {
     pub fn new(state: AppState) -> GrpcLayer {
-        GrpcLayer {
-            metrics: state.metrics,
-        }
+        GrpcLayer { state }
     }
 }
 
@@ -93,22 +107,24 @@ impl<S> Layer<S> for GrpcLayer {
     fn layer(&self, inner: S) -> GrpcCalls<S> {
         GrpcCalls {
             inner,
-            metrics: self.metrics.clone(),
+            state: self.state.clone(),
         }
     }
 }
 
-/// Records every call's count, latency (to the response head) and the in-flight gauge.
+/// Records every call's count, latency (to the response head) and the in-flight gauge; refuses
+/// calls that fail access control before they are read; counts usage per caller.
 #[derive(Clone)]
 pub struct GrpcCalls<S> {
     inner: S,
-    metrics: Arc<Metrics>,
+    state: AppState,
 }
 
 impl<S, B, RB> Service<Request<B>> for GrpcCalls<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
     S::Future: Send + 'static,
+    RB: Default + Send + 'static,
 {
     type Response = Response<RB>;
     type Error = S::Error;
@@ -119,20 +135,45 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        let metrics = self.state.metrics.clone();
         let mut call = InFlight {
-            metrics: self.metrics.clone(),
+            metrics: metrics.clone(),
             rpc: rpc_label(request.uri().path()),
             started: Instant::now(),
             code: None,
         };
-        self.metrics.grpc().in_flight().inc();
+        metrics.grpc().in_flight().inc();
+        let peer = request.extensions().get::<TcpConnectInfo>();
+        let caller = match access::admit(&self.state, call.rpc, request.headers(), peer) {
+            Ok(caller) => caller,
+            Err(refused) => {
+                let response = to_status(refused).into_http::<RB>();
+                call.answered(code_label(&response));
+                return Box::pin(async move { Ok(response) });
+            }
+        };
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = answer.await?;
-            call.answered(code_label(&response));
+            let code = code_label(&response);
+            call.answered(code);
+            if let Some(caller) = caller {
+                record_usage(&metrics, &caller, &response, code);
+            }
             Ok(response)
         })
     }
+}
+
+/// Counts a scoped call for its caller, with the model and instances an inference reported.
+fn record_usage<RB>(metrics: &Metrics, caller: &Caller, response: &Response<RB>, code: &str) {
+    let usage = response.extensions().get::<Usage>();
+    metrics.access().caller_request(
+        caller.name(),
+        usage.map_or("none", |u| u.model.as_str()),
+        status_class(code),
+        usage.map_or(0, |u| u.instances),
+    );
 }
 
 /// Records the call however its future ends; a call dropped before its answer (client gone)

@@ -3,6 +3,7 @@
 //! The RPCs are thin adapters over the same calls as the REST V2 endpoints: inference goes
 //! through `Predictor::infer`, errors through `ApiError` (mapped to gRPC codes in `status.rs`).
 
+mod access;
 mod health;
 mod infer;
 mod layer;

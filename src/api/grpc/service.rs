@@ -96,9 +96,11 @@ impl GrpcInferenceService for InferenceService {
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        let answer = model_infer(&self.state, request.into_inner())
+        let (answer, usage) = model_infer(&self.state, request.into_inner())
             .await
             .map_err(to_status)?;
-        Ok(Response::new(answer))
+        let mut response = Response::new(answer);
+        response.extensions_mut().insert(usage);
+        Ok(response)
     }
 }
