@@ -38,6 +38,10 @@ pub const TABLE: &[(&str, Rule)] = &[
         Rule::Scoped(Scope::Read),
     ),
     (
+        "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        Rule::Scoped(Scope::Read),
+    ),
+    (
         "inference.GRPCInferenceService/ModelInfer",
         Rule::Scoped(Scope::Predict),
     ),

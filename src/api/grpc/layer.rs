@@ -33,6 +33,7 @@ pub const RPCS: &[&str] = &[
     "grpc.health.v1.Health/Check",
     "grpc.health.v1.Health/Watch",
     "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ];
 
 /// gRPC status code names by number (the `code` label).

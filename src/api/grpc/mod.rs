@@ -50,9 +50,8 @@ pub async fn serve(
     settings: GrpcSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (reporter, health_service) = tonic_health::server::health_reporter();
-    let ready = health::publish(&state, &reporter).await;
-    let readiness = tokio::spawn(health::track_readiness(state.clone(), reporter, ready));
+    let (readiness, health_service) = health::Readiness::start(state.clone()).await;
+    let readiness = tokio::spawn(readiness.track());
     let inference = GrpcInferenceServiceServer::new(service::InferenceService::new(state.clone()))
         .max_decoding_message_size(settings.max_message_bytes);
     let mut server = Server::builder()
@@ -62,11 +61,15 @@ pub async fn serve(
         .layer(layer::GrpcLayer::new(state));
     let mut router = server.add_service(inference).add_service(health_service);
     if settings.reflection {
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        router = router.add_service(reflection);
+        // v1 and v1alpha: grpcurl and grpcio-reflection's clients still ask for v1alpha.
+        let builder = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        router = router
+            .add_service(builder().build_v1()?)
+            .add_service(builder().build_v1alpha()?);
     }
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = router
