@@ -342,3 +342,18 @@ def test_image_model_raw_and_typed():
         c.close()
     finally:
         _stop(srv.proc)
+
+
+def test_sigterm_stops_both_servers():
+    """One SIGTERM drains and stops the HTTP and the gRPC server: the process exits 0."""
+    import signal
+
+    srv = _start(MODELS_DIR)
+    try:
+        c = _ready_client(srv)
+        assert c.is_server_live()
+        c.close()
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(timeout=15) == 0, srv.stderr_tail()
+    finally:
+        _stop(srv.proc)
