@@ -254,7 +254,7 @@ async fn metadata_readiness_and_golden_inference_typed_and_raw() {
                 !raw,
                 "outputs are encoded as the inputs were"
             );
-            assert!(reply.outputs.iter().all(|o| o.contents.is_some() == !raw));
+            assert!(reply.outputs.iter().all(|o| o.contents.is_some() != raw));
             assert_golden(model, &reply);
         }
     }
