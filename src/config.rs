@@ -273,6 +273,8 @@ pub struct ExplainArgs {
     /// Time budget of one explain request in milliseconds, queueing included.
     #[arg(long, env = "INFERA_EXPLAIN_TIMEOUT_MS", default_value_t = 5_000)]
     pub explain_timeout_ms: u64,
+}
+
 /// The gRPC server: the Open Inference Protocol (`inference.GRPCInferenceService`), the standard
 /// health service and optional reflection, on its own port. Off unless `--grpc-port` is set.
 #[derive(Debug, Clone, Args)]
@@ -648,6 +650,10 @@ impl ExplainArgs {
         if self.explain_timeout_ms == 0 {
             return Err("--explain-timeout-ms must be at least 1".into());
         }
+        Ok(())
+    }
+}
+
 impl GrpcArgs {
     /// The largest request message after applying the default (`--max-body-bytes`).
     pub fn max_message_bytes(&self, limits: &LimitArgs) -> usize {

@@ -309,6 +309,8 @@ impl Metrics {
 
     pub fn explain(&self) -> &ExplainFamilies {
         &self.explain
+    }
+
     pub fn grpc(&self) -> &GrpcFamilies {
         &self.grpc
     }
