@@ -82,6 +82,7 @@ pub struct ServeArgs {
     pub monitoring: MonitoringArgs,
     #[command(flatten)]
     pub explain: ExplainArgs,
+    #[command(flatten)]
     pub grpc: GrpcArgs,
     #[command(flatten)]
     pub log: LogArgs,
