@@ -99,6 +99,9 @@ impl From<ResolveError> for ApiError {
                 "model_unavailable",
                 message,
             ),
+            ResolveError::NotServed { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "version_not_served", message)
+            }
         }
     }
 }

@@ -194,6 +194,10 @@ pub struct ModelDetail {
     /// A problem with the model as a whole (unreadable manifest, no versions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A changed `model.toml` on disk that could not be parsed: the model keeps serving with
+    /// the card shown here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_error: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

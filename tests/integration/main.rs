@@ -17,4 +17,5 @@ mod onnx;
 mod openapi;
 mod overload;
 mod server;
+mod updates;
 mod v2;

@@ -25,7 +25,10 @@ fn state_of(entry: &ModelEntry) -> String {
 fn default_contract(entry: &ModelEntry) -> Option<&ModelContract> {
     match entry.versions.get(&entry.default_version()?)? {
         VersionState::Ready(loaded) => Some(&loaded.contract),
-        VersionState::Loading | VersionState::Failed(_) => None,
+        VersionState::Loading
+        | VersionState::Failed(_)
+        | VersionState::Rejected { .. }
+        | VersionState::Unloaded => None,
     }
 }
 
@@ -86,14 +89,14 @@ pub async fn get_model(
             state: s.name().to_string(),
             load_duration_ms: match s {
                 VersionState::Ready(l) => Some(l.load_duration.as_secs_f64() * 1e3),
-                VersionState::Loading | VersionState::Failed(_) => None,
+                VersionState::Loading
+                | VersionState::Failed(_)
+                | VersionState::Rejected { .. }
+                | VersionState::Unloaded => None,
             },
-            error: match s {
-                // The reason names file paths and graph details: useful to the operator reading
-                // the card, and the repository layout is not a secret of this API.
-                VersionState::Failed(reason) => Some(reason.clone()),
-                VersionState::Loading | VersionState::Ready(_) => None,
-            },
+            // The reason names file paths and graph details: useful to the operator reading the
+            // card, and the repository layout is not a secret of this API.
+            error: s.reason(),
         })
         .collect();
     Ok(Json(ModelDetail {
@@ -104,6 +107,7 @@ pub async fn get_model(
         contract: default_contract(entry).map(contract_body),
         versions,
         error: entry.error.clone(),
+        card_error: entry.card_error.clone(),
     }))
 }
 
