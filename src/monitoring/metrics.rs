@@ -330,11 +330,12 @@ impl Metrics {
         self.gate_failures.with_label_values(&[model, stage]).inc();
     }
 
-    /// Removes every series of a version that no longer serves (unloaded, replaced by a
-    /// policy, or its model removed). Requests still draining on it record into detached
-    /// handles, which are no longer exported.
-    pub fn forget(&self, version: &ModelMetrics) {
-        let (model, v) = (version.model.as_str(), version.version.as_str());
+    /// Removes every series of a version that no longer serves (unloaded by its policy,
+    /// refused by the gate, or gone from disk). Requests still draining on it record into
+    /// detached handles, which are no longer exported.
+    pub fn forget(&self, model: &str, version: u64) {
+        let v = version.to_string();
+        let v = v.as_str();
         drop_series(&self.queue_wait, model, v);
         drop_series(&self.compute, model, v);
         drop_series(&self.request_duration, model, v);

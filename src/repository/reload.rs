@@ -333,6 +333,8 @@ impl Reloader {
             }
             Some((stage, _)) => {
                 let reason = verdict.reason().unwrap_or_default();
+                // Its series were registered by the load; it will not serve.
+                self.ctx.metrics.forget(model, version);
                 // A gate failure is an expected outcome of a release, not a server fault.
                 tracing::warn!(model, version, stage = stage.as_str(), %reason, "candidate rejected by the validation gate; the serving version stays");
                 self.ctx.metrics.model_failed(model, version);
@@ -364,15 +366,18 @@ impl Reloader {
         });
     }
 
-    /// Drops the metric series of versions that served in `old` and do not in `new`, so series
-    /// do not pile up across reloads.
+    /// Drops the metric series of versions that served in `old` and do not in `new`, and of
+    /// refused versions gone from disk, so series do not pile up across reloads.
     fn forget_unserved(&self, old: &ModelEntry, new: &ModelEntry) {
         for (v, state) in &old.versions {
-            let VersionState::Ready(loaded) = state else {
-                continue;
+            let gone = match (state, new.versions.get(v)) {
+                (VersionState::Ready(_), Some(VersionState::Ready(_))) => false,
+                (VersionState::Ready(_), _) => true,
+                (VersionState::Failed(_) | VersionState::Rejected { .. }, None) => true,
+                _ => false,
             };
-            if !matches!(new.versions.get(v), Some(VersionState::Ready(_))) {
-                self.ctx.metrics.forget(&loaded.metrics);
+            if gone {
+                self.ctx.metrics.forget(&old.name, *v);
             }
         }
     }
