@@ -78,6 +78,54 @@ fn fingerprint(dir: &VersionDir) -> Fingerprint {
     )
 }
 
+/// One model's pass: what the catalog had, what is on disk now.
+struct ModelPass<'a> {
+    dir: &'a ModelDir,
+    current: Option<&'a ModelEntry>,
+    manifest: Option<Arc<Manifest>>,
+    /// The card differs from the one the versions were loaded with: every version is re-gated.
+    card_changed: bool,
+    seen: &'a mut HashMap<(String, u64), Fingerprint>,
+    report: &'a mut ReloadReport,
+}
+
+impl ModelPass<'_> {
+    /// The version's state in the catalog before this pass.
+    fn old(&self, v: u64) -> Option<&VersionState> {
+        self.current.and_then(|c| c.versions.get(&v))
+    }
+
+    /// Neither the card nor the version's files changed since it was last loaded.
+    fn unchanged(&self, vdir: &VersionDir) -> bool {
+        !self.card_changed
+            && self.seen.get(&(self.dir.name.clone(), vdir.version)) == Some(&fingerprint(vdir))
+    }
+
+    /// Versions on disk the walk did not reach are unloaded, except refused ones, which stay
+    /// visible as refused until their files change.
+    fn settle_rest(&mut self, versions: &mut BTreeMap<u64, VersionState>) {
+        for vdir in &self.dir.versions {
+            let v = vdir.version;
+            if versions.contains_key(&v) {
+                continue;
+            }
+            let state = match self.old(v) {
+                Some(s @ (VersionState::Failed(_) | VersionState::Rejected { .. }))
+                    if self.unchanged(vdir) =>
+                {
+                    s.clone()
+                }
+                Some(VersionState::Ready(_)) => {
+                    self.report.push(&self.dir.name, Some(v), "unloaded", None);
+                    VersionState::Unloaded
+                }
+                _ => VersionState::Unloaded,
+            };
+            versions.insert(v, state);
+        }
+    }
+}
+
 /// Keeps the catalog in step with the repository on disk.
 pub struct Reloader {
     root: PathBuf,
@@ -175,8 +223,36 @@ impl Reloader {
             Ok(m) => m.clone().map(Arc::new),
             Err(reason) => return self.bad_card(dir, current, reason, report),
         };
-        let card_changed = current.is_some_and(|c| c.manifest != manifest || c.error.is_some());
-        let policy = manifest
+        let mut pass = ModelPass {
+            dir,
+            current,
+            card_changed: current.is_some_and(|c| c.manifest != manifest || c.error.is_some()),
+            manifest,
+            seen,
+            report,
+        };
+        let mut versions = self.select(&mut pass);
+        pass.settle_rest(&mut versions);
+        pass.seen
+            .retain(|(m, v), _| m != &dir.name || versions.contains_key(v));
+        let error = dir
+            .versions
+            .is_empty()
+            .then(|| RepositoryError::NoVersions(dir.name.clone()).to_string());
+        Arc::new(ModelEntry {
+            name: dir.name.clone(),
+            manifest: pass.manifest,
+            error,
+            versions,
+            card_error: None,
+        })
+    }
+
+    /// Walks the versions from the highest down, as the policy selects them, keeping unchanged
+    /// ones and admitting new or changed ones, until the policy's count of ready versions is met.
+    fn select(&self, pass: &mut ModelPass<'_>) -> BTreeMap<u64, VersionState> {
+        let policy = pass
+            .manifest
             .as_ref()
             .and_then(|m| m.versions.clone())
             .unwrap_or_default();
@@ -185,32 +261,31 @@ impl Reloader {
             PolicyKind::All => (usize::MAX, None),
             PolicyKind::Specific => (usize::MAX, Some(&policy.specific)),
         };
-        let mut serving_ref = current.and_then(ModelEntry::serving);
+        let mut serving_ref = pass.current.and_then(ModelEntry::serving);
         let mut versions = BTreeMap::new();
         let mut serving = 0usize;
-        for vdir in dir.versions.iter().rev() {
+        for vdir in pass.dir.versions.iter().rev() {
             let v = vdir.version;
             if serving >= want || listed.is_some_and(|l| !l.contains(&v)) {
                 continue;
             }
-            let print = fingerprint(vdir);
-            let key = (dir.name.clone(), v);
-            let unchanged = !card_changed && seen.get(&key) == Some(&print);
-            let old = current.and_then(|c| c.versions.get(&v));
-            let state = match (unchanged, old) {
-                (true, Some(VersionState::Ready(l))) => VersionState::Ready(l.clone()),
+            let state = match (pass.unchanged(vdir), pass.old(v)) {
+                (true, Some(s @ VersionState::Ready(_))) => s.clone(),
                 (true, Some(s @ (VersionState::Failed(_) | VersionState::Rejected { .. }))) => {
                     s.clone()
                 }
                 _ => {
+                    // Taken before the load: a file that changes meanwhile is loaded again.
+                    let print = fingerprint(vdir);
+                    let manifest = pass.manifest.clone();
                     let state = self.admit(
-                        &dir.name,
+                        &pass.dir.name,
                         vdir,
                         manifest.as_deref(),
                         serving_ref.as_deref(),
-                        report,
+                        pass.report,
                     );
-                    seen.insert(key, print);
+                    pass.seen.insert((pass.dir.name.clone(), v), print);
                     state
                 }
             };
@@ -220,41 +295,7 @@ impl Reloader {
             }
             versions.insert(v, state);
         }
-        for vdir in &dir.versions {
-            let v = vdir.version;
-            if versions.contains_key(&v) {
-                continue;
-            }
-            let old = current.and_then(|c| c.versions.get(&v));
-            let unchanged =
-                !card_changed && seen.get(&(dir.name.clone(), v)) == Some(&fingerprint(vdir));
-            let state = match old {
-                // A refused candidate stays visible as refused until its files change.
-                Some(s @ (VersionState::Failed(_) | VersionState::Rejected { .. }))
-                    if unchanged =>
-                {
-                    s.clone()
-                }
-                Some(VersionState::Ready(_)) => {
-                    report.push(&dir.name, Some(v), "unloaded", None);
-                    VersionState::Unloaded
-                }
-                _ => VersionState::Unloaded,
-            };
-            versions.insert(v, state);
-        }
-        seen.retain(|(m, v), _| m != &dir.name || versions.contains_key(v));
-        let error = dir
-            .versions
-            .is_empty()
-            .then(|| RepositoryError::NoVersions(dir.name.clone()).to_string());
-        Arc::new(ModelEntry {
-            name: dir.name.clone(),
-            manifest,
-            error,
-            versions,
-            card_error: None,
-        })
+        versions
     }
 
     /// A card that does not parse: a model that serves keeps serving as it was (the change is

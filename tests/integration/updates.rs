@@ -523,3 +523,83 @@ fn check_writes_a_machine_readable_report() {
         "{report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_announces_a_refused_candidate() {
+    let (url, events) = crate::monitoring::receiver().await;
+    let repo = repo_with(&["iris"]);
+    write_eval(&repo.path().join("iris/1"));
+    append_card(repo.path(), "iris", "[gate]\nmin_accuracy = 0.9\n");
+    let infera = loaded(repo.path(), &["--webhook-url", &url]);
+    publish(
+        repo.path(),
+        "iris",
+        &repo.path().join("iris/1"),
+        2,
+        write_worse_iris,
+    );
+    let reloader = infera.reloader().clone();
+    tokio::task::spawn_blocking(move || reloader.reload().unwrap())
+        .await
+        .unwrap();
+    eventually("the gate event arrives", || {
+        !events.lock().unwrap().is_empty()
+    })
+    .await;
+    let got = events.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let event = &got[0];
+    assert_eq!(event["kind"], "gate");
+    assert_eq!(event["status"], "rejected");
+    assert_eq!(event["model"], "iris");
+    assert_eq!(event["version"], 2);
+    assert_eq!(event["detail"]["stage"], "eval");
+    assert!(
+        event["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("gate.min_accuracy"),
+        "{event}"
+    );
+}
+
+/// A request in flight on a version that a swap unloads finishes on that version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_flight_request_finishes_on_the_version_it_started_on() {
+    let repo = tempfile::tempdir().unwrap();
+    crate::onnx::slow(repo.path(), "slow", 256, 1500);
+    let infera = loaded(repo.path(), &["--workers", "1"]);
+    let app = infera.router();
+    let body = json!({"instances": vec![vec![0.5; 256]; 16]});
+    let in_flight = tokio::spawn({
+        let app = app.clone();
+        let body = body.clone();
+        async move { post(&app, "/models/slow/predict", &body).await }
+    });
+    let pool = infera.pool().clone();
+    eventually("the request runs on a worker", || {
+        pool.running() > 0 || in_flight.is_finished()
+    })
+    .await;
+    assert!(!in_flight.is_finished(), "{:?}", in_flight.await.unwrap());
+    publish(repo.path(), "slow", &repo.path().join("slow/1"), 2, |_| {});
+    let reloader = infera.reloader().clone();
+    tokio::task::spawn_blocking(move || reloader.reload().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        !in_flight.is_finished(),
+        "the request must still be running when the swap is published"
+    );
+    let card = get(&app, "/models/slow").await.json();
+    assert_eq!(version_state(&card, 1).0, "unloaded", "{card}");
+    let r = in_flight.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["version"],
+        1,
+        "answered by the version it started on"
+    );
+    let r = post(&app, "/models/slow/predict", &body).await;
+    assert_eq!(r.json()["version"], 2, "new requests go to the new version");
+}
