@@ -570,7 +570,7 @@ async fn an_in_flight_request_finishes_on_the_version_it_started_on() {
     crate::onnx::slow(repo.path(), "slow", 256, 1500);
     let infera = loaded(repo.path(), &["--workers", "1"]);
     let app = infera.router();
-    let body = json!({"instances": vec![vec![0.5; 256]; 16]});
+    let body = json!({"instances": vec![vec![0.5; 256]; 64]});
     let in_flight = tokio::spawn({
         let app = app.clone();
         let body = body.clone();
@@ -582,7 +582,10 @@ async fn an_in_flight_request_finishes_on_the_version_it_started_on() {
     })
     .await;
     assert!(!in_flight.is_finished(), "{:?}", in_flight.await.unwrap());
-    publish(repo.path(), "slow", &repo.path().join("slow/1"), 2, |_| {});
+    // Version 2 takes and returns the same tensors, but is one layer deep: quick to load.
+    let quick = tempfile::tempdir().unwrap();
+    crate::onnx::slow(quick.path(), "slow", 256, 1);
+    publish(repo.path(), "slow", &quick.path().join("slow/1"), 2, |_| {});
     let reloader = infera.reloader().clone();
     tokio::task::spawn_blocking(move || reloader.reload().unwrap())
         .await
