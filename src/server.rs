@@ -105,6 +105,9 @@ impl Infera {
             predictor,
             explainer,
             metrics,
+            admin: access
+                .has_scope(auth::Scope::Admin)
+                .then(|| reloader.clone()),
             access,
             max_body_bytes: args.limits.max_body_bytes,
             draining: Default::default(),

@@ -26,5 +26,5 @@ pub use manifest::{
     Batching, Evaluation, Feature, Gate, Manifest, Monitoring, OutputNames, PolicyKind, Task,
     TrainingData, Versions,
 };
-pub use reload::{Change, ReloadReport, Reloader};
+pub use reload::{AdminError, Change, ReloadReport, Reloader};
 pub use watch::{watch, RepositoryWatcher, WatchConfig};

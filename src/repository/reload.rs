@@ -6,12 +6,13 @@
 //! Reloads are serialised (one at a time, whoever asks: start-up, the watcher or a test) and
 //! run on the caller's thread, which must not be an async runtime thread (loading is blocking).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
+use thiserror::Error;
 
 use super::catalog::{LoadedVersion, ModelEntry, ModelStore, VersionState};
 use super::error::RepositoryError;
@@ -135,6 +136,17 @@ pub struct Reloader {
     ctx: LoadContext,
     /// Held for the whole of a reload: what each version in the catalog was loaded from.
     seen: Mutex<HashMap<(String, u64), Fingerprint>>,
+    /// Models unloaded through the admin API: left out of the catalog until loaded again.
+    held: Mutex<BTreeSet<String>>,
+}
+
+/// Why an admin request on the repository could not be carried out.
+#[derive(Debug, Error)]
+pub enum AdminError {
+    #[error("model {0:?} is not in the model repository")]
+    NotInRepository(String),
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
 }
 
 impl std::fmt::Debug for Reloader {
@@ -158,7 +170,44 @@ impl Reloader {
             store,
             ctx,
             seen: Mutex::new(HashMap::new()),
+            held: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// Models unloaded through the admin API.
+    pub fn held(&self) -> BTreeSet<String> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Serves `model` from the repository again (after an unload) and applies its current
+    /// files now, through the gate. Only a model directory of the repository can be named:
+    /// nothing is ever fetched from elsewhere.
+    pub fn load(&self, model: &str) -> Result<ReloadReport, AdminError> {
+        if !layout::valid_model_name(model) || !self.root.join(model).is_dir() {
+            return Err(AdminError::NotInRepository(model.to_string()));
+        }
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(model);
+        let report = self.reload()?;
+        if !self.store.snapshot().models.contains_key(model) {
+            return Err(AdminError::NotInRepository(model.to_string()));
+        }
+        Ok(report.about(model))
+    }
+
+    /// Stops serving `model` (every version) until it is loaded again; requests already
+    /// running on it finish.
+    pub fn unload(&self, model: &str) -> Result<ReloadReport, AdminError> {
+        let known = self.store.snapshot().models.contains_key(model);
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if !known && !held.contains(model) {
+            return Err(AdminError::NotInRepository(model.to_string()));
+        }
+        held.insert(model.to_string());
+        drop(held);
+        Ok(self.reload()?.about(model))
     }
 
     pub fn root(&self) -> &Path {
@@ -169,7 +218,9 @@ impl Reloader {
     /// be read leaves the catalog as it is.
     pub fn reload(&self) -> Result<ReloadReport, RepositoryError> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let layout = layout::scan(&self.root)?;
+        let held = self.held();
+        let mut layout = layout::scan(&self.root)?;
+        layout.models.retain(|m| !held.contains(&m.name));
         let mut report = ReloadReport::default();
         let catalog = self.store.snapshot();
         for dir in &layout.models {
@@ -192,7 +243,12 @@ impl Reloader {
             });
             seen.retain(|(m, _), _| m != name);
             self.forget_unserved(old, &ModelEntry::empty(name));
-            report.push(name, None, "removed", None);
+            let action = if held.contains(name) {
+                "unloaded"
+            } else {
+                "removed"
+            };
+            report.push(name, None, action, None);
         }
         let default = self.default_model.clone().or(layout.default_model.clone());
         self.store.update(|c| {
@@ -425,6 +481,12 @@ impl Reloader {
 }
 
 impl ReloadReport {
+    /// The changes to one model.
+    pub fn about(mut self, model: &str) -> ReloadReport {
+        self.changes.retain(|c| c.model == model);
+        self
+    }
+
     /// The versions that failed to load or were refused, and refused cards, as errors.
     pub fn failures(&self) -> Vec<RepositoryError> {
         self.changes

@@ -1,6 +1,7 @@
 //! infera's integration tests, in one binary so CI links once.
 
 mod access;
+mod admin;
 mod batching;
 mod common;
 mod conformance;

@@ -11,7 +11,7 @@ use crate::api::types::{
 use crate::inference::{InputContract, ModelContract};
 use crate::repository::{ModelEntry, ResolveError, VersionState};
 
-fn state_of(entry: &ModelEntry) -> String {
+pub(crate) fn state_of(entry: &ModelEntry) -> String {
     if entry.error.is_some() {
         return "failed".into();
     }
@@ -81,7 +81,22 @@ pub async fn get_model(
         .models
         .get(&name)
         .ok_or(ResolveError::ModelNotFound(name))?;
-    let versions = entry
+    let versions = version_bodies(entry);
+    Ok(Json(ModelDetail {
+        name: entry.name.clone(),
+        state: state_of(entry),
+        default_version: entry.default_version(),
+        card: entry.manifest.as_deref().cloned().unwrap_or_default(),
+        contract: default_contract(entry).map(contract_body),
+        versions,
+        error: entry.error.clone(),
+        card_error: entry.card_error.clone(),
+    }))
+}
+
+/// Every version of a model with its state and, for failed and refused ones, the reason.
+pub(crate) fn version_bodies(entry: &ModelEntry) -> Vec<VersionBody> {
+    entry
         .versions
         .iter()
         .map(|(version, s)| VersionBody {
@@ -98,17 +113,7 @@ pub async fn get_model(
             // card, and the repository layout is not a secret of this API.
             error: s.reason(),
         })
-        .collect();
-    Ok(Json(ModelDetail {
-        name: entry.name.clone(),
-        state: state_of(entry),
-        default_version: entry.default_version(),
-        card: entry.manifest.as_deref().cloned().unwrap_or_default(),
-        contract: default_contract(entry).map(contract_body),
-        versions,
-        error: entry.error.clone(),
-        card_error: entry.card_error.clone(),
-    }))
+        .collect()
 }
 
 fn contract_body(c: &ModelContract) -> ContractBody {
