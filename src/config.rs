@@ -27,16 +27,14 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
-// Parsed once per process: the size difference between the serve flags and the others costs
-// nothing worth a box.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server (the default).
     Serve(Box<ServeArgs>),
     /// Print the OpenAPI document (JSON) to stdout.
     Openapi,
-    /// Load every model of a repository, run its golden files, and exit non-zero on any failure.
+    /// Load every model of a repository, run the validation gate on every version (golden files,
+    /// eval.json), and exit non-zero on any failure.
     Check(CheckArgs),
     /// Ask a running server whether it is ready; exit 0 if so (for container health checks).
     Healthcheck(HealthcheckArgs),
