@@ -1,22 +1,47 @@
-//! The non-serving subcommands: `check` and `healthcheck`.
+//! The non-serving subcommands: `check` (the validation gate run offline over a whole
+//! repository, for a model repository's CI; each model's versions are gated in ascending order,
+//! each compared with the highest earlier version that passed) and `healthcheck`.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use serde::Serialize;
 
 use crate::config::{CheckArgs, HealthcheckArgs};
 use crate::engine::{BatchPolicy, PoolConfig, WorkerPool};
 use crate::monitoring::{Metrics, Notifier};
-use crate::repository::{self, check_golden, GoldenFile, LoadContext};
+use crate::repository::{self, evaluate_gate, GateReport, GateStage, LoadContext, LoadedVersion};
 
-/// Loads every version in the repository and runs its golden file. Prints one line per version
-/// and returns whether everything passed.
+/// The machine-readable report (`--report FILE.json`).
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub repository: String,
+    pub passed: bool,
+    /// Problems with the repository or a model as a whole (cards, missing versions, default).
+    pub problems: Vec<String>,
+    /// One verdict per model version.
+    pub versions: Vec<GateReport>,
+}
+
+/// Loads and gates every version in the repository. Prints one line per version and returns
+/// whether everything passed; writes the JSON report when asked.
 pub fn check(args: &CheckArgs, out: &mut impl Write) -> anyhow::Result<bool> {
-    let layout = repository::scan(&args.repository)
-        .with_context(|| format!("reading model repository {}", args.repository.display()))?;
+    let report = run(&args.repository, out)?;
+    if let Some(path) = &args.report {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+    }
+    Ok(report.passed)
+}
+
+fn run(root: &Path, out: &mut impl Write) -> anyhow::Result<CheckReport> {
+    let layout = repository::scan(root)
+        .with_context(|| format!("reading model repository {}", root.display()))?;
     let loading = LoadContext {
         metrics: Arc::new(Metrics::new()),
         pool: Arc::new(WorkerPool::start(PoolConfig {
@@ -26,90 +51,115 @@ pub fn check(args: &CheckArgs, out: &mut impl Write) -> anyhow::Result<bool> {
         batching: BatchPolicy::default(),
         notifier: Notifier::disabled(),
     };
-    let (mut ok, mut failed) = (0usize, 0usize);
-    writeln!(
-        out,
-        "checking model repository {}",
-        args.repository.display()
-    )?;
+    let mut report = CheckReport {
+        repository: root.display().to_string(),
+        passed: false,
+        problems: Vec::new(),
+        versions: Vec::new(),
+    };
+    writeln!(out, "checking model repository {}", root.display())?;
+    let mut problems = Vec::new();
     if let Err(e) = repository::initial_catalog(&layout, None) {
-        writeln!(out, "  FAIL  repository: {e}")?;
-        failed += 1;
+        problem(out, &mut problems, format!("repository: {e}"))?;
     }
     for model in &layout.models {
         let manifest = match &model.manifest {
             Ok(m) => m.as_ref(),
             Err(e) => {
-                writeln!(out, "  FAIL  {}: {e}", model.name)?;
-                failed += 1;
+                problem(out, &mut problems, format!("{}: {e}", model.name))?;
                 continue;
             }
         };
         if model.versions.is_empty() {
-            writeln!(
-                out,
-                "  FAIL  {}: no versions (expected {}/<version>/model.onnx)",
+            let line = format!(
+                "{}: no versions (expected {}/<version>/model.onnx)",
                 model.name, model.name
-            )?;
-            failed += 1;
+            );
+            problem(out, &mut problems, line)?;
         }
+        let mut serving: Option<Arc<LoadedVersion>> = None;
         for dir in &model.versions {
             let label = format!("{} v{}", model.name, dir.version);
-            let loaded = match repository::load_version(&model.name, dir, manifest, &loading) {
-                Ok(loaded) => loaded,
-                Err(e) => {
-                    writeln!(out, "  FAIL  {label}: {e}")?;
-                    failed += 1;
-                    continue;
-                }
-            };
-            if let (Some(path), Some(reason)) =
-                (&dir.profile_file, loaded.monitor.reference_problem())
-            {
-                writeln!(
-                    out,
-                    "  FAIL  {label}: {} unusable: {reason}",
-                    path.display()
-                )?;
-                failed += 1;
-                continue;
-            }
-            let load_ms = loaded.load_duration.as_secs_f64() * 1e3;
-            let Some(golden_path) = &loaded.golden_file else {
-                writeln!(out, "  ok    {label}: loaded in {load_ms:.1} ms; no golden file, outputs not checked")?;
-                ok += 1;
-                continue;
-            };
-            let report = match GoldenFile::read(golden_path) {
-                Ok(golden) => check_golden(&loaded, &golden),
-                Err(e) => {
-                    writeln!(out, "  FAIL  {label}: {e}")?;
-                    failed += 1;
-                    continue;
-                }
-            };
-            if report.passed() {
-                ok += 1;
-                writeln!(
-                    out,
-                    "  ok    {label}: loaded in {load_ms:.1} ms; golden: {} instances, {} outputs, max |diff| {:.2e}; each instance alone matches too",
-                    report.instances, report.outputs_checked, report.max_abs_diff
-                )?;
-            } else {
-                failed += 1;
-                writeln!(out, "  FAIL  {label}: golden outputs do not match")?;
-                for m in &report.mismatches {
-                    writeln!(out, "          {m}")?;
+            let (mut verdict, loaded) =
+                match repository::load_version(&model.name, dir, manifest, &loading) {
+                    Ok(loaded) => {
+                        let verdict = evaluate_gate(&loaded, dir, manifest, serving.as_deref());
+                        (verdict, Some(Arc::new(loaded)))
+                    }
+                    Err(e) => (
+                        GateReport::load_failed(&model.name, dir.version, e.to_string()),
+                        None,
+                    ),
+                };
+            // The server serves a version whose profile is unusable (without drift); CI should
+            // still hear about it.
+            if let (Some(l), Some(path)) = (&loaded, &dir.profile_file) {
+                if let Some(reason) = l.monitor.reference_problem() {
+                    verdict.fail(
+                        GateStage::Load,
+                        format!("{} unusable: {reason}", path.display()),
+                    );
                 }
             }
+            print_verdict(out, &label, &verdict, loaded.as_deref())?;
+            if verdict.passed {
+                serving = loaded;
+            }
+            report.versions.push(verdict);
         }
     }
+    let ok = report.versions.iter().filter(|v| v.passed).count();
+    let failed = report.versions.len() - ok + problems.len();
     writeln!(
         out,
         "checked {} entries (model versions, models, repository): {ok} ok, {failed} failing",
         ok + failed
     )?;
-    Ok(failed == 0)
+    report.problems = problems;
+    report.passed = failed == 0;
+    Ok(report)
+}
+
+fn problem(out: &mut impl Write, problems: &mut Vec<String>, line: String) -> anyhow::Result<()> {
+    writeln!(out, "  FAIL  {line}")?;
+    problems.push(line);
+    Ok(())
+}
+
+fn print_verdict(
+    out: &mut impl Write,
+    label: &str,
+    verdict: &GateReport,
+    loaded: Option<&LoadedVersion>,
+) -> anyhow::Result<()> {
+    if let Some((stage, detail)) = verdict.failure() {
+        match stage {
+            GateStage::Load => writeln!(out, "  FAIL  {label}: {detail}")?,
+            GateStage::Golden => writeln!(out, "  FAIL  {label}: {detail}")?,
+            GateStage::Contract | GateStage::Eval => {
+                writeln!(out, "  FAIL  {label}: gate {}: {detail}", stage.as_str())?
+            }
+        }
+        for note in verdict.stages.iter().flat_map(|s| &s.notes) {
+            writeln!(out, "          {note}")?;
+        }
+        return Ok(());
+    }
+    let load_ms = loaded.map_or(0.0, |l| l.load_duration.as_secs_f64() * 1e3);
+    let mut line = format!("loaded in {load_ms:.1} ms");
+    for stage in &verdict.stages {
+        match (stage.stage, stage.outcome) {
+            (GateStage::Golden, "passed") => line.push_str(&format!("; golden: {}", stage.detail)),
+            (GateStage::Golden, _) => line.push_str("; no golden file, outputs not checked"),
+            (GateStage::Eval, "passed") => line.push_str(&format!("; eval: {}", stage.detail)),
+            (GateStage::Contract, "passed") => {
+                line.push_str(&format!("; contract: {}", stage.detail))
+            }
+            _ => {}
+        }
+    }
+    writeln!(out, "  ok    {label}: {line}")?;
+    Ok(())
 }
 
 /// GETs `url` and succeeds on a 200. Plain HTTP/1.1 over TCP, so the container image needs no

@@ -33,7 +33,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print the OpenAPI document (JSON) to stdout.
     Openapi,
-    /// Load every model of a repository, run its golden files, and exit non-zero on any failure.
+    /// Load every model of a repository, run the validation gate on every version (golden files,
+    /// eval.json), and exit non-zero on any failure.
     Check(CheckArgs),
     /// Ask a running server whether it is ready; exit 0 if so (for container health checks).
     Healthcheck(HealthcheckArgs),
@@ -86,6 +87,8 @@ pub struct ServeArgs {
     pub grpc: GrpcArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub reload: ReloadArgs,
 }
 
 /// Where and how the HTTP server listens.
@@ -303,11 +306,31 @@ pub struct GrpcArgs {
     pub grpc_reflection: bool,
 }
 
+/// Hot reload of the model repository (docs/model-updates.md).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Model updates")]
+pub struct ReloadArgs {
+    /// Watch the model repository and apply changes while serving (new, changed and removed
+    /// versions and models); every new version passes the validation gate before it serves.
+    #[arg(long, env = "INFERA_WATCH_REPOSITORY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub watch_repository: bool,
+    /// Milliseconds the repository must stay quiet after a change before it is reloaded.
+    #[arg(long, env = "INFERA_RELOAD_DEBOUNCE_MS", default_value_t = 250)]
+    pub reload_debounce_ms: u64,
+    /// Also rescan the repository every this many seconds (0: only on file-system events), for
+    /// file systems that send no events (some network and container volumes).
+    #[arg(long, env = "INFERA_RELOAD_POLL_SECS", default_value_t = 0)]
+    pub reload_poll_secs: u64,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// The model repository to check.
     #[arg(env = "INFERA_MODEL_REPOSITORY", default_value = "models")]
     pub repository: PathBuf,
+    /// Also write the validation gate's verdict on every version, as JSON, to this file.
+    #[arg(long, env = "INFERA_CHECK_REPORT")]
+    pub report: Option<PathBuf>,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -361,7 +384,8 @@ impl ServeArgs {
         self.batching.validate()?;
         self.monitoring.validate()?;
         self.explain.validate()?;
-        self.grpc.validate()
+        self.grpc.validate()?;
+        self.reload.validate()
     }
 }
 
@@ -676,6 +700,32 @@ impl GrpcArgs {
             ));
         }
         Ok(())
+    }
+}
+
+impl ReloadArgs {
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=60_000).contains(&self.reload_debounce_ms) {
+            return Err(format!(
+                "--reload-debounce-ms must be between 1 and 60000, got {}",
+                self.reload_debounce_ms
+            ));
+        }
+        if self.reload_poll_secs > 86_400 {
+            return Err(format!(
+                "--reload-poll-secs must be at most 86400, got {}",
+                self.reload_poll_secs
+            ));
+        }
+        Ok(())
+    }
+
+    /// How the repository watcher reacts.
+    pub fn watch_config(&self) -> crate::repository::WatchConfig {
+        crate::repository::WatchConfig {
+            debounce: Duration::from_millis(self.reload_debounce_ms),
+            poll: (self.reload_poll_secs > 0).then(|| Duration::from_secs(self.reload_poll_secs)),
+        }
     }
 }
 

@@ -16,14 +16,15 @@ use crate::engine::{PoolConfig, WorkerPool};
 use crate::inference::{Explainer, Limits, Predictor};
 use crate::listener::{self, ConnectionLimits, Drain, Tls};
 use crate::monitoring::{Metrics, Notifier, PredictionLog, WebhookConfig};
-use crate::repository::{self, Layout, LoadContext, ModelStore, RepositoryError};
+use crate::repository::{
+    self, LoadContext, ModelStore, Reloader, RepositoryError, RepositoryWatcher, WatchConfig,
+};
 
 /// Everything a running server is made of, before it listens.
 pub struct Infera {
     pub state: AppState,
-    layout: Arc<Layout>,
-    store: Arc<ModelStore>,
-    loading: LoadContext,
+    /// Brings the catalog in line with the repository: at start-up and on every change.
+    reloader: Arc<Reloader>,
     pool: Arc<WorkerPool>,
     net: Net,
     grpc: GrpcSettings,
@@ -96,10 +97,19 @@ impl Infera {
                 .limits(Duration::from_secs(args.limits.retry_after_secs)),
             metrics.clone(),
         ));
+        let reloader = Arc::new(Reloader::new(
+            &args.model_repository,
+            args.default_model.clone(),
+            store.clone(),
+            loading,
+        ));
         let state = AppState {
             predictor,
             explainer,
             metrics,
+            admin: access
+                .has_scope(auth::Scope::Admin)
+                .then(|| reloader.clone()),
             access,
             max_body_bytes: args.limits.max_body_bytes,
             draining: Default::default(),
@@ -117,9 +127,7 @@ impl Infera {
         };
         Ok(Infera {
             state,
-            layout: Arc::new(layout),
-            store,
-            loading,
+            reloader,
             pool,
             net,
             grpc: GrpcSettings {
@@ -130,22 +138,29 @@ impl Infera {
         })
     }
 
-    /// Loads every model version (blocking; call off the async runtime).
+    /// Loads (and gates) the model versions the repository's policies select (blocking; call
+    /// off the async runtime). Returns the versions that failed or were refused.
     pub fn load_models(&self) -> Vec<RepositoryError> {
-        repository::load_all(&self.layout, &self.store, &self.loading)
+        load(&self.reloader)
     }
 
     /// Loads the models on a background thread; readiness turns true when all are in.
     pub fn load_models_in_background(&self) -> std::thread::JoinHandle<Vec<RepositoryError>> {
-        let (layout, store, loading) = (
-            self.layout.clone(),
-            self.store.clone(),
-            self.loading.clone(),
-        );
+        let reloader = self.reloader.clone();
         std::thread::Builder::new()
             .name("infera-loader".into())
-            .spawn(move || repository::load_all(&layout, &store, &loading))
+            .spawn(move || load(&reloader))
             .expect("spawning the model loader thread")
+    }
+
+    /// The reloader, for applying repository changes on demand.
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reloader
+    }
+
+    /// Watches the repository and reloads on changes until the returned handle is dropped.
+    pub fn watch(&self, config: WatchConfig) -> std::io::Result<RepositoryWatcher> {
+        repository::watch(self.reloader.clone(), config)
     }
 
     pub fn router(&self) -> axum::Router {
@@ -179,6 +194,13 @@ fn access_control(args: &ServeArgs, metrics: &Arc<Metrics>) -> anyhow::Result<Ac
     }
     let observer: Arc<dyn auth::AccessObserver> = metrics.access().clone();
     Ok(Access::new(keys, args.rate.limits()).observed(observer))
+}
+
+fn load(reloader: &Reloader) -> Vec<RepositoryError> {
+    match reloader.reload() {
+        Ok(report) => report.failures(),
+        Err(e) => vec![e],
+    }
 }
 
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests (up to the grace period).
@@ -217,6 +239,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let loader = infera.load_models_in_background();
+    let watcher = if args.reload.watch_repository {
+        infera
+            .watch(args.reload.watch_config())
+            .inspect_err(|e| tracing::error!(error = %e, "cannot watch the model repository; changes need a restart"))
+            .ok()
+    } else {
+        None
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics_server = metrics_listener.map(|l| {
         let infera_state = infera.state.clone();
@@ -267,6 +297,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = task.await;
     }
     let drained = http_drained && grpc_drained;
+    drop(watcher);
     if drained {
         infera.pool().shutdown();
     } else {

@@ -93,6 +93,17 @@ pub const TABLE: &[(&str, &str, Rule)] = &[
         Rule::Scoped(Scope::Read),
     ),
     ("GET", "/v1/models/{name}", Rule::Scoped(Scope::Read)),
+    ("GET", "/admin/repository", Rule::Scoped(Scope::Admin)),
+    (
+        "POST",
+        "/admin/models/{name}/load",
+        Rule::Scoped(Scope::Admin),
+    ),
+    (
+        "POST",
+        "/admin/models/{name}/unload",
+        Rule::Scoped(Scope::Admin),
+    ),
 ];
 
 /// The rule for a matched route. `None`: the route exists with other methods only (the 405

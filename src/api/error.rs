@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use crate::auth::{retry_after_secs, AuthError, RateLimited};
 use crate::engine::EngineError;
 use crate::inference::{ExplainError, PredictError};
-use crate::repository::ResolveError;
+use crate::repository::{AdminError, ResolveError};
 
 /// Error body of every endpoint.
 #[derive(Debug, Serialize, ToSchema)]
@@ -99,6 +99,20 @@ impl From<ResolveError> for ApiError {
                 "model_unavailable",
                 message,
             ),
+            ResolveError::NotServed { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "version_not_served", message)
+            }
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> ApiError {
+        match e {
+            AdminError::NotInRepository(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "model_not_found", e.to_string())
+            }
+            AdminError::Repository(e) => ApiError::internal(e),
         }
     }
 }

@@ -32,7 +32,12 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let (api, spec) = openapi::routes().split_for_parts();
+    let routes = if state.admin.is_some() {
+        openapi::routes()
+    } else {
+        openapi::public_routes()
+    };
+    let (api, spec) = routes.split_for_parts();
     let mut spec = spec;
     openapi::finish(&mut spec);
     let per_request = ServiceBuilder::new()

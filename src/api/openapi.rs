@@ -6,7 +6,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::access::{rule, Rule};
-use super::routes::{explain, health, metrics, models, monitoring, predict};
+use super::routes::{admin, explain, health, metrics, models, monitoring, predict};
 use super::state::AppState;
 use super::v1;
 use super::v2::routes as v2;
@@ -29,12 +29,26 @@ use super::v2::routes as v2;
         (name = "monitoring", description = "Prometheus metrics"),
         (name = "v2", description = "Open Inference Protocol (KServe V2 / Triton) REST API, with the binary tensor data extension"),
         (name = "v1", description = "KServe V1 protocol"),
+        (name = "admin", description = "Model repository control; present only when some API key has the admin scope"),
     )
 )]
 struct ApiDoc;
 
 /// Every documented route, with its OpenAPI operation.
 pub fn routes() -> OpenApiRouter<AppState> {
+    public_routes().merge(admin_routes())
+}
+
+/// The admin API, mounted only when some API key has the `admin` scope.
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(admin::repository_index))
+        .routes(routes!(admin::load_model))
+        .routes(routes!(admin::unload_model))
+}
+
+/// Every route but the admin API.
+pub fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(predict::predict_default))
         .routes(routes!(predict::predict_model))

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::auth::Access;
 use crate::inference::{Explainer, Predictor};
 use crate::monitoring::Metrics;
+use crate::repository::Reloader;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -17,6 +18,9 @@ pub struct AppState {
     pub access: Access,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// The repository reloader behind the admin API; None (and the admin routes absent) when no
+    /// API key carries the `admin` scope.
+    pub admin: Option<Arc<Reloader>>,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending traffic.
     pub draining: Arc<AtomicBool>,
     /// Set when `/metrics` is served on its own port (`--metrics-port`) instead of this one.

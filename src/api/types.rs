@@ -194,6 +194,10 @@ pub struct ModelDetail {
     /// A problem with the model as a whole (unreadable manifest, no versions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A changed `model.toml` on disk that could not be parsed: the model keeps serving with
+    /// the card shown here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_error: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -257,4 +261,42 @@ pub struct HealthBody {
     /// Models not ready yet, with their state (only when not ready).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub models: BTreeMap<String, String>,
+}
+
+/// `GET /admin/repository`: every model with its versions' states and reasons.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepositoryIndex {
+    pub models: Vec<IndexModel>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IndexModel {
+    pub name: String,
+    /// `ready`, `loading`, `failed`, or `unloaded` (through the admin API).
+    pub state: String,
+    pub default_version: Option<u64>,
+    pub versions: Vec<VersionBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_error: Option<String>,
+}
+
+/// What an admin load or unload changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminResult {
+    pub model: String,
+    pub changes: Vec<AdminChange>,
+    /// The model's versions after the change (empty once unloaded).
+    pub versions: Vec<VersionBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminChange {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// `ready`, `rejected`, `failed`, `unloaded`, `removed` or `card_rejected`.
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }

@@ -21,6 +21,6 @@ pub use explainer::{
 };
 pub use instances::{decode as decode_instances, ContractViolation, ViolationKind};
 pub use json_instance::Instance;
-pub use prediction::{Prediction, RawOutput};
+pub use prediction::{predictions, Prediction, RawOutput};
 pub use predictor::{InferOutcome, Limits, PredictOutcome, Predictor, Target};
 pub use tensors::{check_tensors, InputTensor};

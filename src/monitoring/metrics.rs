@@ -17,6 +17,7 @@ use super::access_metrics::AccessFamilies;
 use super::explain_metrics::ExplainFamilies;
 use super::grpc_metrics::GrpcFamilies;
 use super::quality_metrics::QualityFamilies;
+use super::retire::drop_series;
 use crate::engine::{BatchPolicy, JobObserver, SkipReason};
 
 /// Latency buckets in seconds, 50 us to 10 s: tiny tabular models answer in tens of microseconds.
@@ -64,6 +65,7 @@ pub struct Metrics {
     workers: IntGauge,
     queue_capacity: IntGaugeVec,
     max_batch_size: IntGaugeVec,
+    gate_failures: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -201,6 +203,11 @@ impl Metrics {
                 "Most instances one model call may take (1: batching off)",
                 MODEL,
             ),
+            gate_failures: counter(
+                "infera_model_gate_failures_total",
+                "Candidate versions refused by the validation gate, by stage: load, contract, golden, eval",
+                &["model", "stage"],
+            ),
         };
         let build_info = gauge(
             "infera_build_info",
@@ -230,6 +237,7 @@ impl Metrics {
             Box::new(m.workers.clone()),
             Box::new(m.queue_capacity.clone()),
             Box::new(m.max_batch_size.clone()),
+            Box::new(m.gate_failures.clone()),
             Box::new(build_info),
         ];
         let families = m
@@ -324,6 +332,35 @@ impl Metrics {
         self.model_ready
             .with_label_values(&[model, version.to_string().as_str()])
             .set(0);
+    }
+
+    /// A candidate version of `model` failed the validation gate at `stage` (a fixed name).
+    pub fn gate_failed(&self, model: &str, stage: &'static str) {
+        self.gate_failures.with_label_values(&[model, stage]).inc();
+    }
+
+    /// Removes every series of a version that no longer serves (unloaded by its policy,
+    /// refused by the gate, or gone from disk). Requests still draining on it record into
+    /// detached handles, which are no longer exported.
+    pub fn forget(&self, model: &str, version: u64) {
+        let v = version.to_string();
+        let v = v.as_str();
+        drop_series(&self.queue_wait, model, v);
+        drop_series(&self.compute, model, v);
+        drop_series(&self.request_duration, model, v);
+        drop_series(&self.instances, model, v);
+        drop_series(&self.failures, model, v);
+        drop_series(&self.queue_depth, model, v);
+        drop_series(&self.batch_size, model, v);
+        drop_series(&self.batch_requests, model, v);
+        drop_series(&self.confidence, model, v);
+        drop_series(&self.predicted_class, model, v);
+        drop_series(&self.load_duration, model, v);
+        drop_series(&self.model_ready, model, v);
+        drop_series(&self.skipped, model, v);
+        drop_series(&self.queue_capacity, model, v);
+        drop_series(&self.max_batch_size, model, v);
+        self.quality.forget(model, v);
     }
 
     /// Per-version handles, resolved once at load so the hot path does no label lookups.

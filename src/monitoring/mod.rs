@@ -11,6 +11,7 @@ mod metrics;
 mod monitor;
 mod quality;
 mod quality_metrics;
+mod retire;
 mod webhook;
 
 pub use access_metrics::AccessFamilies;
@@ -28,4 +29,4 @@ pub use monitor::{
 };
 pub use quality::{QualityKind, QualityMonitor, QualitySummary, Score, Truth};
 pub use quality_metrics::{QualityFamilies, VersionQuality};
-pub use webhook::{Delivery, Event, Notifier, WebhookConfig};
+pub use webhook::{now, Delivery, Event, Notifier, WebhookConfig};

@@ -11,6 +11,7 @@ use prometheus::{
 
 use super::drift::{DriftReport, DriftThresholds};
 use super::quality::{QualitySummary, Score};
+use super::retire::drop_series;
 use super::webhook::Delivery;
 
 /// Absolute error buckets: wide, since targets range from fractions to hundreds.
@@ -174,6 +175,24 @@ impl QualityFamilies {
 
     pub fn webhook(&self, result: Delivery) {
         self.webhook.with_label_values(&[result.as_str()]).inc();
+    }
+
+    /// Removes every series of one model version (see `Metrics::forget`).
+    pub(super) fn forget(&self, model: &str, version: &str) {
+        drop_series(&self.outcomes, model, version);
+        drop_series(&self.abs_error, model, version);
+        drop_series(&self.accuracy, model, version);
+        drop_series(&self.mae, model, version);
+        drop_series(&self.samples, model, version);
+        drop_series(&self.accuracy_target, model, version);
+        drop_series(&self.mae_target, model, version);
+        drop_series(&self.feature_psi, model, version);
+        drop_series(&self.feature_ks, model, version);
+        drop_series(&self.prediction_psi, model, version);
+        drop_series(&self.prediction_ks, model, version);
+        drop_series(&self.drift_status, model, version);
+        drop_series(&self.psi_threshold, model, version);
+        drop_series(&self.drift_instances, model, version);
     }
 
     /// Handles of one model version. `features` names the profile's features (empty without a

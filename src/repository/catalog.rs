@@ -9,6 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use thiserror::Error;
 
+use super::gate::GateStage;
 use super::manifest::Manifest;
 use crate::engine::{CompiledModel, ModelQueue};
 use crate::explain::Background;
@@ -37,7 +38,15 @@ pub struct LoadedVersion {
 pub enum VersionState {
     Loading,
     Ready(Arc<LoadedVersion>),
+    /// Could not be loaded (compile, contract or warm-up); the reason says why.
     Failed(String),
+    /// Loaded, but refused by a later stage of the validation gate; not served.
+    Rejected {
+        stage: GateStage,
+        reason: String,
+    },
+    /// On disk, but not selected by the model's version policy; not served.
+    Unloaded,
 }
 
 impl VersionState {
@@ -46,6 +55,20 @@ impl VersionState {
             VersionState::Loading => "loading",
             VersionState::Ready(_) => "ready",
             VersionState::Failed(_) => "failed",
+            VersionState::Rejected { .. } => "rejected",
+            VersionState::Unloaded => "unloaded",
+        }
+    }
+
+    /// Why the version does not serve, for failed and rejected versions.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            VersionState::Failed(reason) => Some(reason.clone()),
+            VersionState::Rejected { stage, reason } => Some(format!(
+                "validation gate, stage {}: {reason}",
+                stage.as_str()
+            )),
+            VersionState::Loading | VersionState::Ready(_) | VersionState::Unloaded => None,
         }
     }
 }
@@ -57,21 +80,64 @@ pub struct ModelEntry {
     /// A problem with the model as a whole (unreadable manifest, no versions).
     pub error: Option<String>,
     pub versions: BTreeMap<u64, VersionState>,
+    /// A changed card on disk that could not be parsed; the model keeps serving with the card
+    /// it had (see `reload.rs`).
+    pub card_error: Option<String>,
 }
 
 impl ModelEntry {
-    /// The version served when a request names none: the highest.
-    pub fn default_version(&self) -> Option<u64> {
-        self.versions.keys().next_back().copied()
+    /// An entry with no versions.
+    pub fn empty(name: &str) -> ModelEntry {
+        ModelEntry {
+            name: name.to_string(),
+            manifest: None,
+            error: None,
+            versions: BTreeMap::new(),
+            card_error: None,
+        }
     }
 
+    /// The version served when a request names none: the highest ready version; when none is
+    /// ready, the highest that is still loading or failed (so the request learns why).
+    pub fn default_version(&self) -> Option<u64> {
+        let ready = self
+            .versions
+            .iter()
+            .rev()
+            .find(|(_, s)| matches!(s, VersionState::Ready(_)));
+        let pending = || {
+            self.versions
+                .iter()
+                .rev()
+                .find(|(_, s)| matches!(s, VersionState::Loading | VersionState::Failed(_)))
+        };
+        ready
+            .or_else(pending)
+            .or_else(|| self.versions.iter().next_back())
+            .map(|(v, _)| *v)
+    }
+
+    /// The version that answers requests naming none, when it is ready.
+    pub fn serving(&self) -> Option<Arc<LoadedVersion>> {
+        match self.versions.get(&self.default_version()?)? {
+            VersionState::Ready(loaded) => Some(loaded.clone()),
+            _ => None,
+        }
+    }
+
+    /// Ready when the model serves: no model-level error, nothing still loading, and at least
+    /// one version ready. A rejected or failed candidate beside a serving version does not make
+    /// the model unready (the serving version answers); a model with no ready version is.
     pub fn is_ready(&self) -> bool {
         self.error.is_none()
-            && !self.versions.is_empty()
+            && !self
+                .versions
+                .values()
+                .any(|v| matches!(v, VersionState::Loading))
             && self
                 .versions
                 .values()
-                .all(|v| matches!(v, VersionState::Ready(_)))
+                .any(|v| matches!(v, VersionState::Ready(_)))
     }
 }
 
@@ -96,6 +162,13 @@ pub enum ResolveError {
     Loading { model: String, version: u64 },
     #[error("model {model:?} version {version} failed to load")]
     Failed { model: String, version: u64 },
+    #[error("model {model:?} version {version} is not served ({state})")]
+    NotServed {
+        model: String,
+        version: u64,
+        /// `rejected` (by the validation gate) or `unloaded` (not selected by the version policy).
+        state: &'static str,
+    },
 }
 
 impl Catalog {
@@ -138,6 +211,13 @@ impl Catalog {
                 model: name.to_string(),
                 version,
             }),
+            Some(s @ (VersionState::Rejected { .. } | VersionState::Unloaded)) => {
+                Err(ResolveError::NotServed {
+                    model: name.to_string(),
+                    version,
+                    state: s.name(),
+                })
+            }
             None => Err(ResolveError::VersionNotFound {
                 model: name.to_string(),
                 version,

@@ -45,6 +45,13 @@ pub enum RepositoryError {
     #[error("the default model {0:?} is not in the repository")]
     UnknownDefault(String),
 
+    #[error("model {model} version {version} not admitted: {reason}")]
+    NotAdmitted {
+        model: String,
+        version: u64,
+        reason: String,
+    },
+
     #[error("golden file {path}: {reason}")]
     Golden { path: String, reason: String },
 }

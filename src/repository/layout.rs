@@ -22,6 +22,8 @@ pub const GOLDEN_FILE: &str = "golden.json";
 /// The reference profile beside a model version, for drift monitoring.
 pub const PROFILE_FILE: &str = "profile.json";
 pub const REPOSITORY_FILE: &str = "repository.toml";
+/// Labelled evaluation rows beside a model version, for the validation gate.
+pub const EVAL_FILE: &str = "eval.json";
 
 /// `repository.toml`.
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +56,8 @@ pub struct VersionDir {
     pub golden_file: Option<PathBuf>,
     /// `profile.json`: the reference profile of the training data, for drift monitoring.
     pub profile_file: Option<PathBuf>,
+    /// `eval.json`: labelled rows the validation gate scores the version on.
+    pub eval_file: Option<PathBuf>,
 }
 
 /// Model names: what may appear in a URL path segment and a metric label.
@@ -143,11 +147,13 @@ fn scan_model(dir: &Path, name: String) -> Result<ModelDir, RepositoryError> {
         }
         let golden = path.join(GOLDEN_FILE);
         let profile = path.join(PROFILE_FILE);
+        let eval = path.join(EVAL_FILE);
         versions.push(VersionDir {
             version,
             model_file,
             golden_file: golden.is_file().then_some(golden),
             profile_file: profile.is_file().then_some(profile),
+            eval_file: eval.is_file().then_some(eval),
         });
     }
     versions.sort_by_key(|v| v.version);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::background::load_background;
-use super::catalog::{Catalog, LoadedVersion, ModelEntry, ModelStore, VersionState};
+use super::catalog::{Catalog, LoadedVersion, ModelEntry, VersionState};
 use super::error::RepositoryError;
 use super::layout::PROFILE_FILE;
 use super::layout::{Layout, VersionDir};
@@ -43,6 +43,7 @@ pub fn initial_catalog(
             manifest,
             error,
             versions,
+            card_error: None,
         };
         models.insert(dir.name.clone(), Arc::new(entry));
     }
@@ -93,59 +94,6 @@ impl LoadContext {
         }
         policy
     }
-}
-
-/// Loads every version of every model into `store`, publishing each as it becomes ready or
-/// fails. Returns the failures (also logged and kept in the catalog).
-pub fn load_all(layout: &Layout, store: &ModelStore, ctx: &LoadContext) -> Vec<RepositoryError> {
-    let metrics = &ctx.metrics;
-    let mut failures = Vec::new();
-    for dir in &layout.models {
-        let manifest = match &dir.manifest {
-            Ok(manifest) => manifest.as_ref(),
-            Err(reason) => {
-                tracing::error!(model = %dir.name, %reason, "model not loaded: invalid manifest");
-                for version in &dir.versions {
-                    metrics.model_failed(&dir.name, version.version);
-                    store.set_version(
-                        &dir.name,
-                        version.version,
-                        VersionState::Failed(reason.clone()),
-                    );
-                }
-                failures.push(RepositoryError::Manifest {
-                    path: dir.name.clone(),
-                    reason: reason.clone(),
-                });
-                continue;
-            }
-        };
-        for version in &dir.versions {
-            let state = match load_version(&dir.name, version, manifest, ctx) {
-                Ok(loaded) => {
-                    tracing::info!(
-                        model = %dir.name,
-                        version = version.version,
-                        task = loaded.contract.task.as_str(),
-                        load_ms = loaded.load_duration.as_secs_f64() * 1e3,
-                        max_batch_size = loaded.queue.policy().max_batch_size,
-                        "model ready"
-                    );
-                    VersionState::Ready(Arc::new(loaded))
-                }
-                Err(e) => {
-                    tracing::error!(model = %dir.name, version = version.version, error = %e, "model failed to load");
-                    metrics.model_failed(&dir.name, version.version);
-                    let state = VersionState::Failed(e.to_string());
-                    failures.push(e);
-                    state
-                }
-            };
-            store.set_version(&dir.name, version.version, state);
-        }
-    }
-    store.update(|catalog| catalog.loaded = true);
-    failures
 }
 
 /// Compiles one version, checks its manifest against the graph and warms it up.

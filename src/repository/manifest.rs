@@ -66,6 +66,12 @@ pub struct Manifest {
     /// Live quality targets and drift thresholds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<Monitoring>,
+    /// Which versions on disk are served (default: the latest one that passes the gate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Versions>,
+    /// What a new version must show before it serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<Gate>,
 }
 
 /// `[monitoring]`: what counts as good enough in production.
@@ -193,6 +199,124 @@ impl Batching {
     }
 }
 
+/// `[versions]`: which versions on disk are served (Triton's version policy).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Versions {
+    /// `latest` (default): the `latest` highest versions that pass the gate; `all`: every
+    /// version that passes; `specific`: the versions listed in `specific`.
+    #[serde(default)]
+    pub policy: PolicyKind,
+    /// How many versions `latest` serves (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<usize>,
+    /// The versions `specific` serves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub specific: Vec<u64>,
+}
+
+/// The kind of version policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyKind {
+    #[default]
+    Latest,
+    All,
+    Specific,
+}
+
+/// Largest accepted `versions.latest`.
+pub const MAX_LATEST_VERSIONS: usize = 1_000;
+
+impl Versions {
+    fn check(&self) -> Result<(), String> {
+        match self.policy {
+            PolicyKind::Latest => {
+                if let Some(n) = self.latest {
+                    if !(1..=MAX_LATEST_VERSIONS).contains(&n) {
+                        return Err(format!(
+                            "versions.latest must be between 1 and {MAX_LATEST_VERSIONS}, got {n}"
+                        ));
+                    }
+                }
+                if !self.specific.is_empty() {
+                    return Err("versions.specific needs policy = \"specific\"".into());
+                }
+            }
+            PolicyKind::All => {
+                if self.latest.is_some() || !self.specific.is_empty() {
+                    return Err(
+                        "policy = \"all\" takes neither versions.latest nor versions.specific"
+                            .into(),
+                    );
+                }
+            }
+            PolicyKind::Specific => {
+                if self.specific.is_empty() || self.specific.contains(&0) {
+                    return Err(
+                        "policy = \"specific\" needs versions.specific: a list of positive versions"
+                            .into(),
+                    );
+                }
+                if self.latest.is_some() {
+                    return Err("versions.latest needs policy = \"latest\"".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[gate]`: what a candidate version must show before it serves (docs/model-updates.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    /// Least accuracy on the version's `eval.json` (classifiers), 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_accuracy: Option<f64>,
+    /// Largest mean absolute error on the version's `eval.json` (regressors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_mae: Option<f64>,
+    /// How much lower than the serving version's accuracy (on the candidate's evaluation set)
+    /// the candidate's may be (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_accuracy_drop: Option<f64>,
+    /// How much higher than the serving version's MAE the candidate's may be (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_mae_increase: Option<f64>,
+    /// A version without `eval.json` fails the gate (default false: the stage is skipped).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_eval: bool,
+    /// A version without `golden.json` fails the gate (default false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_golden: bool,
+    /// Versions allowed to change the input/output contract (a declared breaking change).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breaking_versions: Vec<u64>,
+}
+
+impl Gate {
+    fn check(&self) -> Result<(), String> {
+        if let Some(a) = self.min_accuracy {
+            if !(0.0..=1.0).contains(&a) {
+                return Err(format!("gate.min_accuracy must be in [0, 1], got {a}"));
+            }
+        }
+        for (name, v) in [
+            ("max_mae", self.max_mae),
+            ("max_accuracy_drop", self.max_accuracy_drop),
+            ("max_mae_increase", self.max_mae_increase),
+        ] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(format!("gate.{name} must be a finite number >= 0, got {v}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingData {
@@ -289,6 +413,12 @@ impl Manifest {
         }
         if let Some(monitoring) = &self.monitoring {
             monitoring.check()?;
+        }
+        if let Some(versions) = &self.versions {
+            versions.check()?;
+        }
+        if let Some(gate) = &self.gate {
+            gate.check()?;
         }
         if !self.labels.is_empty() && matches!(self.task, Some(Task::Regression | Task::Raw)) {
             return Err("labels are only meaningful for task = \"classification\"".into());

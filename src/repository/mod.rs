@@ -4,17 +4,27 @@
 mod background;
 mod catalog;
 mod error;
+mod gate;
 mod golden;
 mod layout;
 mod loader;
 pub mod manifest;
+mod reload;
+mod watch;
 
 pub use background::BACKGROUND_FILE;
 pub use catalog::{Catalog, LoadedVersion, ModelEntry, ModelStore, ResolveError, VersionState};
 pub use error::RepositoryError;
+pub use gate::{
+    compatible, evaluate as evaluate_gate, score as score_eval, EvalScore, EvalSet, GateReport,
+    GateStage, StageResult,
+};
 pub use golden::{check as check_golden, GoldenFile, GoldenReport};
 pub use layout::{scan, valid_model_name, Layout, ModelDir, VersionDir};
-pub use loader::{initial_catalog, load_all, load_version, LoadContext};
+pub use loader::{initial_catalog, load_version, LoadContext};
 pub use manifest::{
-    Batching, Evaluation, Feature, Manifest, Monitoring, OutputNames, Task, TrainingData,
+    Batching, Evaluation, Feature, Gate, Manifest, Monitoring, OutputNames, PolicyKind, Task,
+    TrainingData, Versions,
 };
+pub use reload::{AdminError, Change, ReloadReport, Reloader};
+pub use watch::{watch, RepositoryWatcher, WatchConfig};

@@ -7,11 +7,11 @@ use serde_json::json;
 
 use crate::common::{self, get, loaded, metric, repo_with, Reply};
 
-const APP_KEY: &str = "app-key-0123456789";
-const READER_KEY: &str = "reader-key-0123456789";
-const OPS_KEY: &str = "ops-key-0123456789";
+pub(crate) const APP_KEY: &str = "app-key-0123456789";
+pub(crate) const READER_KEY: &str = "reader-key-0123456789";
+pub(crate) const OPS_KEY: &str = "ops-key-0123456789";
 
-fn keys_file(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn keys_file(dir: &std::path::Path) -> std::path::PathBuf {
     let text = format!(
         "[[keys]]\nname = \"app\"\nsha256 = \"{}\"\nscopes = [\"predict\", \"feedback\"]\nrps = 0.001\nburst = 3\n\n\
          [[keys]]\nname = \"reader\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n\n\
@@ -25,7 +25,7 @@ fn keys_file(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-async fn send(
+pub(crate) async fn send(
     app: &Router,
     method: Method,
     uri: &str,

@@ -31,6 +31,7 @@ fn every_conformance_model_matches_onnxruntime_at_batch_64_and_alone() {
     let mut out = Vec::new();
     let args = CheckArgs {
         repository: conformance(),
+        report: None,
         log: LogArgs {
             log_format: LogFormat::Pretty,
             log: "warn".into(),

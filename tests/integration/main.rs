@@ -1,6 +1,7 @@
 //! infera's integration tests, in one binary so CI links once.
 
 mod access;
+mod admin;
 mod batching;
 mod common;
 mod conformance;
@@ -18,4 +19,5 @@ mod onnx;
 mod openapi;
 mod overload;
 mod server;
+mod updates;
 mod v2;

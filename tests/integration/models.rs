@@ -202,6 +202,7 @@ fn check(repository: &std::path::Path) -> (bool, String) {
     let mut out = Vec::new();
     let args = CheckArgs {
         repository: repository.to_path_buf(),
+        report: None,
         log: default_log(),
     };
     let passed = infera::cli::check(&args, &mut out).unwrap();

@@ -310,7 +310,7 @@ async fn feedback_requests_are_validated() {
 }
 
 /// A local webhook receiver: records every JSON body POSTed to it.
-async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+pub(crate) async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     let got: Arc<Mutex<Vec<Value>>> = Arc::default();
     let sink = got.clone();
     let app = Router::new().route(

@@ -1,5 +1,6 @@
 //! Handlers, one file per resource.
 
+pub mod admin;
 pub mod explain;
 pub mod health;
 pub mod metrics;

@@ -11,7 +11,7 @@ use crate::api::types::{
 use crate::inference::{InputContract, ModelContract};
 use crate::repository::{ModelEntry, ResolveError, VersionState};
 
-fn state_of(entry: &ModelEntry) -> String {
+pub(crate) fn state_of(entry: &ModelEntry) -> String {
     if entry.error.is_some() {
         return "failed".into();
     }
@@ -25,7 +25,10 @@ fn state_of(entry: &ModelEntry) -> String {
 fn default_contract(entry: &ModelEntry) -> Option<&ModelContract> {
     match entry.versions.get(&entry.default_version()?)? {
         VersionState::Ready(loaded) => Some(&loaded.contract),
-        VersionState::Loading | VersionState::Failed(_) => None,
+        VersionState::Loading
+        | VersionState::Failed(_)
+        | VersionState::Rejected { .. }
+        | VersionState::Unloaded => None,
     }
 }
 
@@ -78,24 +81,7 @@ pub async fn get_model(
         .models
         .get(&name)
         .ok_or(ResolveError::ModelNotFound(name))?;
-    let versions = entry
-        .versions
-        .iter()
-        .map(|(version, s)| VersionBody {
-            version: *version,
-            state: s.name().to_string(),
-            load_duration_ms: match s {
-                VersionState::Ready(l) => Some(l.load_duration.as_secs_f64() * 1e3),
-                VersionState::Loading | VersionState::Failed(_) => None,
-            },
-            error: match s {
-                // The reason names file paths and graph details: useful to the operator reading
-                // the card, and the repository layout is not a secret of this API.
-                VersionState::Failed(reason) => Some(reason.clone()),
-                VersionState::Loading | VersionState::Ready(_) => None,
-            },
-        })
-        .collect();
+    let versions = version_bodies(entry);
     Ok(Json(ModelDetail {
         name: entry.name.clone(),
         state: state_of(entry),
@@ -104,7 +90,30 @@ pub async fn get_model(
         contract: default_contract(entry).map(contract_body),
         versions,
         error: entry.error.clone(),
+        card_error: entry.card_error.clone(),
     }))
+}
+
+/// Every version of a model with its state and, for failed and refused ones, the reason.
+pub(crate) fn version_bodies(entry: &ModelEntry) -> Vec<VersionBody> {
+    entry
+        .versions
+        .iter()
+        .map(|(version, s)| VersionBody {
+            version: *version,
+            state: s.name().to_string(),
+            load_duration_ms: match s {
+                VersionState::Ready(l) => Some(l.load_duration.as_secs_f64() * 1e3),
+                VersionState::Loading
+                | VersionState::Failed(_)
+                | VersionState::Rejected { .. }
+                | VersionState::Unloaded => None,
+            },
+            // The reason names file paths and graph details: useful to the operator reading the
+            // card, and the repository layout is not a secret of this API.
+            error: s.reason(),
+        })
+        .collect()
 }
 
 fn contract_body(c: &ModelContract) -> ContractBody {

@@ -88,7 +88,9 @@ pub async fn index(State(state): State<AppState>) -> Json<Vec<ModelIndexEntry>> 
                 state: match s {
                     VersionState::Ready(_) => "READY",
                     VersionState::Loading => "LOADING",
-                    VersionState::Failed(_) => "UNAVAILABLE",
+                    VersionState::Failed(_)
+                    | VersionState::Rejected { .. }
+                    | VersionState::Unloaded => "UNAVAILABLE",
                 }
                 .into(),
             })
