@@ -1,6 +1,6 @@
 //! The inference core: ONNX loading and optimisation with tract, plain tensors, and the pool of
 //! CPU worker threads that runs them. Nothing here knows about HTTP; the only file that names
-//! tract types is `runtime.rs`.
+//! tract types is `runtime/` (loading, plan execution, tensor conversion).
 
 mod error;
 mod ml;

@@ -341,7 +341,7 @@ impl ModelQueue {
 
     fn call(&self, parts: &[Vec<Tensor>]) -> Result<Vec<Vec<Tensor>>, EngineError> {
         self.pool.running_inc();
-        let result = catch_unwind(AssertUnwindSafe(|| self.model.run_batch(parts)))
+        let result = catch_unwind(AssertUnwindSafe(|| self.model.run_callers(parts)))
             .unwrap_or_else(|_| Err(EngineError::Inference("the model panicked".into())));
         self.pool.running_dec();
         result

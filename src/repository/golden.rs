@@ -166,7 +166,10 @@ fn run(loaded: &LoadedVersion, inputs: &[Value]) -> Result<Vec<Tensor>, String> 
     let inputs: Vec<Instance> = inputs.iter().cloned().map(Instance::from).collect();
     let tensors = decode_instances(&loaded.contract.input, &inputs)
         .map_err(|e| format!("golden inputs break the model's contract: {e}"))?;
-    loaded.compiled.run(tensors).map_err(|e| e.to_string())
+    loaded
+        .compiled
+        .run_request(&tensors)
+        .map_err(|e| e.to_string())
 }
 
 /// |got - want| <= tolerance * max(1, |want|); false when either is NaN.

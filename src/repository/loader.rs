@@ -250,5 +250,8 @@ fn warm_up(compiled: &CompiledModel) -> Result<(), String> {
             }
         })
         .collect();
-    compiled.run(inputs).map(|_| ()).map_err(|e| e.to_string())
+    compiled
+        .run_request(&inputs)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

@@ -1,0 +1,204 @@
+//! Plan execution: one caller's request (the whole batch in one plan call, or row by row when the
+//! graph takes no batch), and several callers' requests stacked into one plan call.
+
+use tract_onnx::prelude::*;
+
+use super::convert::{from_tract, split_from_tract, stack_into_tract, to_tract};
+use super::{CallShape, CompiledModel};
+use crate::engine::error::EngineError;
+use crate::engine::tensor::{Tensor, TensorData};
+
+impl CompiledModel {
+    /// Runs one caller's request: one tensor per input, each with the batch dimension first. All
+    /// inputs must have the same number of rows; the outputs have that many rows too. The whole
+    /// batch runs in one plan call when the graph takes a batch, else row by row.
+    pub fn run_request(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
+        let rows = self.check_inputs(inputs)?;
+        match self.call_shape {
+            CallShape::Batched => self.run_plan_once(inputs),
+            CallShape::OnePerCallWithAxis | CallShape::OnePerCallNoAxis => {
+                self.run_row_by_row(inputs, rows)
+            }
+        }
+    }
+
+    /// Runs several callers' requests and hands each caller its own output rows. `parts[i]` is
+    /// caller i's tensors (one per input, batch first). When the callers may share a call
+    /// (`can_batch_callers`) they are stacked into one plan call, else each runs alone.
+    pub fn run_callers(&self, parts: &[Vec<Tensor>]) -> Result<Vec<Vec<Tensor>>, EngineError> {
+        if parts.len() == 1 || !self.can_batch_callers() {
+            return parts.iter().map(|p| self.run_request(p)).collect();
+        }
+        self.run_stacked(parts)
+    }
+
+    /// Former name of [`CompiledModel::run_request`], kept for callers on other branches.
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, EngineError> {
+        self.run_request(&inputs)
+    }
+
+    /// Former name of [`CompiledModel::run_callers`], kept for callers on other branches.
+    pub fn run_batch(&self, parts: &[Vec<Tensor>]) -> Result<Vec<Vec<Tensor>>, EngineError> {
+        self.run_callers(parts)
+    }
+
+    /// Several callers' inputs in one plan call. The inputs are copied once, straight into
+    /// tract's tensors, and each caller's outputs once out of tract's.
+    fn run_stacked(&self, parts: &[Vec<Tensor>]) -> Result<Vec<Vec<Tensor>>, EngineError> {
+        let rows: Vec<usize> = parts
+            .iter()
+            .map(|p| self.check_inputs(p))
+            .collect::<Result<_, _>>()?;
+        let total: usize = rows.iter().sum();
+        let values: TVec<TValue> = self
+            .signature
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(ix, spec)| {
+                let shape: Vec<usize> = std::iter::once(total).chain(spec.row_shape()).collect();
+                stack_into_tract(&shape, parts.iter().map(|p| &p[ix].data))
+                    .map(IntoTValue::into_tvalue)
+            })
+            .collect::<Result<_, _>>()?;
+        let outputs = self
+            .plan
+            .run(values)
+            .map_err(|e| EngineError::Inference(format!("{e:#}")))?;
+        let mut split: Vec<Vec<Tensor>> = rows
+            .iter()
+            .map(|_| Vec::with_capacity(outputs.len()))
+            .collect();
+        for (value, spec) in outputs.iter().zip(&self.signature.outputs) {
+            if value.shape().first() != Some(&total) {
+                return Err(EngineError::Inference(format!(
+                    "output {} has {:?} rows for a batch of {total}",
+                    spec.name,
+                    value.shape().first()
+                )));
+            }
+            for (part, tensor) in split.iter_mut().zip(split_from_tract(value, spec, &rows)?) {
+                part.push(tensor);
+            }
+        }
+        Ok(split)
+    }
+
+    /// One plan call per row, for graphs that take one instance per call; the rows' outputs are
+    /// stacked back into one tensor per output.
+    fn run_row_by_row(&self, inputs: &[Tensor], rows: usize) -> Result<Vec<Tensor>, EngineError> {
+        let mut parts: Vec<Vec<Tensor>> = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let sliced: Vec<Tensor> = inputs.iter().map(|t| slice_row(t, row)).collect();
+            parts.push(self.run_plan_once(&sliced)?);
+        }
+        concat_rows(parts, self.signature.outputs.len())
+    }
+
+    /// Exactly one plan call with these tensors (the batch axis stripped for graphs without one).
+    fn run_plan_once(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
+        let strip_axis = self.call_shape == CallShape::OnePerCallNoAxis;
+        let values: TVec<TValue> = inputs
+            .iter()
+            .map(|t| to_tract(t, strip_axis).map(|t| t.into_tvalue()))
+            .collect::<Result<_, _>>()?;
+        let outputs = self
+            .plan
+            .run(values)
+            .map_err(|e| EngineError::Inference(format!("{e:#}")))?;
+        outputs
+            .iter()
+            .zip(&self.signature.outputs)
+            .enumerate()
+            .map(|(ix, (value, spec))| {
+                let add_axis = match self.call_shape {
+                    CallShape::Batched => false,
+                    _ => !self.output_has_axis[ix],
+                };
+                from_tract(value, spec, add_axis)
+            })
+            .collect()
+    }
+
+    fn check_inputs(&self, inputs: &[Tensor]) -> Result<usize, EngineError> {
+        let specs = &self.signature.inputs;
+        if inputs.len() != specs.len() {
+            return Err(EngineError::bad_input(
+                "*",
+                format!(
+                    "expected {} input tensors, got {}",
+                    specs.len(),
+                    inputs.len()
+                ),
+            ));
+        }
+        let rows = inputs.first().map(Tensor::rows).unwrap_or(0);
+        for (tensor, spec) in inputs.iter().zip(specs) {
+            if tensor.dtype() != spec.dtype {
+                return Err(EngineError::dtype_mismatch(
+                    &spec.name,
+                    spec.dtype,
+                    tensor.dtype(),
+                ));
+            }
+            let want: Vec<usize> = std::iter::once(rows)
+                .chain(spec.row_shape())
+                .collect::<Vec<_>>();
+            if tensor.shape != want {
+                return Err(EngineError::bad_input(
+                    &spec.name,
+                    format!("expected shape {want:?}, got {:?}", tensor.shape),
+                ));
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// Row `row` of a tensor whose first axis is the batch, keeping that axis (length 1).
+fn slice_row(t: &Tensor, row: usize) -> Tensor {
+    let n = t.row_len();
+    let range = row * n..(row + 1) * n;
+    let data = t.data.slice(range);
+    let mut shape = t.shape.clone();
+    shape[0] = 1;
+    Tensor { shape, data }
+}
+
+/// Stacks per-row outputs (each with a leading axis of 1) into one tensor per output.
+fn concat_rows(parts: Vec<Vec<Tensor>>, outputs: usize) -> Result<Vec<Tensor>, EngineError> {
+    let mut stacked: Vec<Option<Tensor>> = vec![None; outputs];
+    for part in parts {
+        for (slot, t) in stacked.iter_mut().zip(part) {
+            match slot {
+                None => *slot = Some(t),
+                Some(acc) => append_rows(acc, t)?,
+            }
+        }
+    }
+    Ok(stacked.into_iter().flatten().collect())
+}
+
+fn append_rows(acc: &mut Tensor, t: Tensor) -> Result<(), EngineError> {
+    if acc.shape[1..] != t.shape[1..] {
+        return Err(EngineError::Inference(format!(
+            "per-instance outputs differ in shape: {:?} vs {:?}",
+            acc.shape, t.shape
+        )));
+    }
+    match (&mut acc.data, t.data) {
+        (TensorData::Bool(a), TensorData::Bool(b)) => a.extend(b),
+        (TensorData::U8(a), TensorData::U8(b)) => a.extend(b),
+        (TensorData::I32(a), TensorData::I32(b)) => a.extend(b),
+        (TensorData::I64(a), TensorData::I64(b)) => a.extend(b),
+        (TensorData::F32(a), TensorData::F32(b)) => a.extend(b),
+        (TensorData::F64(a), TensorData::F64(b)) => a.extend(b),
+        _ => {
+            return Err(EngineError::Inference(
+                "per-instance outputs differ in type".into(),
+            ))
+        }
+    }
+    acc.shape[0] += t.shape[0];
+    Ok(())
+}
