@@ -104,8 +104,15 @@ pub struct TensorBody {
 pub enum TensorValues {
     Bool(Vec<bool>),
     U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
     I32(Vec<i32>),
     I64(Vec<i64>),
+    /// FP16 values, written as the f32 numbers they are exactly.
+    F16(Vec<f32>),
     F32(Vec<f32>),
     F64(Vec<f64>),
 }
@@ -115,8 +122,14 @@ impl From<TensorData> for TensorValues {
         match data {
             TensorData::Bool(v) => TensorValues::Bool(v),
             TensorData::U8(v) => TensorValues::U8(v),
+            TensorData::U16(v) => TensorValues::U16(v),
+            TensorData::U32(v) => TensorValues::U32(v),
+            TensorData::U64(v) => TensorValues::U64(v),
+            TensorData::I8(v) => TensorValues::I8(v),
+            TensorData::I16(v) => TensorValues::I16(v),
             TensorData::I32(v) => TensorValues::I32(v),
             TensorData::I64(v) => TensorValues::I64(v),
+            TensorData::F16(v) => TensorValues::F16(v.into_iter().map(half::f16::to_f32).collect()),
             TensorData::F32(v) => TensorValues::F32(v),
             TensorData::F64(v) => TensorValues::F64(v),
         }

@@ -8,27 +8,55 @@ use std::fmt;
 pub enum DataType {
     Bool,
     U8,
+    U16,
+    U32,
+    U64,
+    I8,
+    I16,
     I32,
     I64,
+    F16,
     F32,
     F64,
 }
 
 impl DataType {
+    /// Every element type, in declaration order.
+    pub const ALL: [DataType; 12] = [
+        DataType::Bool,
+        DataType::U8,
+        DataType::U16,
+        DataType::U32,
+        DataType::U64,
+        DataType::I8,
+        DataType::I16,
+        DataType::I32,
+        DataType::I64,
+        DataType::F16,
+        DataType::F32,
+        DataType::F64,
+    ];
+
     /// Lower-case name as used in model cards and error messages (`f32`, `i64`, ...).
     pub fn name(self) -> &'static str {
         match self {
             DataType::Bool => "bool",
             DataType::U8 => "u8",
+            DataType::U16 => "u16",
+            DataType::U32 => "u32",
+            DataType::U64 => "u64",
+            DataType::I8 => "i8",
+            DataType::I16 => "i16",
             DataType::I32 => "i32",
             DataType::I64 => "i64",
+            DataType::F16 => "f16",
             DataType::F32 => "f32",
             DataType::F64 => "f64",
         }
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, DataType::F32 | DataType::F64)
+        matches!(self, DataType::F16 | DataType::F32 | DataType::F64)
     }
 }
 
@@ -106,10 +134,57 @@ pub struct ModelSignature {
 pub enum TensorData {
     Bool(Vec<bool>),
     U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
     I32(Vec<i32>),
     I64(Vec<i64>),
+    /// IEEE 754 half precision.
+    F16(Vec<half::f16>),
     F32(Vec<f32>),
     F64(Vec<f64>),
+}
+
+/// Applies `$body` to the vector inside any `TensorData` variant, bound as `$v`.
+macro_rules! each_variant {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            TensorData::Bool($v) => $body,
+            TensorData::U8($v) => $body,
+            TensorData::U16($v) => $body,
+            TensorData::U32($v) => $body,
+            TensorData::U64($v) => $body,
+            TensorData::I8($v) => $body,
+            TensorData::I16($v) => $body,
+            TensorData::I32($v) => $body,
+            TensorData::I64($v) => $body,
+            TensorData::F16($v) => $body,
+            TensorData::F32($v) => $body,
+            TensorData::F64($v) => $body,
+        }
+    };
+}
+
+/// Rebuilds a `TensorData` of the same variant from `$body`, which maps the inner vector `$v`.
+macro_rules! map_variant {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            TensorData::Bool($v) => TensorData::Bool($body),
+            TensorData::U8($v) => TensorData::U8($body),
+            TensorData::U16($v) => TensorData::U16($body),
+            TensorData::U32($v) => TensorData::U32($body),
+            TensorData::U64($v) => TensorData::U64($body),
+            TensorData::I8($v) => TensorData::I8($body),
+            TensorData::I16($v) => TensorData::I16($body),
+            TensorData::I32($v) => TensorData::I32($body),
+            TensorData::I64($v) => TensorData::I64($body),
+            TensorData::F16($v) => TensorData::F16($body),
+            TensorData::F32($v) => TensorData::F32($body),
+            TensorData::F64($v) => TensorData::F64($body),
+        }
+    };
 }
 
 impl TensorData {
@@ -117,22 +192,21 @@ impl TensorData {
         match self {
             TensorData::Bool(_) => DataType::Bool,
             TensorData::U8(_) => DataType::U8,
+            TensorData::U16(_) => DataType::U16,
+            TensorData::U32(_) => DataType::U32,
+            TensorData::U64(_) => DataType::U64,
+            TensorData::I8(_) => DataType::I8,
+            TensorData::I16(_) => DataType::I16,
             TensorData::I32(_) => DataType::I32,
             TensorData::I64(_) => DataType::I64,
+            TensorData::F16(_) => DataType::F16,
             TensorData::F32(_) => DataType::F32,
             TensorData::F64(_) => DataType::F64,
         }
     }
 
     pub fn len(&self) -> usize {
-        match self {
-            TensorData::Bool(v) => v.len(),
-            TensorData::U8(v) => v.len(),
-            TensorData::I32(v) => v.len(),
-            TensorData::I64(v) => v.len(),
-            TensorData::F32(v) => v.len(),
-            TensorData::F64(v) => v.len(),
-        }
+        each_variant!(self, v => v.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -141,23 +215,57 @@ impl TensorData {
 
     /// A copy of elements `range`.
     pub fn slice(&self, range: std::ops::Range<usize>) -> TensorData {
-        match self {
-            TensorData::Bool(v) => TensorData::Bool(v[range].to_vec()),
-            TensorData::U8(v) => TensorData::U8(v[range].to_vec()),
-            TensorData::I32(v) => TensorData::I32(v[range].to_vec()),
-            TensorData::I64(v) => TensorData::I64(v[range].to_vec()),
-            TensorData::F32(v) => TensorData::F32(v[range].to_vec()),
-            TensorData::F64(v) => TensorData::F64(v[range].to_vec()),
+        map_variant!(self, v => v[range].to_vec())
+    }
+
+    /// Appends `other`'s elements; false (and nothing appended) when the element types differ.
+    pub fn extend_from(&mut self, other: TensorData) -> bool {
+        macro_rules! same {
+            ($($variant:ident),*) => {
+                match (self, other) {
+                    $((TensorData::$variant(a), TensorData::$variant(b)) => {
+                        a.extend(b);
+                        true
+                    })*
+                    _ => false,
+                }
+            };
+        }
+        same!(Bool, U8, U16, U32, U64, I8, I16, I32, I64, F16, F32, F64)
+    }
+
+    /// All zeros (false) of `dtype`, `n` elements.
+    pub fn zeros(dtype: DataType, n: usize) -> TensorData {
+        match dtype {
+            DataType::Bool => TensorData::Bool(vec![false; n]),
+            DataType::U8 => TensorData::U8(vec![0; n]),
+            DataType::U16 => TensorData::U16(vec![0; n]),
+            DataType::U32 => TensorData::U32(vec![0; n]),
+            DataType::U64 => TensorData::U64(vec![0; n]),
+            DataType::I8 => TensorData::I8(vec![0; n]),
+            DataType::I16 => TensorData::I16(vec![0; n]),
+            DataType::I32 => TensorData::I32(vec![0; n]),
+            DataType::I64 => TensorData::I64(vec![0; n]),
+            DataType::F16 => TensorData::F16(vec![half::f16::ZERO; n]),
+            DataType::F32 => TensorData::F32(vec![0.0; n]),
+            DataType::F64 => TensorData::F64(vec![0.0; n]),
         }
     }
 
-    /// Element `i` widened to f64 (booleans as 0/1), for presentation and comparisons.
+    /// Element `i` widened to f64 (booleans as 0/1), for presentation and comparisons. 64-bit
+    /// integers beyond 2^53 lose precision.
     pub fn get_f64(&self, i: usize) -> Option<f64> {
         match self {
             TensorData::Bool(v) => v.get(i).map(|b| f64::from(u8::from(*b))),
             TensorData::U8(v) => v.get(i).map(|x| f64::from(*x)),
+            TensorData::U16(v) => v.get(i).map(|x| f64::from(*x)),
+            TensorData::U32(v) => v.get(i).map(|x| f64::from(*x)),
+            TensorData::U64(v) => v.get(i).map(|x| *x as f64),
+            TensorData::I8(v) => v.get(i).map(|x| f64::from(*x)),
+            TensorData::I16(v) => v.get(i).map(|x| f64::from(*x)),
             TensorData::I32(v) => v.get(i).map(|x| f64::from(*x)),
             TensorData::I64(v) => v.get(i).map(|x| *x as f64),
+            TensorData::F16(v) => v.get(i).map(|x| x.to_f64()),
             TensorData::F32(v) => v.get(i).map(|x| f64::from(*x)),
             TensorData::F64(v) => v.get(i).copied(),
         }

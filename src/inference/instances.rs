@@ -447,8 +447,14 @@ impl ElementError {
 enum Sink {
     Bool(Vec<bool>),
     U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
     I32(Vec<i32>),
     I64(Vec<i64>),
+    F16(Vec<half::f16>),
     F32(Vec<f32>),
     F64(Vec<f64>),
 }
@@ -458,8 +464,14 @@ impl Sink {
         match dtype {
             DataType::Bool => Sink::Bool(Vec::with_capacity(n)),
             DataType::U8 => Sink::U8(Vec::with_capacity(n)),
+            DataType::U16 => Sink::U16(Vec::with_capacity(n)),
+            DataType::U32 => Sink::U32(Vec::with_capacity(n)),
+            DataType::U64 => Sink::U64(Vec::with_capacity(n)),
+            DataType::I8 => Sink::I8(Vec::with_capacity(n)),
+            DataType::I16 => Sink::I16(Vec::with_capacity(n)),
             DataType::I32 => Sink::I32(Vec::with_capacity(n)),
             DataType::I64 => Sink::I64(Vec::with_capacity(n)),
+            DataType::F16 => Sink::F16(Vec::with_capacity(n)),
             DataType::F32 => Sink::F32(Vec::with_capacity(n)),
             DataType::F64 => Sink::F64(Vec::with_capacity(n)),
         }
@@ -469,8 +481,14 @@ impl Sink {
         match self {
             Sink::Bool(_) => DataType::Bool,
             Sink::U8(_) => DataType::U8,
+            Sink::U16(_) => DataType::U16,
+            Sink::U32(_) => DataType::U32,
+            Sink::U64(_) => DataType::U64,
+            Sink::I8(_) => DataType::I8,
+            Sink::I16(_) => DataType::I16,
             Sink::I32(_) => DataType::I32,
             Sink::I64(_) => DataType::I64,
+            Sink::F16(_) => DataType::F16,
             Sink::F32(_) => DataType::F32,
             Sink::F64(_) => DataType::F64,
         }
@@ -509,9 +527,16 @@ impl Sink {
         let range = || ElementError::OutOfTypeRange(i.to_string(), dt);
         match self {
             Sink::U8(v) => v.push(u8::try_from(i).map_err(|_| range())?),
+            Sink::U16(v) => v.push(u16::try_from(i).map_err(|_| range())?),
+            Sink::U32(v) => v.push(u32::try_from(i).map_err(|_| range())?),
+            Sink::U64(v) => v.push(u64::try_from(i).map_err(|_| range())?),
+            Sink::I8(v) => v.push(i8::try_from(i).map_err(|_| range())?),
+            Sink::I16(v) => v.push(i16::try_from(i).map_err(|_| range())?),
             Sink::I32(v) => v.push(i32::try_from(i).map_err(|_| range())?),
             Sink::I64(v) => v.push(i),
-            Sink::Bool(_) | Sink::F32(_) | Sink::F64(_) => return self.push_f64(i as f64),
+            Sink::Bool(_) | Sink::F16(_) | Sink::F32(_) | Sink::F64(_) => {
+                return self.push_f64(i as f64)
+            }
         }
         Ok(())
     }
@@ -532,8 +557,22 @@ impl Sink {
                 }
                 v.push(f);
             }
+            Sink::F16(v) => {
+                let x = half::f16::from_f64(f);
+                if !x.is_finite() {
+                    return Err(ElementError::NonFinite(f, dt));
+                }
+                v.push(x);
+            }
             Sink::Bool(_) => return Err(ElementError::WrongType("true or false", "a number")),
-            Sink::U8(_) | Sink::I32(_) | Sink::I64(_) => {
+            Sink::U8(_)
+            | Sink::U16(_)
+            | Sink::U32(_)
+            | Sink::U64(_)
+            | Sink::I8(_)
+            | Sink::I16(_)
+            | Sink::I32(_)
+            | Sink::I64(_) => {
                 if f.fract() != 0.0 {
                     return Err(ElementError::WrongType("an integer", "a fractional number"));
                 }
@@ -550,8 +589,14 @@ impl Sink {
         match self {
             Sink::Bool(v) => TensorData::Bool(v),
             Sink::U8(v) => TensorData::U8(v),
+            Sink::U16(v) => TensorData::U16(v),
+            Sink::U32(v) => TensorData::U32(v),
+            Sink::U64(v) => TensorData::U64(v),
+            Sink::I8(v) => TensorData::I8(v),
+            Sink::I16(v) => TensorData::I16(v),
             Sink::I32(v) => TensorData::I32(v),
             Sink::I64(v) => TensorData::I64(v),
+            Sink::F16(v) => TensorData::F16(v),
             Sink::F32(v) => TensorData::F32(v),
             Sink::F64(v) => TensorData::F64(v),
         }

@@ -131,6 +131,10 @@ fn check_values(tensor: &Tensor, name: &str) -> Result<(), ContractViolation> {
             .position(|x| !x.is_finite())
             .map(|i| (i, f64::from(v[i]))),
         TensorData::F64(v) => v.iter().position(|x| !x.is_finite()).map(|i| (i, v[i])),
+        TensorData::F16(v) => v
+            .iter()
+            .position(|x| !x.is_finite())
+            .map(|i| (i, v[i].to_f64())),
         _ => None,
     };
     match bad {

@@ -11,7 +11,7 @@ use super::error::RepositoryError;
 use super::layout::PROFILE_FILE;
 use super::layout::{Layout, VersionDir};
 use super::manifest::Manifest;
-use crate::engine::{BatchPolicy, CompiledModel, DataType, Tensor, TensorData, WorkerPool};
+use crate::engine::{BatchPolicy, CompiledModel, Tensor, TensorData, WorkerPool};
 use crate::inference::{InputContract, ModelContract, OutputContract};
 use crate::monitoring::{
     DriftMonitor, Metrics, ModelMonitor, MonitorSettings, Notifier, QualityKind, ReferenceProfile,
@@ -236,14 +236,7 @@ fn warm_up(compiled: &CompiledModel) -> Result<(), String> {
         .iter()
         .map(|spec| {
             let n = spec.row_len();
-            let data = match spec.dtype {
-                DataType::Bool => TensorData::Bool(vec![false; n]),
-                DataType::U8 => TensorData::U8(vec![0; n]),
-                DataType::I32 => TensorData::I32(vec![0; n]),
-                DataType::I64 => TensorData::I64(vec![0; n]),
-                DataType::F32 => TensorData::F32(vec![0.0; n]),
-                DataType::F64 => TensorData::F64(vec![0.0; n]),
-            };
+            let data = TensorData::zeros(spec.dtype, n);
             Tensor {
                 shape: std::iter::once(1).chain(spec.row_shape()).collect(),
                 data,

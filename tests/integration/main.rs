@@ -10,6 +10,7 @@ mod engine_modes;
 mod errors;
 mod explain;
 mod golden;
+mod graph_types;
 mod grpc;
 mod hardening;
 mod metrics;

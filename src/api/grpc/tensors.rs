@@ -82,9 +82,12 @@ pub fn decode_inputs(
 fn field(dt: DataType) -> &'static str {
     match dt {
         DataType::Bool => "bool_contents",
-        DataType::U8 => "uint_contents",
-        DataType::I32 => "int_contents",
+        DataType::U8 | DataType::U16 | DataType::U32 => "uint_contents",
+        DataType::U64 => "uint64_contents",
+        DataType::I8 | DataType::I16 | DataType::I32 => "int_contents",
         DataType::I64 => "int64_contents",
+        // The protocol has no typed field for FP16: only raw contents carry it.
+        DataType::F16 => "raw_input_contents",
         DataType::F32 => "fp32_contents",
         DataType::F64 => "fp64_contents",
     }
@@ -100,9 +103,15 @@ fn typed(
 ) -> Result<TensorData, String> {
     let sent = match dt {
         DataType::Bool => contents.bool_contents.len(),
-        DataType::U8 => contents.uint_contents.len(),
-        DataType::I32 => contents.int_contents.len(),
+        DataType::U8 | DataType::U16 | DataType::U32 => contents.uint_contents.len(),
+        DataType::U64 => contents.uint64_contents.len(),
+        DataType::I8 | DataType::I16 | DataType::I32 => contents.int_contents.len(),
         DataType::I64 => contents.int64_contents.len(),
+        DataType::F16 => {
+            return Err(format!(
+                "input {input:?}: FP16 has no typed contents field; send it in raw_input_contents"
+            ))
+        }
         DataType::F32 => contents.fp32_contents.len(),
         DataType::F64 => contents.fp64_contents.len(),
     };
@@ -112,20 +121,31 @@ fn typed(
             field(dt)
         ));
     }
+    /// Narrows a wider typed field to the input's type, naming the first value that does not fit.
+    fn narrow<W: Copy + std::fmt::Display, T: TryFrom<W>>(
+        values: &[W],
+        input: &str,
+        protocol: &str,
+    ) -> Result<Vec<T>, String> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                T::try_from(*v).map_err(|_| {
+                    format!("input {input:?} element {i}: {v} is not a {protocol} value")
+                })
+            })
+            .collect()
+    }
     Ok(match dt {
         DataType::Bool => TensorData::Bool(contents.bool_contents),
-        DataType::U8 => TensorData::U8(
-            contents
-                .uint_contents
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    u8::try_from(*v).map_err(|_| {
-                        format!("input {input:?} element {i}: {v} is not a UINT8 value")
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+        DataType::U8 => TensorData::U8(narrow(&contents.uint_contents, input, "UINT8")?),
+        DataType::U16 => TensorData::U16(narrow(&contents.uint_contents, input, "UINT16")?),
+        DataType::U32 => TensorData::U32(contents.uint_contents),
+        DataType::U64 => TensorData::U64(contents.uint64_contents),
+        DataType::I8 => TensorData::I8(narrow(&contents.int_contents, input, "INT8")?),
+        DataType::I16 => TensorData::I16(narrow(&contents.int_contents, input, "INT16")?),
+        DataType::F16 => unreachable!("refused above: FP16 has no typed contents"),
         DataType::I32 => TensorData::I32(contents.int_contents),
         DataType::I64 => TensorData::I64(contents.int64_contents),
         DataType::F32 => TensorData::F32(contents.fp32_contents),
@@ -178,6 +198,12 @@ pub fn encode_outputs(
     let mut bytes = Vec::with_capacity(if raw { order.len() } else { 0 });
     for at in order {
         let (name, tensor) = &outputs[at];
+        if !raw && tensor.dtype() == DataType::F16 {
+            return Err(bad(
+                "wrong_type",
+                format!("output {name:?} is FP16, which the protocol carries only as raw contents: ask for binary_data_output"),
+            ));
+        }
         let contents = if raw {
             let mut buf = Vec::with_capacity(tensor.data.len() * datatype::size(tensor.dtype()));
             datatype::to_bytes(&tensor.data, &mut buf);
@@ -203,6 +229,13 @@ fn contents(data: &TensorData) -> InferTensorContents {
     match data {
         TensorData::Bool(v) => c.bool_contents = v.clone(),
         TensorData::U8(v) => c.uint_contents = v.iter().map(|x| u32::from(*x)).collect(),
+        TensorData::U16(v) => c.uint_contents = v.iter().map(|x| u32::from(*x)).collect(),
+        TensorData::U32(v) => c.uint_contents = v.clone(),
+        TensorData::U64(v) => c.uint64_contents = v.clone(),
+        TensorData::I8(v) => c.int_contents = v.iter().map(|x| i32::from(*x)).collect(),
+        TensorData::I16(v) => c.int_contents = v.iter().map(|x| i32::from(*x)).collect(),
+        // No typed field for FP16 (encode_outputs refuses it unless the outputs are raw).
+        TensorData::F16(_) => {}
         TensorData::I32(v) => c.int_contents = v.clone(),
         TensorData::I64(v) => c.int64_contents = v.clone(),
         TensorData::F32(v) => c.fp32_contents = v.clone(),

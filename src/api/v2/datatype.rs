@@ -10,8 +10,14 @@ pub fn name(dt: DataType) -> &'static str {
     match dt {
         DataType::Bool => "BOOL",
         DataType::U8 => "UINT8",
+        DataType::U16 => "UINT16",
+        DataType::U32 => "UINT32",
+        DataType::U64 => "UINT64",
+        DataType::I8 => "INT8",
+        DataType::I16 => "INT16",
         DataType::I32 => "INT32",
         DataType::I64 => "INT64",
+        DataType::F16 => "FP16",
         DataType::F32 => "FP32",
         DataType::F64 => "FP64",
     }
@@ -27,8 +33,14 @@ pub fn parse(datatype: &str, input: &str, expects: DataType) -> Result<DataType,
     let found = match datatype {
         "BOOL" => Some(DataType::Bool),
         "UINT8" => Some(DataType::U8),
+        "UINT16" => Some(DataType::U16),
+        "UINT32" => Some(DataType::U32),
+        "UINT64" => Some(DataType::U64),
+        "INT8" => Some(DataType::I8),
+        "INT16" => Some(DataType::I16),
         "INT32" => Some(DataType::I32),
         "INT64" => Some(DataType::I64),
+        "FP16" => Some(DataType::F16),
         "FP32" => Some(DataType::F32),
         "FP64" => Some(DataType::F64),
         _ => None,
@@ -81,9 +93,10 @@ pub fn declared_elements<'a>(shapes: impl IntoIterator<Item = &'a [i64]>) -> usi
 /// Bytes per element in the binary extension.
 pub fn size(dt: DataType) -> usize {
     match dt {
-        DataType::Bool | DataType::U8 => 1,
-        DataType::I32 | DataType::F32 => 4,
-        DataType::I64 | DataType::F64 => 8,
+        DataType::Bool | DataType::U8 | DataType::I8 => 1,
+        DataType::U16 | DataType::I16 | DataType::F16 => 2,
+        DataType::U32 | DataType::I32 | DataType::F32 => 4,
+        DataType::U64 | DataType::I64 | DataType::F64 => 8,
     }
 }
 
@@ -120,11 +133,14 @@ pub fn from_json(
         )
     };
     macro_rules! ints {
-        ($t:ty, $variant:ident, $want:expr) => {{
+        ($t:ty, $variant:ident, $want:expr) => {
+            ints!($t, $variant, $want, as_i64)
+        };
+        ($t:ty, $variant:ident, $want:expr, $read:ident) => {{
             let mut v = Vec::with_capacity(count);
             for (i, x) in flat.iter().enumerate() {
                 let n = x
-                    .as_i64()
+                    .$read()
                     .and_then(|n| <$t>::try_from(n).ok())
                     .ok_or_else(|| bad(i, $want))?;
                 v.push(n);
@@ -140,9 +156,22 @@ pub fn from_json(
             }
             TensorData::Bool(v)
         }
-        DataType::U8 => ints!(u8, U8, "an integer in 0..=255"),
+        DataType::U8 => ints!(u8, U8, "an integer in 0..=255", as_u64),
+        DataType::U16 => ints!(u16, U16, "an integer in 0..=65535", as_u64),
+        DataType::U32 => ints!(u32, U32, "an unsigned 32-bit integer", as_u64),
+        DataType::U64 => ints!(u64, U64, "an unsigned 64-bit integer", as_u64),
+        DataType::I8 => ints!(i8, I8, "an integer in -128..=127"),
+        DataType::I16 => ints!(i16, I16, "a 16-bit integer"),
         DataType::I32 => ints!(i32, I32, "a 32-bit integer"),
         DataType::I64 => ints!(i64, I64, "a 64-bit integer"),
+        DataType::F16 => {
+            let mut v = Vec::with_capacity(count);
+            for (i, x) in flat.iter().enumerate() {
+                let n = x.as_f64().ok_or_else(|| bad(i, "a number"))?;
+                v.push(half::f16::from_f64(n));
+            }
+            TensorData::F16(v)
+        }
         DataType::F32 => {
             let mut v = Vec::with_capacity(count);
             for (i, x) in flat.iter().enumerate() {
@@ -190,8 +219,14 @@ pub fn from_bytes(
     Ok(match dt {
         DataType::Bool => TensorData::Bool(bytes.iter().map(|b| *b != 0).collect()),
         DataType::U8 => TensorData::U8(bytes.to_vec()),
+        DataType::U16 => le!(u16, U16),
+        DataType::U32 => le!(u32, U32),
+        DataType::U64 => le!(u64, U64),
+        DataType::I8 => TensorData::I8(bytes.iter().map(|b| i8::from_le_bytes([*b])).collect()),
+        DataType::I16 => le!(i16, I16),
         DataType::I32 => le!(i32, I32),
         DataType::I64 => le!(i64, I64),
+        DataType::F16 => le!(half::f16, F16),
         DataType::F32 => le!(f32, F32),
         DataType::F64 => le!(f64, F64),
     })
@@ -199,21 +234,25 @@ pub fn from_bytes(
 
 /// Appends little-endian bytes of `data`.
 pub fn to_bytes(data: &TensorData, out: &mut Vec<u8>) {
+    macro_rules! le {
+        ($v:expr) => {
+            $v.iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes()))
+        };
+    }
     match data {
         TensorData::Bool(v) => out.extend(v.iter().map(|b| u8::from(*b))),
         TensorData::U8(v) => out.extend_from_slice(v),
-        TensorData::I32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::I64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::F32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::F64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::U16(v) => le!(v),
+        TensorData::U32(v) => le!(v),
+        TensorData::U64(v) => le!(v),
+        TensorData::I8(v) => le!(v),
+        TensorData::I16(v) => le!(v),
+        TensorData::I32(v) => le!(v),
+        TensorData::I64(v) => le!(v),
+        TensorData::F16(v) => le!(v),
+        TensorData::F32(v) => le!(v),
+        TensorData::F64(v) => le!(v),
     }
 }
 
@@ -258,6 +297,51 @@ mod tests {
         assert_eq!(declared_elements(shapes), 6);
         let huge: [&[i64]; 2] = [&[1 << 62], &[1 << 62]];
         assert_eq!(declared_elements(huge), 1 << 63);
+    }
+
+    #[test]
+    fn every_datatype_round_trips_through_json_and_binary() {
+        let cases = [
+            ("BOOL", json!([true, true]), 1),
+            ("UINT8", json!([0, 255]), 1),
+            ("UINT16", json!([0, 65535]), 2),
+            ("UINT32", json!([0, 4294967295u64]), 4),
+            ("UINT64", json!([0, u64::MAX]), 8),
+            ("INT8", json!([-128, 127]), 1),
+            ("INT16", json!([-32768, 32767]), 2),
+            ("INT32", json!([i32::MIN, i32::MAX]), 4),
+            ("INT64", json!([i64::MIN, i64::MAX]), 8),
+            ("FP16", json!([-1.5, 65504.0]), 2),
+            ("FP32", json!([-1.5, 3.25]), 4),
+            ("FP64", json!([-1.5, 1e300]), 8),
+        ];
+        for (protocol, data, bytes_each) in cases {
+            let dt = DataType::ALL
+                .into_iter()
+                .find(|dt| name(*dt) == protocol)
+                .unwrap();
+            assert_eq!(parse(protocol, "x", dt), Ok(dt));
+            assert_eq!(size(dt), bytes_each, "{protocol}");
+            let decoded = from_json(dt, 2, &data, "x").unwrap();
+            assert_eq!(decoded.dtype(), dt);
+            let mut bytes = Vec::new();
+            to_bytes(&decoded, &mut bytes);
+            assert_eq!(bytes.len(), 2 * bytes_each, "{protocol}");
+            assert_eq!(
+                from_bytes(dt, 2, &bytes, "x").unwrap(),
+                decoded,
+                "{protocol}"
+            );
+            assert_eq!(
+                decoded.get_f64(1).unwrap(),
+                data[1].as_f64().unwrap_or(1.0),
+                "{protocol}"
+            );
+        }
+        // Out of range for the type: a clear refusal, not a wrapped value.
+        assert!(from_json(DataType::I8, 1, &json!([128]), "x").is_err());
+        assert!(from_json(DataType::U16, 1, &json!([-1]), "x").is_err());
+        assert!(from_json(DataType::U64, 1, &json!([1.5]), "x").is_err());
     }
 
     #[test]

@@ -6,29 +6,31 @@ use tract_onnx::prelude::{self as tract, *};
 use crate::engine::error::EngineError;
 use crate::engine::tensor::{DataType, Tensor, TensorData, TensorSpec};
 
+/// The engine type of a tract element type; None for types infera does not serve (strings,
+/// complex numbers, blobs...).
 pub(super) fn data_type(dt: DatumType) -> Option<DataType> {
     match dt {
         DatumType::Bool => Some(DataType::Bool),
         DatumType::U8 => Some(DataType::U8),
+        DatumType::U16 => Some(DataType::U16),
+        DatumType::U32 => Some(DataType::U32),
+        DatumType::U64 => Some(DataType::U64),
+        DatumType::I8 => Some(DataType::I8),
+        DatumType::I16 => Some(DataType::I16),
         DatumType::I32 => Some(DataType::I32),
         DatumType::I64 => Some(DataType::I64),
+        DatumType::F16 => Some(DataType::F16),
         DatumType::F32 => Some(DataType::F32),
         DatumType::F64 => Some(DataType::F64),
         _ => None,
     }
 }
 
-/// Output element types are widened where infera has no exact type (TDim and small ints to i64,
-/// f16 to f32).
+/// Output element types: as the graph declares them, except tract's symbolic dimensions (TDim,
+/// from shape computations), which leave as i64 like ONNX's own shape outputs.
 pub(super) fn output_type(dt: DatumType) -> Option<DataType> {
     data_type(dt).or(match dt {
-        DatumType::TDim
-        | DatumType::I8
-        | DatumType::I16
-        | DatumType::U16
-        | DatumType::U32
-        | DatumType::U64 => Some(DataType::I64),
-        DatumType::F16 => Some(DataType::F32),
+        DatumType::TDim => Some(DataType::I64),
         _ => None,
     })
 }
@@ -38,8 +40,14 @@ pub(super) fn to_tract(t: &Tensor, strip_axis: bool) -> Result<tract::Tensor, En
     let built = match &t.data {
         TensorData::Bool(v) => tract::Tensor::from_shape(shape, v),
         TensorData::U8(v) => tract::Tensor::from_shape(shape, v),
+        TensorData::U16(v) => tract::Tensor::from_shape(shape, v),
+        TensorData::U32(v) => tract::Tensor::from_shape(shape, v),
+        TensorData::U64(v) => tract::Tensor::from_shape(shape, v),
+        TensorData::I8(v) => tract::Tensor::from_shape(shape, v),
+        TensorData::I16(v) => tract::Tensor::from_shape(shape, v),
         TensorData::I32(v) => tract::Tensor::from_shape(shape, v),
         TensorData::I64(v) => tract::Tensor::from_shape(shape, v),
+        TensorData::F16(v) => tract::Tensor::from_shape(shape, v),
         TensorData::F32(v) => tract::Tensor::from_shape(shape, v),
         TensorData::F64(v) => tract::Tensor::from_shape(shape, v),
     };
@@ -60,8 +68,14 @@ pub(super) fn from_tract(
     let data = match spec.dtype {
         DataType::Bool => TensorData::Bool(collect::<bool>(value).map_err(fail)?),
         DataType::U8 => TensorData::U8(collect::<u8>(value).map_err(fail)?),
+        DataType::U16 => TensorData::U16(collect::<u16>(value).map_err(fail)?),
+        DataType::U32 => TensorData::U32(collect::<u32>(value).map_err(fail)?),
+        DataType::U64 => TensorData::U64(collect::<u64>(value).map_err(fail)?),
+        DataType::I8 => TensorData::I8(collect::<i8>(value).map_err(fail)?),
+        DataType::I16 => TensorData::I16(collect::<i16>(value).map_err(fail)?),
         DataType::I32 => TensorData::I32(collect::<i32>(value).map_err(fail)?),
         DataType::I64 => TensorData::I64(collect::<i64>(value).map_err(fail)?),
+        DataType::F16 => TensorData::F16(collect::<f16>(value).map_err(fail)?),
         DataType::F32 => TensorData::F32(collect::<f32>(value).map_err(fail)?),
         DataType::F64 => TensorData::F64(collect::<f64>(value).map_err(fail)?),
     };
@@ -131,8 +145,14 @@ pub(super) fn stack_into_tract<'a>(
     match parts.next() {
         Some(TensorData::Bool(v)) => stack!(Bool, v),
         Some(TensorData::U8(v)) => stack!(U8, v),
+        Some(TensorData::U16(v)) => stack!(U16, v),
+        Some(TensorData::U32(v)) => stack!(U32, v),
+        Some(TensorData::U64(v)) => stack!(U64, v),
+        Some(TensorData::I8(v)) => stack!(I8, v),
+        Some(TensorData::I16(v)) => stack!(I16, v),
         Some(TensorData::I32(v)) => stack!(I32, v),
         Some(TensorData::I64(v)) => stack!(I64, v),
+        Some(TensorData::F16(v)) => stack!(F16, v),
         Some(TensorData::F32(v)) => stack!(F32, v),
         Some(TensorData::F64(v)) => stack!(F64, v),
         None => Err(EngineError::bad_input("*", "an empty batch")),
@@ -171,8 +191,14 @@ pub(super) fn split_from_tract(
     let parts = match spec.dtype {
         DataType::Bool => split::<bool>(value, rows, TensorData::Bool),
         DataType::U8 => split::<u8>(value, rows, TensorData::U8),
+        DataType::U16 => split::<u16>(value, rows, TensorData::U16),
+        DataType::U32 => split::<u32>(value, rows, TensorData::U32),
+        DataType::U64 => split::<u64>(value, rows, TensorData::U64),
+        DataType::I8 => split::<i8>(value, rows, TensorData::I8),
+        DataType::I16 => split::<i16>(value, rows, TensorData::I16),
         DataType::I32 => split::<i32>(value, rows, TensorData::I32),
         DataType::I64 => split::<i64>(value, rows, TensorData::I64),
+        DataType::F16 => split::<f16>(value, rows, TensorData::F16),
         DataType::F32 => split::<f32>(value, rows, TensorData::F32),
         DataType::F64 => split::<f64>(value, rows, TensorData::F64),
     }

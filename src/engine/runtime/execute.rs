@@ -6,7 +6,7 @@ use tract_onnx::prelude::*;
 use super::convert::{from_tract, split_from_tract, stack_into_tract, to_tract};
 use super::{CallShape, CompiledModel};
 use crate::engine::error::EngineError;
-use crate::engine::tensor::{Tensor, TensorData};
+use crate::engine::tensor::Tensor;
 
 impl CompiledModel {
     /// Runs one caller's request: one tensor per input, each with the batch dimension first. All
@@ -186,18 +186,10 @@ fn append_rows(acc: &mut Tensor, t: Tensor) -> Result<(), EngineError> {
             acc.shape, t.shape
         )));
     }
-    match (&mut acc.data, t.data) {
-        (TensorData::Bool(a), TensorData::Bool(b)) => a.extend(b),
-        (TensorData::U8(a), TensorData::U8(b)) => a.extend(b),
-        (TensorData::I32(a), TensorData::I32(b)) => a.extend(b),
-        (TensorData::I64(a), TensorData::I64(b)) => a.extend(b),
-        (TensorData::F32(a), TensorData::F32(b)) => a.extend(b),
-        (TensorData::F64(a), TensorData::F64(b)) => a.extend(b),
-        _ => {
-            return Err(EngineError::Inference(
-                "per-instance outputs differ in type".into(),
-            ))
-        }
+    if !acc.data.extend_from(t.data) {
+        return Err(EngineError::Inference(
+            "per-instance outputs differ in type".into(),
+        ));
     }
     acc.shape[0] += t.shape[0];
     Ok(())

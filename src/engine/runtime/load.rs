@@ -136,6 +136,23 @@ struct Compiled {
     plan: Arc<TypedSimplePlan>,
     choice: BatchChoice,
     batch: Symbol,
+    /// The graph's own output names, in graph order, taken before optimisation: the optimiser
+    /// may replace an output node, and the replacement's outlet carries an internal name.
+    output_names: Vec<String>,
+}
+
+/// The ONNX graph's output names, in graph order.
+fn graph_output_names(model: &InferenceModel) -> TractResult<Vec<String>> {
+    Ok(model
+        .output_outlets()?
+        .iter()
+        .map(|outlet| {
+            model
+                .outlet_label(*outlet)
+                .map(str::to_string)
+                .unwrap_or_else(|| model.node(outlet.node).name.clone())
+        })
+        .collect())
 }
 
 fn compile(
@@ -144,6 +161,7 @@ fn compile(
     choice: BatchChoice,
 ) -> TractResult<Compiled> {
     let batch = model.sym("batch");
+    let output_names = graph_output_names(&model)?;
     for (ix, input) in declared.iter().enumerate() {
         let mut dims: Vec<TDim> = input
             .dims
@@ -174,6 +192,7 @@ fn compile(
         plan,
         choice,
         batch,
+        output_names,
     })
 }
 
@@ -223,9 +242,10 @@ impl Compiled {
             let fact = model
                 .output_fact(ix)
                 .map_err(|e| unsupported(e.to_string()))?;
-            let name = model
-                .outlet_label(*outlet)
-                .map(str::to_string)
+            let name = self
+                .output_names
+                .get(ix)
+                .cloned()
                 .unwrap_or_else(|| model.node(outlet.node).name.clone());
             let dtype =
                 output_type(fact.datum_type).ok_or_else(|| EngineError::UnsupportedOutput {
