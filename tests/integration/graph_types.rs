@@ -124,7 +124,7 @@ async fn every_numeric_datatype_is_served_as_declared_in_json_binary_and_predict
     let repo = tempfile::tempdir().unwrap();
     let cases = cases();
     for case in &cases {
-        adder(repo.path(), &case.card.to_string(), case.onnx);
+        adder(repo.path(), case.card, case.onnx);
     }
     let app = loaded(repo.path(), &[]).router();
     for case in &cases {
