@@ -237,17 +237,19 @@ async fn values_outside_the_declared_type_are_refused_naming_it() {
 
 #[tokio::test]
 async fn outputs_keep_the_graph_names_and_order_after_optimisation() {
-    // `hn` is produced by an Identity the optimiser removes, so the plan's output outlet is the
-    // Mul's (internally named `scaled`); the graph lists `hn` before `neg`.
+    // `hn` is a graph output that also feeds an Identity (`z`, internal). The optimiser removes
+    // the Identity by moving its outlet onto `hn`'s, and with it the label `z`: the plan's first
+    // output is then labelled `z` (as a real recurrent model's `hn` came out as
+    // `/recurrent/Squeeze_output_0`). The graph lists `hn` before `neg`.
     let repo = tempfile::tempdir().unwrap();
     write(
         repo.path(),
         "recurrent",
         tract_onnx::pb::GraphProto {
             node: vec![
-                node("Neg", &["x"], &["neg"], vec![]),
-                node("Add", &["x", "x"], &["scaled"], vec![]),
-                node("Identity", &["scaled"], &["hn"], vec![]),
+                node("Add", &["x", "x"], &["hn"], vec![]),
+                node("Identity", &["hn"], &["z"], vec![]),
+                node("Neg", &["z"], &["neg"], vec![]),
             ],
             name: "recurrent".into(),
             input: vec![io("x", crate::onnx::F32, &[-1, 3])],
@@ -278,5 +280,5 @@ async fn outputs_keep_the_graph_names_and_order_after_optimisation() {
     assert_eq!(body["outputs"][0]["name"], "hn");
     assert_eq!(body["outputs"][0]["data"], json!([2.0, 4.0, 6.0]));
     assert_eq!(body["outputs"][1]["name"], "neg");
-    assert_eq!(body["outputs"][1]["data"], json!([-1.0, -2.0, -3.0]));
+    assert_eq!(body["outputs"][1]["data"], json!([-2.0, -4.0, -6.0]));
 }
