@@ -41,20 +41,12 @@ pub fn decode_inputs(
     let mut raw = raw.into_iter();
     let mut tensors = Vec::with_capacity(inputs.len());
     for input in inputs {
-        let spec = specs.iter().find(|s| s.name == input.name).ok_or_else(|| {
-            let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-            bad(
-                "unknown_input",
-                format!(
-                    "unknown input {:?}; the model's inputs are {names:?}",
-                    input.name
-                ),
-            )
-        })?;
-        let dt = datatype::parse(&input.datatype, &input.name, spec.dtype)
-            .map_err(|m| bad("wrong_type", m))?;
-        let (shape, count) =
-            datatype::shape(&input.shape, &input.name).map_err(|m| bad("wrong_shape", m))?;
+        let datatype::InputHeader {
+            dtype: dt,
+            shape,
+            count,
+        } = datatype::input_header(specs, &input.name, &input.datatype, &input.shape)
+            .map_err(|(kind, m)| bad(kind, m))?;
         let data = match raw.next() {
             Some(_) if input.contents.is_some() => Err(format!(
                 "input {:?} has typed contents and raw_input_contents; send one of them",

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::engine::{DataType, TensorData};
+use crate::engine::{DataType, TensorData, TensorSpec};
 
 /// The protocol's name for an engine element type.
 pub fn name(dt: DataType) -> &'static str {
@@ -63,6 +63,37 @@ pub fn parse(datatype: &str, input: &str, expects: DataType) -> Result<DataType,
 
 /// A declared shape as dimensions plus its element count (checked): a negative dimension or a
 /// count that overflows is refused, naming the input.
+/// What an input tensor's header says, checked against the model: its element type, shape and
+/// element count. Shared by the REST and gRPC decoders; the error is
+/// (`error_type`, message).
+pub struct InputHeader {
+    pub dtype: DataType,
+    pub shape: Vec<usize>,
+    pub count: usize,
+}
+
+pub fn input_header(
+    specs: &[TensorSpec],
+    name: &str,
+    datatype: &str,
+    dims: &[i64],
+) -> Result<InputHeader, (&'static str, String)> {
+    let spec = specs.iter().find(|s| s.name == name).ok_or_else(|| {
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        (
+            "unknown_input",
+            format!("unknown input {name:?}; the model's inputs are {names:?}"),
+        )
+    })?;
+    let dtype = parse(datatype, name, spec.dtype).map_err(|m| ("wrong_type", m))?;
+    let (shape, count) = shape(dims, name).map_err(|m| ("wrong_shape", m))?;
+    Ok(InputHeader {
+        dtype,
+        shape,
+        count,
+    })
+}
+
 pub fn shape(dims: &[i64], input: &str) -> Result<(Vec<usize>, usize), String> {
     let shape: Vec<usize> = dims
         .iter()

@@ -333,20 +333,12 @@ async fn run_infer(
     state.predictor.check_elements(Some(declared)).map_err(v2)?;
     let mut inputs = Vec::with_capacity(specs.len().min(request.inputs.len()));
     for input in &request.inputs {
-        let spec = specs.iter().find(|s| s.name == input.name).ok_or_else(|| {
-            let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-            bad(
-                "unknown_input",
-                format!(
-                    "unknown input {:?}; the model's inputs are {names:?}",
-                    input.name
-                ),
-            )
-        })?;
-        let dt = datatype::parse(&input.datatype, &input.name, spec.dtype)
-            .map_err(|m| bad("wrong_type", m))?;
-        let (shape, count) =
-            datatype::shape(&input.shape, &input.name).map_err(|m| bad("wrong_shape", m))?;
+        let datatype::InputHeader {
+            dtype: dt,
+            shape,
+            count,
+        } = datatype::input_header(specs, &input.name, &input.datatype, &input.shape)
+            .map_err(|(kind, m)| bad(kind, m))?;
         let binary_size = input
             .parameters
             .as_ref()
