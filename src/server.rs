@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::api::grpc::GrpcSettings;
+use crate::api::grpc::{GrpcSettings, GrpcTls};
 use crate::api::{self, AppState};
 use crate::auth::{self, Access};
 use crate::config::ServeArgs;
@@ -134,6 +134,7 @@ impl Infera {
                 max_message_bytes: args.grpc.max_message_bytes(&args.limits),
                 max_concurrent_streams: args.grpc.grpc_max_concurrent_streams,
                 reflection: args.grpc.grpc_reflection,
+                tls: grpc_tls(&args.http)?,
             },
         })
     }
@@ -177,7 +178,7 @@ impl Infera {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        api::grpc::serve(self.state.clone(), listener, self.grpc, shutdown)
+        api::grpc::serve(self.state.clone(), listener, self.grpc.clone(), shutdown)
             .await
             .context("serving gRPC")
     }
@@ -194,6 +195,17 @@ fn access_control(args: &ServeArgs, metrics: &Arc<Metrics>) -> anyhow::Result<Ac
     }
     let observer: Arc<dyn auth::AccessObserver> = metrics.access().clone();
     Ok(Access::new(keys, args.rate.limits()).observed(observer))
+}
+
+/// The gRPC server's TLS: the HTTP server's certificate and key, when given.
+fn grpc_tls(http: &crate::config::HttpArgs) -> anyhow::Result<Option<GrpcTls>> {
+    let (Some(cert), Some(key)) = (&http.tls_cert, &http.tls_key) else {
+        return Ok(None);
+    };
+    let read =
+        |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let timeout = http.connection_limits().header_timeout;
+    Ok(Some(GrpcTls::from_pem(read(cert)?, read(key)?, timeout)))
 }
 
 fn load(reloader: &Reloader) -> Vec<RepositoryError> {
@@ -233,7 +245,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let grpc_listener = match args.grpc.grpc_port {
         Some(port) => {
             let l = bind(port).await?;
-            tracing::info!(grpc_addr = %l.local_addr()?, "gRPC listening (inference.GRPCInferenceService, grpc.health.v1.Health)");
+            tracing::info!(grpc_addr = %l.local_addr()?, tls = infera.grpc.tls.is_some(), "gRPC listening (inference.GRPCInferenceService, grpc.health.v1.Health)");
             Some(l)
         }
         None => None,

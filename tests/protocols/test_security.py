@@ -247,3 +247,44 @@ def test_cors_is_closed_unless_origins_are_configured(started):
     assert headers["access-control-allow-origin"] == "https://app.example.com"
     _, headers, _ = request(connect(), "POST", "/predict", IRIS, {"origin": "https://evil.example"})
     assert "access-control-allow-origin" not in headers
+
+
+def grpc_addr(server, timeout=20):
+    """The gRPC address from the server's start-up log line."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(server.log):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and "grpc_addr" in record:
+                return record["grpc_addr"], record.get("tls")
+        time.sleep(0.05)
+    pytest.fail(f"no gRPC address logged: {server.text()}")
+
+
+def test_tls_covers_the_grpc_port_for_a_real_grpc_client(started, tmp_path):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+    import numpy as np
+
+    cert, key = self_signed(tmp_path)
+    s = started("--tls-cert", str(cert), "--tls-key", str(key), "--grpc-port", "0")
+    addr, tls = grpc_addr(s)
+    assert tls is True
+    client = grpcclient.InferenceServerClient(
+        addr, ssl=True, root_certificates=str(cert)
+    )
+    deadline = time.monotonic() + 20
+    while not client.is_server_ready():
+        assert time.monotonic() < deadline, "gRPC over TLS never ready"
+        time.sleep(0.05)
+    x = grpcclient.InferInput("float_input", [1, 4], "FP32")
+    x.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))
+    result = client.infer("iris", [x])
+    assert result.as_numpy("label").tolist() == [0]
+    # A plain-text client gets no gRPC answer from the TLS port.
+    plain = grpcclient.InferenceServerClient(addr)
+    with pytest.raises(InferenceServerException):
+        plain.is_server_live(client_timeout=3)

@@ -14,8 +14,8 @@ mod tensors;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
+use tonic::transport::server::{ServerTlsConfig, TcpIncoming};
+use tonic::transport::{Identity, Server};
 
 use crate::api::AppState;
 use proto::grpc_inference_service_server::GrpcInferenceServiceServer;
@@ -33,7 +33,7 @@ pub mod proto {
 }
 
 /// How the gRPC server listens and what it accepts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct GrpcSettings {
     /// Largest request message, checked against the length prefix before the message is read.
     pub max_message_bytes: usize,
@@ -41,6 +41,38 @@ pub struct GrpcSettings {
     pub max_concurrent_streams: u32,
     /// Serve `grpc.reflection.v1` / `v1alpha`.
     pub reflection: bool,
+    /// Serve TLS (HTTP/2 over TLS with ALPN `h2`) with this certificate chain and key.
+    pub tls: Option<GrpcTls>,
+}
+
+/// The gRPC server's TLS identity and handshake deadline.
+#[derive(Clone)]
+pub struct GrpcTls {
+    identity: Identity,
+    handshake_timeout: Duration,
+}
+
+impl std::fmt::Debug for GrpcTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GrpcTls")
+    }
+}
+
+impl GrpcTls {
+    /// PEM certificate chain and private key (the HTTP server's `--tls-cert` / `--tls-key`);
+    /// a handshake not finished within `handshake_timeout` is dropped.
+    pub fn from_pem(cert: Vec<u8>, key: Vec<u8>, handshake_timeout: Duration) -> GrpcTls {
+        GrpcTls {
+            identity: Identity::from_pem(cert, key),
+            handshake_timeout,
+        }
+    }
+
+    fn config(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(self.identity.clone())
+            .timeout(self.handshake_timeout)
+    }
 }
 
 /// Serves gRPC on `listener` until `shutdown` completes, then lets calls in flight finish.
@@ -54,7 +86,12 @@ pub async fn serve(
     let readiness = tokio::spawn(readiness.track());
     let inference = GrpcInferenceServiceServer::new(service::InferenceService::new(state.clone()))
         .max_decoding_message_size(settings.max_message_bytes);
-    let mut server = Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = &settings.tls {
+        // Handshakes run concurrently (tonic spawns each), bounded by the timeout.
+        server = server.tls_config(tls.config())?;
+    }
+    let mut server = server
         .max_concurrent_streams(settings.max_concurrent_streams)
         .concurrency_limit_per_connection(settings.max_concurrent_streams as usize)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
