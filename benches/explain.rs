@@ -11,7 +11,7 @@ use clap::Parser;
 use criterion::{criterion_group, criterion_main, Criterion};
 use infera::config::Cli;
 use infera::explain::Coalitions;
-use infera::inference::{ExplainOptions, Instance, Target};
+use infera::inference::{ExplainOptions, Instance, Protocol, Target};
 use infera::server::Infera;
 
 #[global_allocator]
@@ -47,6 +47,7 @@ fn explain(c: &mut Criterion) {
         let target = Target {
             model: Some(model),
             version: None,
+            protocol: Protocol::Http,
         };
         group.bench_function(model, |b| {
             b.iter(|| {

@@ -19,7 +19,7 @@ use super::routes::explain::{explain as explain_instances, ExplainRequest, Expla
 use super::routes::predict::request_id_of;
 use super::state::AppState;
 use super::types::PredictionBody;
-use crate::inference::Target;
+use crate::inference::{Protocol, Target};
 use crate::repository::ResolveError;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -108,6 +108,7 @@ pub async fn predict(
             Target {
                 model: Some(name),
                 version: None,
+                protocol: Protocol::Http,
             },
             &request.instances,
             &request_id_of(request_id),
@@ -158,6 +159,7 @@ pub async fn explain(
     let target = Target {
         model: Some(name),
         version: None,
+        protocol: Protocol::Http,
     };
     let answer = explain_instances(&state, target, &request.instances, &request.options()).await?;
     Ok(answer.into_response())

@@ -12,6 +12,7 @@ mod prediction;
 mod predictor;
 mod tensors;
 
+pub use crate::monitoring::Protocol;
 pub use contract::{FeatureSpec, InputContract, ModelContract, OutputContract};
 pub use error::PredictError;
 pub use explain_error::ExplainError;

@@ -12,7 +12,7 @@ use super::prediction::{predictions, Prediction};
 use super::tensors::{check_tensors, InputTensor};
 use crate::auth::Access;
 use crate::engine::Tensor;
-use crate::monitoring::{Observed, PredictionLog};
+use crate::monitoring::{Observed, PredictionLog, Protocol};
 use crate::repository::{LoadedVersion, ModelStore};
 
 /// Per-request limits.
@@ -27,11 +27,13 @@ pub struct Limits {
     pub timeout: Duration,
 }
 
-/// Which model version a request means: None picks the default model / highest version.
+/// Which model version a request means (None picks the default model / highest version), and
+/// the front-end it came through (the model series' `protocol` label).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Target<'a> {
     pub model: Option<&'a str>,
     pub version: Option<u64>,
+    pub protocol: Protocol,
 }
 
 /// A successful prediction with its provenance and timings.
@@ -121,7 +123,7 @@ impl Predictor {
             Ok(run)
         }
         .await;
-        self.record(&loaded, &result, started);
+        self.record(&loaded, &result, target.protocol, started);
         let run = result?;
         Ok(PredictOutcome {
             model: loaded.model.clone(),
@@ -151,7 +153,7 @@ impl Predictor {
             self.execute(&loaded, tensors, rows, started).await
         }
         .await;
-        self.record(&loaded, &result, started);
+        self.record(&loaded, &result, target.protocol, started);
         let run = result?;
         let outputs = loaded
             .contract
@@ -178,7 +180,7 @@ impl Predictor {
         };
         loaded.queue.check_room().map_err(|e| {
             let e = PredictError::Engine(e);
-            loaded.metrics.failed(e.reason());
+            loaded.metrics.failed(target.protocol, e.reason());
             e
         })
     }
@@ -242,13 +244,14 @@ impl Predictor {
         &self,
         loaded: &LoadedVersion,
         result: &Result<Executed, PredictError>,
+        protocol: Protocol,
         started: Instant,
     ) {
         match result {
             Ok(run) => loaded
                 .metrics
-                .succeeded(run.predictions.len(), started.elapsed()),
-            Err(e) => loaded.metrics.failed(e.reason()),
+                .succeeded(protocol, run.predictions.len(), started.elapsed()),
+            Err(e) => loaded.metrics.failed(protocol, e.reason()),
         }
     }
 

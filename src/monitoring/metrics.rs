@@ -3,7 +3,7 @@
 //! repository, class names from manifests, and fixed reason strings.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -91,6 +91,33 @@ fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
 }
 
 const MODEL: &[&str] = &["model", "version"];
+/// The per-request model series, split by the front-end the request came through.
+const MODEL_PROTOCOL: &[&str] = &["model", "version", "protocol"];
+
+/// The front-end a request came through: the `protocol` label's closed set. REST (`/predict`,
+/// V1, V2) is `http`; the gRPC Open Inference Protocol is `grpc`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    #[default]
+    Http,
+    Grpc,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Protocol::Http => 0,
+            Protocol::Grpc => 1,
+        }
+    }
+}
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -132,18 +159,18 @@ impl Metrics {
             request_duration: histogram(
                 "infera_model_request_duration_seconds",
                 "End-to-end predict time: validation, queue, inference and post-processing",
-                MODEL,
+                MODEL_PROTOCOL,
                 LATENCY_BUCKETS,
             ),
             instances: counter(
                 "infera_model_instances_total",
                 "Instances predicted successfully",
-                MODEL,
+                MODEL_PROTOCOL,
             ),
             failures: counter(
                 "infera_model_failures_total",
                 "Predict requests that failed, by reason",
-                &["model", "version", "reason"],
+                &["model", "version", "reason", "protocol"],
             ),
             queue_depth: gauge(
                 "infera_model_queue_depth",
@@ -373,8 +400,25 @@ impl Metrics {
             version: version.clone(),
             queue_wait: self.queue_wait.with_label_values(&labels),
             compute: self.compute.with_label_values(&labels),
-            request_duration: self.request_duration.with_label_values(&labels),
-            instances: self.instances.with_label_values(&labels),
+            request_duration: self.request_duration.clone(),
+            instances: self.instances.clone(),
+            // REST serves every model: its series exist from load on (at 0), so a rate over
+            // the first request is not lost; gRPC's appear with its first call.
+            by_protocol: [
+                OnceLock::from((
+                    self.request_duration.with_label_values(&[
+                        model,
+                        version.as_str(),
+                        Protocol::Http.as_str(),
+                    ]),
+                    self.instances.with_label_values(&[
+                        model,
+                        version.as_str(),
+                        Protocol::Http.as_str(),
+                    ]),
+                )),
+                OnceLock::new(),
+            ],
             failures: self.failures.clone(),
             queue_depth: self.queue_depth.with_label_values(&labels),
             batch_size: self.batch_size.with_label_values(&labels),
@@ -420,8 +464,11 @@ pub struct ModelMetrics {
     version: String,
     queue_wait: Histogram,
     compute: Histogram,
-    request_duration: Histogram,
-    instances: IntCounter,
+    request_duration: HistogramVec,
+    instances: IntCounterVec,
+    /// The (duration, instances) handles per protocol: `http` resolved at load, `grpc` on its
+    /// first call, so a server without gRPC exports no gRPC series.
+    by_protocol: [OnceLock<(Histogram, IntCounter)>; 2],
     failures: IntCounterVec,
     queue_depth: IntGauge,
     batch_size: Histogram,
@@ -454,9 +501,20 @@ impl ModelMetrics {
     }
 
     /// One predict request succeeded.
-    pub fn succeeded(&self, instances: usize, elapsed: Duration) {
-        self.instances.inc_by(instances as u64);
-        self.request_duration.observe(elapsed.as_secs_f64());
+    pub fn succeeded(&self, protocol: Protocol, instances: usize, elapsed: Duration) {
+        let (duration, count) = self.by_protocol[protocol.index()].get_or_init(|| {
+            let labels = [
+                self.model.as_str(),
+                self.version.as_str(),
+                protocol.as_str(),
+            ];
+            (
+                self.request_duration.with_label_values(&labels),
+                self.instances.with_label_values(&labels),
+            )
+        });
+        count.inc_by(instances as u64);
+        duration.observe(elapsed.as_secs_f64());
     }
 
     /// One classifier answer.
@@ -470,10 +528,14 @@ impl ModelMetrics {
     }
 
     /// One predict request failed; `reason` is a fixed identifier.
-    pub fn failed(&self, reason: &'static str) {
-        self.failures
-            .with_label_values(&[self.model.as_str(), self.version.as_str(), reason])
-            .inc();
+    pub fn failed(&self, protocol: Protocol, reason: &'static str) {
+        let labels = [
+            self.model.as_str(),
+            self.version.as_str(),
+            reason,
+            protocol.as_str(),
+        ];
+        self.failures.with_label_values(&labels).inc();
     }
 }
 
@@ -513,7 +575,7 @@ mod tests {
         let metrics = Metrics::new();
         let m = metrics.model("iris", 1, &["a".into(), "b".into()]);
         m.classified(1, 0.75);
-        m.succeeded(1, Duration::from_millis(2));
+        m.succeeded(Protocol::Http, 1, Duration::from_millis(2));
         metrics.http_request("POST", "/predict", 200, Duration::from_millis(3));
         let text = metrics.render();
         assert!(

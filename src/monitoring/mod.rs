@@ -22,7 +22,7 @@ pub use drift::{
 pub use explain_metrics::{ExplainFamilies, Running as ExplainRunning};
 pub use feedback::{Logged, PredictionLog, Unmatched};
 pub use grpc_metrics::GrpcFamilies;
-pub use metrics::{Metrics, ModelMetrics};
+pub use metrics::{Metrics, ModelMetrics, Protocol};
 pub use monitor::{
     DriftView, GroundTruth, ModelMonitor, MonitorSettings, MonitoringView, OverallStatus,
     ReferenceView, Subject,

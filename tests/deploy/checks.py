@@ -1,4 +1,4 @@
-"""Checks behind tests/deploy/run (stdlib + PyYAML only). Each subcommand exits non-zero with a
+"""Checks behind tests/deploy/run (stdlib, PyYAML, and grpcio for the gRPC check). Each subcommand exits non-zero with a
 message naming what is wrong.
 
   manifests BASE OVERLAY KSERVE DOCKERFILE   semantic checks of rendered Kubernetes manifests
@@ -9,6 +9,7 @@ message naming what is wrong.
   wait-ready URL TIMEOUT_S                   poll URL until 200; print seconds waited
   smoke BASE_URL                             /health, /predict, /models, /metrics through the port
   repo-models BASE_URL NAME...               GET /models lists exactly NAME...
+  grpc HOST:PORT                             health, ServerLive, ModelReady, ModelInfer and auth over gRPC
   prometheus PROM_URL INFERA_URL DASHBOARD MODELS_DIR [--alerts]
                                              traffic, then every dashboard query against Prometheus
 """
@@ -356,7 +357,7 @@ def cmd_smoke(base):
     text = metrics.decode()
     for needle in (
         'infera_http_requests_total{method="POST",route="/predict",status="200"}',
-        'infera_model_instances_total{model="iris",version="1"}',
+        'infera_model_instances_total{model="iris",protocol="http",version="1"}',
         "infera_build_info{",
     ):
         if status != 200 or needle not in text:
@@ -368,6 +369,12 @@ def cmd_smoke(base):
         f"  ok    /health/live {live}, POST /predict -> {labels}, 422 out_of_range, "
         f"/metrics ({len(text.splitlines())} lines), /docs/"
     )
+
+
+def cmd_grpc(addr):
+    import grpc_check
+
+    grpc_check.check(addr, fail)
 
 
 def cmd_repo_models(base, *names):
@@ -592,6 +599,7 @@ COMMANDS = {
     "wait-ready": cmd_wait_ready,
     "smoke": cmd_smoke,
     "repo-models": cmd_repo_models,
+    "grpc": cmd_grpc,
     "prometheus": cmd_prometheus,
 }
 

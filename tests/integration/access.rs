@@ -223,7 +223,7 @@ async fn a_models_rate_limit_applies_to_that_model_on_every_protocol() {
     assert_eq!(
         metric(
             &metrics,
-            "infera_model_failures_total{model=\"iris\",reason=\"rate_limited\",version=\"1\"}"
+            "infera_model_failures_total{model=\"iris\",protocol=\"http\",reason=\"rate_limited\",version=\"1\"}"
         ),
         Some(2.0)
     );

@@ -591,7 +591,7 @@ async fn calls_are_counted_by_rpc_and_code_and_unserved_rpcs_are_unimplemented()
     assert_eq!(
         metric(
             &text,
-            "infera_model_instances_total{model=\"iris\",version=\"1\"}"
+            "infera_model_instances_total{model=\"iris\",protocol=\"grpc\",version=\"1\"}"
         ),
         Some(golden("iris")["inputs"].as_array().unwrap().len() as f64),
         "gRPC inference goes through the predictor and its model metrics"

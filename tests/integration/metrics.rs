@@ -25,12 +25,20 @@ async fn metrics_count_known_traffic_exactly() {
         metric(&text, series).unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
     };
     let iris = "model=\"iris\",version=\"1\"";
-    assert_eq!(m(&format!("infera_model_instances_total{{{iris}}}")), 6.0);
+    let iris_http = "model=\"iris\",protocol=\"http\",version=\"1\"";
+    assert_eq!(
+        m(&format!("infera_model_instances_total{{{iris_http}}}")),
+        6.0
+    );
     assert_eq!(
         m(&format!(
-            "infera_model_request_duration_seconds_count{{{iris}}}"
+            "infera_model_request_duration_seconds_count{{{iris_http}}}"
         )),
         3.0
+    );
+    assert!(
+        !text.contains("protocol=\"grpc\""),
+        "a protocol that served nothing exports no series"
     );
     assert_eq!(m(&format!("infera_model_batch_size_count{{{iris}}}")), 3.0);
     assert_eq!(m(&format!("infera_model_batch_size_sum{{{iris}}}")), 6.0);
@@ -45,7 +53,7 @@ async fn metrics_count_known_traffic_exactly() {
     assert_eq!(m(&format!("infera_model_queue_depth{{{iris}}}")), 0.0);
     assert_eq!(m(&format!("infera_model_ready{{{iris}}}")), 1.0);
     assert!(m(&format!("infera_model_load_duration_seconds{{{iris}}}")) > 0.0);
-    assert_eq!(m("infera_model_failures_total{model=\"iris\",reason=\"wrong_feature_count\",version=\"1\"}"), 1.0);
+    assert_eq!(m("infera_model_failures_total{model=\"iris\",protocol=\"http\",reason=\"wrong_feature_count\",version=\"1\"}"), 1.0);
     assert_eq!(
         m("infera_predicted_class_total{class=\"setosa\",model=\"iris\",version=\"1\"}"),
         3.0

@@ -87,7 +87,7 @@ async fn full_queue_is_refused_with_429_and_no_accepted_request_is_lost() {
     }
     let text = get(&app, "/metrics").await.text;
     let series = |reason: &str| {
-        format!("infera_model_failures_total{{model=\"slow\",reason=\"{reason}\",version=\"1\"}}")
+        format!("infera_model_failures_total{{model=\"slow\",protocol=\"http\",reason=\"{reason}\",version=\"1\"}}")
     };
     assert_eq!(
         metric(&text, &series("overloaded")),
@@ -197,7 +197,7 @@ async fn a_full_queue_refuses_before_reading_the_body() {
     assert_eq!(busy.await.unwrap().status, StatusCode::OK);
     assert_eq!(queued.await.unwrap().status, StatusCode::OK);
     let overloaded =
-        "infera_model_failures_total{model=\"slow\",reason=\"overloaded\",version=\"1\"}";
+        "infera_model_failures_total{model=\"slow\",protocol=\"http\",reason=\"overloaded\",version=\"1\"}";
     assert_eq!(
         metric(&infera.state.metrics.render(), overloaded),
         Some(1.0)

@@ -137,7 +137,11 @@ async fn a_new_version_passes_the_gate_and_takes_over() {
         "{text}"
     );
     assert!(
-        !text.contains(r#"infera_model_instances_total{model="iris",version="1"}"#),
+        !text
+            .lines()
+            .any(|l| l.starts_with("infera_model_instances_total{")
+                && l.contains(r#"model="iris""#)
+                && l.contains(r#"version="1""#)),
         "series of an unloaded version are dropped"
     );
     assert_eq!(get(&app, "/health/ready").await.status, StatusCode::OK);

@@ -313,7 +313,7 @@ async fn v2_inference_counts_in_the_same_model_metrics() {
     assert_eq!(
         crate::common::metric(
             &text,
-            "infera_model_instances_total{model=\"iris\",version=\"1\"}"
+            "infera_model_instances_total{model=\"iris\",protocol=\"http\",version=\"1\"}"
         ),
         Some(2.0)
     );

@@ -7,7 +7,7 @@ use crate::api::access::Usage;
 use crate::api::routes::predict::parse_version;
 use crate::api::v2::datatype;
 use crate::api::{ApiError, AppState};
-use crate::inference::Target;
+use crate::inference::{Protocol, Target};
 
 /// The version a request names: empty means the model's highest ready version.
 pub fn version(model: &str, version: &str) -> Result<Option<u64>, ApiError> {
@@ -35,6 +35,7 @@ pub async fn model_infer(
     let target = Target {
         model: Some(&model_name),
         version: version(&model_name, &model_version)?,
+        protocol: Protocol::Grpc,
     };
     // Refuse at once when the model's queue is full, before decoding anything.
     state.predictor.admit(target)?;

@@ -13,7 +13,7 @@ use crate::api::extract::ValidJson;
 use crate::api::routes::predict::parse_version;
 use crate::api::state::AppState;
 use crate::inference::{
-    ExplainOptions, ExplainOutcome, Instance, InstanceExplanation, MethodChoice, Target,
+    ExplainOptions, ExplainOutcome, Instance, InstanceExplanation, MethodChoice, Protocol, Target,
 };
 
 /// How to compute attributions.
@@ -186,6 +186,7 @@ pub async fn explain_model(
     let target = Target {
         model: Some(&name),
         version: None,
+        protocol: Protocol::Http,
     };
     explain(&state, target, &request.instances, &request.options()).await
 }
@@ -219,6 +220,7 @@ pub async fn explain_version(
     let target = Target {
         model: Some(&name),
         version: Some(version),
+        protocol: Protocol::Http,
     };
     explain(&state, target, &request.instances, &request.options()).await
 }

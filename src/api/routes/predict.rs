@@ -10,7 +10,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::ValidJson;
 use crate::api::state::AppState;
 use crate::api::types::{IdentifiedPrediction, PredictRequest, PredictResponse};
-use crate::inference::Target;
+use crate::inference::{Protocol, Target};
 
 /// Predict with the model named in the body, or the default model.
 #[utoipa::path(
@@ -37,6 +37,7 @@ pub async fn predict_default(
     let target = Target {
         model: request.model.as_deref(),
         version: None,
+        protocol: Protocol::Http,
     };
     run(&state, target, request_id, &request).await
 }
@@ -68,6 +69,7 @@ pub async fn predict_model(
     let target = Target {
         model: Some(&name),
         version: None,
+        protocol: Protocol::Http,
     };
     state.predictor.admit(target)?;
     let ValidJson(request) = ValidJson::<PredictRequest>::from_request(body, &state).await?;
@@ -106,6 +108,7 @@ pub async fn predict_version(
         state.predictor.admit(Target {
             model: Some(&name),
             version: Some(v),
+            protocol: Protocol::Http,
         })?;
     }
     let ValidJson(request) = ValidJson::<PredictRequest>::from_request(body, &state).await?;
@@ -116,6 +119,7 @@ pub async fn predict_version(
         Target {
             model: Some(&name),
             version: Some(version),
+            protocol: Protocol::Http,
         },
         request_id,
         &request,

@@ -18,7 +18,7 @@ use crate::api::error::ApiError;
 use crate::api::routes::predict::parse_version;
 use crate::api::state::AppState;
 use crate::engine::{Tensor, TensorSpec};
-use crate::inference::{InputTensor, Target};
+use crate::inference::{InputTensor, Protocol, Target};
 use crate::repository::{ResolveError, VersionState};
 
 /// Header giving the length of the JSON part of a binary-extension body.
@@ -394,6 +394,7 @@ async fn run_infer(
             Target {
                 model: Some(name),
                 version,
+                protocol: Protocol::Http,
             },
             inputs,
         )
