@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use crate::config::{CheckArgs, HealthcheckArgs};
-use crate::engine::{BatchPolicy, PoolConfig, WorkerPool};
+use crate::engine::{BatchPolicy, LoadOptions, PoolConfig, WorkerPool};
 use crate::monitoring::{Metrics, Notifier};
 use crate::repository::{self, evaluate_gate, GateReport, GateStage, LoadContext, LoadedVersion};
 
@@ -50,6 +50,7 @@ fn run(root: &Path, out: &mut impl Write) -> anyhow::Result<CheckReport> {
         })?),
         batching: BatchPolicy::default(),
         notifier: Notifier::disabled(),
+        load: LoadOptions::default(),
     };
     let mut report = CheckReport {
         repository: root.display().to_string(),

@@ -89,6 +89,8 @@ pub struct ServeArgs {
     pub log: LogArgs,
     #[command(flatten)]
     pub reload: ReloadArgs,
+    #[command(flatten)]
+    pub shapes: ShapeArgs,
 }
 
 /// Where and how the HTTP server listens.
@@ -323,6 +325,49 @@ pub struct ReloadArgs {
     pub reload_poll_secs: u64,
 }
 
+/// Shapes as the graph declares them: plans specialised per concrete input shape, and body
+/// limits that fit the model.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Shapes")]
+pub struct ShapeArgs {
+    /// Plans kept per model version for models whose plans are specialised per input shape
+    /// (least recently used dropped first); a model card's `[runtime] plan_cache` overrides it.
+    #[arg(long, env = "INFERA_PLAN_CACHE_SIZE", default_value_t = 16)]
+    pub plan_cache_size: usize,
+    /// Largest request body in bytes on a model's inference routes (/predict, V1, V2 infer,
+    /// explain), when the model's contract needs more than --max-body-bytes: the limit is what
+    /// the contract's largest request takes as JSON (bounded by --max-elements), at most this.
+    #[arg(long, env = "INFERA_MAX_MODEL_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_model_body_bytes: usize,
+}
+
+impl ShapeArgs {
+    /// The engine's load options for models whose card says nothing.
+    pub fn load_options(&self) -> crate::engine::LoadOptions {
+        crate::engine::LoadOptions {
+            plan_cache: self.plan_cache_size,
+            ..Default::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let max = crate::repository::manifest::MAX_PLAN_CACHE;
+        if !(1..=max).contains(&self.plan_cache_size) {
+            return Err(format!(
+                "--plan-cache-size must be between 1 and {max}, got {}",
+                self.plan_cache_size
+            ));
+        }
+        if self.max_model_body_bytes < 1024 {
+            return Err(format!(
+                "--max-model-body-bytes must be at least 1024, got {}",
+                self.max_model_body_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// The model repository to check.
@@ -385,7 +430,8 @@ impl ServeArgs {
         self.monitoring.validate()?;
         self.explain.validate()?;
         self.grpc.validate()?;
-        self.reload.validate()
+        self.reload.validate()?;
+        self.shapes.validate()
     }
 }
 

@@ -90,6 +90,7 @@ impl Infera {
             pool: pool.clone(),
             batching: args.batching.batch_policy(),
             notifier,
+            load: args.shapes.load_options(),
         };
         let explainer = Arc::new(Explainer::new(
             store.clone(),
@@ -112,6 +113,7 @@ impl Infera {
                 .then(|| reloader.clone()),
             access,
             max_body_bytes: args.limits.max_body_bytes,
+            max_model_body_bytes: args.shapes.max_model_body_bytes,
             draining: Default::default(),
             metrics_port: args.http.metrics_port,
             cors_origins: args.http.cors_origins.clone(),

@@ -128,6 +128,11 @@ impl From<EngineError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", e.to_string())
                     .retry(RETRY_SOON)
             }
+            EngineError::ShapeRefused { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unsupported_shape",
+                e.to_string(),
+            ),
             EngineError::ShuttingDown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

@@ -167,35 +167,31 @@ pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-/// Refuses a declared body over the limit before reading it, naming the limit. (Bodies without
-/// a Content-Length are cut off by axum's body limit while being read.)
-pub async fn body_limit(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Refuses a declared body over the limit before reading it, naming the limit, and cuts off a
+/// body without a Content-Length (or a longer one) at the limit while it is read. The limit is
+/// `--max-body-bytes`, or on a model's inference routes what its contract needs
+/// (`model_limit.rs`).
+pub async fn body_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = super::model_limit::body_limit(&state, request.uri().path());
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(len) = declared {
-        if len > state.max_body_bytes as u64 {
+        if len > limit as u64 {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                format!(
-                    "the request body is {len} bytes; the limit is {} bytes",
-                    state.max_body_bytes
-                ),
+                format!("the request body is {len} bytes; the limit is {limit} bytes"),
             )
             .into_response();
         }
     }
-    request
-        .extensions_mut()
-        .insert(BodyLimit(state.max_body_bytes));
-    next.run(request).await
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(BodyLimit(limit));
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, limit));
+    next.run(Request::from_parts(parts, body)).await
 }
 
 /// The body limit in force, for extractors that report it.

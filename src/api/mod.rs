@@ -6,6 +6,7 @@ mod error;
 mod extract;
 pub mod grpc;
 mod middleware;
+mod model_limit;
 mod openapi;
 mod routes;
 mod state;
@@ -56,7 +57,9 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn_with_state(state.clone(), access::access))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::body_limit))
-        .layer(DefaultBodyLimit::max(state.max_body_bytes));
+        .layer(DefaultBodyLimit::max(
+            state.max_body_bytes.max(state.max_model_body_bytes),
+        ));
     let outer = ServiceBuilder::new()
         .option_layer(middleware::cors(&state.cors_origins))
         .layer(axum::middleware::from_fn_with_state(

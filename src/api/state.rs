@@ -18,6 +18,9 @@ pub struct AppState {
     pub access: Access,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest body a model's inference route accepts when its contract needs more than
+    /// `max_body_bytes` (see `model_limit.rs`).
+    pub max_model_body_bytes: usize,
     /// The repository reloader behind the admin API; None (and the admin routes absent) when no
     /// API key carries the `admin` scope.
     pub admin: Option<Arc<Reloader>>,

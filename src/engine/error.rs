@@ -21,6 +21,11 @@ pub enum EngineError {
     #[error("input {input}: {reason}")]
     BadInput { input: String, reason: String },
 
+    /// The request's shapes fit the declared ones, but the graph cannot take them (its
+    /// dimensions that must agree differ, or the plan cannot be specialised to them).
+    #[error("the model cannot take input shapes {shapes}: {reason}")]
+    ShapeRefused { shapes: String, reason: String },
+
     /// tract failed while running the plan.
     #[error("inference failed: {0}")]
     Inference(String),
@@ -68,6 +73,7 @@ impl EngineError {
             EngineError::Load { .. } => "load",
             EngineError::Unsupported { .. } => "unsupported",
             EngineError::BadInput { .. } => "bad_input",
+            EngineError::ShapeRefused { .. } => "unsupported_shape",
             EngineError::Inference(_) => "inference",
             EngineError::UnsupportedOutput { .. } => "unsupported_output",
             EngineError::Overloaded { .. } => "overloaded",

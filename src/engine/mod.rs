@@ -12,5 +12,5 @@ mod tensor;
 pub use error::EngineError;
 pub use pool::{PoolConfig, WorkerPool};
 pub use queue::{BatchPolicy, JobObserver, ModelQueue, RunOutput, SkipReason};
-pub use runtime::CompiledModel;
-pub use tensor::{DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};
+pub use runtime::{CompiledModel, LoadOptions, PlanMode, PlanObserver};
+pub use tensor::{Batching, DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};

@@ -73,7 +73,8 @@ pub enum Dim {
     Batch,
     /// A fixed size.
     Fixed(usize),
-    /// An output size known only once the model has run.
+    /// A size that varies: an input axis the graph declares symbolic (any size per request,
+    /// checked by the engine against the graph), or an output size known once the model has run.
     Dynamic,
 }
 
@@ -86,7 +87,8 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
-    /// The shape of one instance: every dimension after the batch dimension.
+    /// The shape of one instance: every fixed dimension after the batch dimension (variable
+    /// dimensions are left out: see [`TensorSpec::accepts_row`] for a request's shape).
     pub fn row_shape(&self) -> Vec<usize> {
         self.shape
             .iter()
@@ -100,6 +102,22 @@ impl TensorSpec {
     /// Number of elements in one instance.
     pub fn row_len(&self) -> usize {
         self.row_shape().iter().product()
+    }
+
+    /// True when some dimension after the batch dimension varies (`Dim::Dynamic`).
+    pub fn has_variable_rows(&self) -> bool {
+        self.shape.iter().skip(1).any(|d| *d == Dim::Dynamic)
+    }
+
+    /// True when `row` (a shape without the batch dimension) fits this spec: same rank, every
+    /// fixed dimension equal, any size where the dimension varies.
+    pub fn accepts_row(&self, row: &[usize]) -> bool {
+        let dims = self.shape.get(1..).unwrap_or(&[]);
+        dims.len() == row.len()
+            && dims.iter().zip(row).all(|(d, n)| match d {
+                Dim::Fixed(f) => f == n,
+                Dim::Dynamic | Dim::Batch => true,
+            })
     }
 
     /// True when the first dimension is the batch dimension.
@@ -127,6 +145,71 @@ pub struct ModelSignature {
     /// True when every input and output has a leading batch dimension, so several instances can
     /// run in one call.
     pub batched: bool,
+    /// How the tensor protocols see the leading axis (Triton's `max_batch_size` semantics).
+    pub batching: Batching,
+}
+
+/// Whether a model's leading axis is a batch axis the tensor protocols show (Triton's
+/// `max_batch_size > 0`), or the model is served with its exact declared shapes
+/// (`max_batch_size` 0). Inside infera every tensor is batch first either way: for an `Exact`
+/// model the engine's leading axis is one instance, and the protocols add or strip it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Batching {
+    /// The inputs share a leading batch axis: shapes show -1 there.
+    #[default]
+    Batch,
+    /// No batch axis: for each input and output, whether the graph's own shape starts with the
+    /// engine's instance axis (a declared leading 1) or not (the engine added it).
+    Exact {
+        inputs_keep_axis: Vec<bool>,
+        outputs_keep_axis: Vec<bool>,
+    },
+}
+
+impl Batching {
+    /// True when the protocols see a batch axis.
+    pub fn has_batch_axis(&self) -> bool {
+        matches!(self, Batching::Batch)
+    }
+
+    /// Whether the protocol shape of input (`output` false) or output `ix` keeps the engine's
+    /// leading axis.
+    pub fn keeps_axis(&self, output: bool, ix: usize) -> bool {
+        match self {
+            Batching::Batch => true,
+            Batching::Exact {
+                inputs_keep_axis,
+                outputs_keep_axis,
+            } => {
+                let keep = if output {
+                    outputs_keep_axis
+                } else {
+                    inputs_keep_axis
+                };
+                keep.get(ix).copied().unwrap_or(true)
+            }
+        }
+    }
+}
+
+impl ModelSignature {
+    /// The shape a tensor protocol shows for input (`output` false) or output `ix`: -1 for the
+    /// batch axis and variable dimensions; for a model without a batch axis, the graph's own
+    /// shape (a leading 1 where the graph declares it, nothing where the engine added the axis).
+    pub fn protocol_shape(&self, output: bool, ix: usize) -> Vec<i64> {
+        let specs = if output { &self.outputs } else { &self.inputs };
+        let Some(spec) = specs.get(ix) else {
+            return Vec::new();
+        };
+        let shape = spec.shape_i64();
+        match &self.batching {
+            Batching::Batch => shape,
+            Batching::Exact { .. } if self.batching.keeps_axis(output, ix) => std::iter::once(1)
+                .chain(shape.into_iter().skip(1))
+                .collect(),
+            Batching::Exact { .. } => shape.into_iter().skip(1).collect(),
+        }
+    }
 }
 
 /// Flat, row-major tensor contents.

@@ -32,7 +32,17 @@ pub enum InputContract {
 }
 
 impl InputContract {
-    /// Elements one instance carries across all inputs (from the contract, not the request).
+    /// True when some input has a variable dimension besides the batch: an instance's size is
+    /// then known only from the request.
+    pub fn has_variable_rows(&self) -> bool {
+        match self {
+            InputContract::Tabular { .. } => false,
+            InputContract::Tensors { inputs } => inputs.iter().any(TensorSpec::has_variable_rows),
+        }
+    }
+
+    /// Elements one instance carries across all inputs (from the contract, not the request;
+    /// variable dimensions count as 1).
     /// Saturates: a contract too large to count is refused by any finite limit.
     pub fn row_elements(&self) -> usize {
         match self {
@@ -352,6 +362,7 @@ mod tests {
                 ),
             ],
             batched: true,
+            batching: Default::default(),
         }
     }
 
@@ -424,6 +435,7 @@ mod tests {
                 vec![Dim::Batch, Dim::Fixed(1)],
             )],
             batched: true,
+            batching: Default::default(),
         };
         let m = Manifest {
             labels: vec!["a".into()],
@@ -459,6 +471,7 @@ mod tests {
                 vec![Dim::Batch, Dim::Fixed(1)],
             )],
             batched: true,
+            batching: Default::default(),
         };
         let c = ModelContract::build(None, &sig).unwrap();
         assert_eq!(c.output, OutputContract::Regression { value: 0 });
@@ -478,6 +491,7 @@ mod tests {
                 vec![Dim::Batch, Dim::Fixed(10)],
             )],
             batched: true,
+            batching: Default::default(),
         };
         let c = ModelContract::build(None, &sig).unwrap();
         assert_eq!(c.task, Task::Raw);

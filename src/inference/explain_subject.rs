@@ -57,7 +57,12 @@ pub(super) fn subject(loaded: &LoadedVersion) -> Result<Subject<'_>, ExplainErro
             *dtype,
         ),
         InputContract::Tensors { inputs } => match inputs.as_slice() {
-            [only] if only.dtype.is_float() && only.is_batched() && only.row_shape().len() >= 2 => {
+            [only]
+                if only.dtype.is_float()
+                    && only.is_batched()
+                    && !only.has_variable_rows()
+                    && only.row_shape().len() >= 2 =>
+            {
                 (
                     Input::Tensor {
                         shape: only.row_shape(),

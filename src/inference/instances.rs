@@ -236,15 +236,22 @@ fn decode_tensors(
     inputs: &[TensorSpec],
     instances: &[Instance],
 ) -> Result<Vec<Tensor>, ContractViolation> {
-    let shapes: Vec<Vec<usize>> = inputs.iter().map(TensorSpec::row_shape).collect();
+    let shapes: Vec<Vec<usize>> = inputs
+        .iter()
+        .map(|spec| instance_shape(inputs, spec, instances.first()))
+        .collect::<Result<_, _>>()?;
     let mut sinks: Vec<Sink> = inputs
         .iter()
         .zip(&shapes)
         .map(|(spec, shape)| {
-            Sink::with_capacity(
-                spec.dtype,
-                shape.iter().product::<usize>() * instances.len(),
-            )
+            // A variable shape is read from the first instance: reserve for that one only, the
+            // others grow the buffer as their data is actually read.
+            let rows = if spec.has_variable_rows() {
+                1
+            } else {
+                instances.len()
+            };
+            Sink::with_capacity(spec.dtype, shape.iter().product::<usize>() * rows)
         })
         .collect();
     for (i, instance) in instances.iter().enumerate() {
@@ -316,6 +323,60 @@ fn decode_tensors(
             }
         })
         .collect())
+}
+
+/// The shape every instance of input `ix` must have: the spec's, or for a spec with variable
+/// dimensions the first instance's own (nested array lengths), when it fits the spec. The
+/// instances of one request share one shape, since they are stacked into one tensor.
+fn instance_shape(
+    inputs: &[TensorSpec],
+    spec: &TensorSpec,
+    first: Option<&Instance>,
+) -> Result<Vec<usize>, ContractViolation> {
+    if !spec.has_variable_rows() {
+        return Ok(spec.row_shape());
+    }
+    let dims = match (first, inputs) {
+        (None, _) => return Ok(spec.row_shape()),
+        (Some(Instance::Numbers { dims, .. }), [_]) => dims.clone(),
+        (Some(instance), _) => {
+            let value = instance.as_json();
+            let value = match (value.as_ref(), inputs.len()) {
+                (Value::Object(fields), _) => fields.get(&spec.name).cloned(),
+                (v, 1) => Some(v.clone()),
+                _ => None,
+            };
+            match value {
+                Some(v) => nested_dims(&v),
+                None => return Ok(spec.row_shape()),
+            }
+        }
+    };
+    if !spec.accepts_row(&dims) {
+        return Err(violation(
+            ViolationKind::WrongShape,
+            0,
+            format!(
+                "input {:?}: instance shape {dims:?} does not fit the model's {:?} (batch first)",
+                spec.name,
+                spec.shape_i64()
+            ),
+        ));
+    }
+    Ok(dims)
+}
+
+/// The lengths of a nested JSON array along its first elements.
+fn nested_dims(mut value: &Value) -> Vec<usize> {
+    let mut dims = Vec::new();
+    while let Value::Array(items) = value {
+        dims.push(items.len());
+        match items.first() {
+            Some(first) => value = first,
+            None => break,
+        }
+    }
+    dims
 }
 
 /// `[a][b][c]`: the position of flat element `j` in an array of shape `dims`.

@@ -166,6 +166,7 @@ mod tests {
                 inputs: vec![],
                 outputs,
                 batched: true,
+                batching: Default::default(),
             },
         }
     }

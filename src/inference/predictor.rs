@@ -9,7 +9,7 @@ use super::error::PredictError;
 use super::instances::decode;
 use super::json_instance::Instance;
 use super::prediction::{predictions, Prediction};
-use super::tensors::{check_tensors, InputTensor};
+use super::tensors::{check_tensors, protocol_outputs, InputTensor};
 use crate::auth::Access;
 use crate::engine::Tensor;
 use crate::monitoring::{Observed, PredictionLog, Protocol};
@@ -115,6 +115,10 @@ impl Predictor {
                 .checked_mul(instances.len());
             self.check_elements(elements)?;
             let inputs = decode(&loaded.contract.input, instances)?;
+            if loaded.contract.input.has_variable_rows() {
+                // The contract could only count the fixed dimensions: count what was read.
+                self.check_elements(Some(inputs.iter().map(|t| t.data.len()).sum()))?;
+            }
             self.observe_inputs(&loaded, &inputs[0]);
             let run = self
                 .execute(&loaded, inputs, instances.len(), started)
@@ -161,7 +165,7 @@ impl Predictor {
             .outputs
             .iter()
             .map(|s| s.name.clone())
-            .zip(run.outputs)
+            .zip(protocol_outputs(&loaded.contract, run.outputs))
             .collect();
         Ok(InferOutcome {
             model: loaded.model.clone(),
@@ -303,6 +307,7 @@ pub struct InferOutcome {
     pub version: u64,
     /// The version that answered (its signature names the datatypes and shapes).
     pub loaded: Arc<LoadedVersion>,
-    /// Output name -> tensor (batch first), in the model's output order.
+    /// Output name -> tensor (batch first; for a model without a batch axis, the graph's own
+    /// shape), in the model's output order.
     pub outputs: Vec<(String, Tensor)>,
 }

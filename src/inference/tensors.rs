@@ -6,7 +6,8 @@ use super::contract::{InputContract, ModelContract};
 use super::instances::{check_range, violation, ContractViolation, ViolationKind};
 use crate::engine::{Tensor, TensorData, TensorSpec};
 
-/// One input tensor as a client sent it, batch dimension first.
+/// One input tensor as a client sent it: batch dimension first, or for a model without a batch
+/// axis (`Batching::Exact`) exactly the graph's shape.
 #[derive(Debug, Clone)]
 pub struct InputTensor {
     pub name: String,
@@ -60,7 +61,7 @@ pub fn check_tensors(
                 format!("input {:?} is given twice", input.name),
             ));
         }
-        slots[at] = Some(input.tensor);
+        slots[at] = Some(engine_tensor(contract, at, input.tensor)?);
     }
     let mut tensors = Vec::with_capacity(specs.len());
     let mut rows: Option<usize> = None;
@@ -82,8 +83,7 @@ pub fn check_tensors(
                 ),
             ));
         }
-        let want = spec.row_shape();
-        if tensor.shape.len() != want.len() + 1 || tensor.shape[1..] != want[..] {
+        if tensor.shape.is_empty() || !spec.accepts_row(&tensor.shape[1..]) {
             return Err(whole(
                 ViolationKind::WrongShape,
                 format!(
@@ -120,6 +120,57 @@ pub fn check_tensors(
         }
     }
     Ok((tensors, rows))
+}
+
+/// The engine's batch-first tensor for input `ix` as a client sent it. A model without a batch
+/// axis takes exactly its declared shape: one instance, whose engine axis is added here when the
+/// graph does not declare it (a declared leading 1 is the engine's axis already).
+fn engine_tensor(
+    contract: &ModelContract,
+    ix: usize,
+    mut tensor: Tensor,
+) -> Result<Tensor, ContractViolation> {
+    let signature = &contract.signature;
+    if signature.batching.has_batch_axis() {
+        return Ok(tensor);
+    }
+    let declared = signature.protocol_shape(false, ix);
+    let fits = tensor.shape.len() == declared.len()
+        && tensor
+            .shape
+            .iter()
+            .zip(&declared)
+            .all(|(n, d)| *d < 0 || *n as i64 == *d);
+    if !fits {
+        return Err(whole(
+            ViolationKind::WrongShape,
+            format!(
+                "input {:?} has shape {:?} but the model takes {declared:?} (it has no batch \
+                 axis: send one tensor of exactly that shape)",
+                signature.inputs[ix].name, tensor.shape
+            ),
+        ));
+    }
+    if !signature.batching.keeps_axis(false, ix) {
+        tensor.shape.insert(0, 1);
+    }
+    Ok(tensor)
+}
+
+/// A model without a batch axis answers with the graph's own output shapes: the engine's
+/// instance axis is taken off the outputs whose graph shape does not declare it.
+pub fn protocol_outputs(contract: &ModelContract, outputs: Vec<Tensor>) -> Vec<Tensor> {
+    let batching = &contract.signature.batching;
+    outputs
+        .into_iter()
+        .enumerate()
+        .map(|(ix, mut t)| {
+            if !batching.keeps_axis(true, ix) && t.shape.first() == Some(&1) {
+                t.shape.remove(0);
+            }
+            t
+        })
+        .collect()
 }
 
 /// Floating-point inputs must be finite, as on `/predict`.

@@ -16,9 +16,10 @@ use prometheus::{
 use super::access_metrics::AccessFamilies;
 use super::explain_metrics::ExplainFamilies;
 use super::grpc_metrics::GrpcFamilies;
+use super::plan_metrics::{PlanFamilies, PlanSeries};
 use super::quality_metrics::QualityFamilies;
 use super::retire::drop_series;
-use crate::engine::{BatchPolicy, JobObserver, SkipReason};
+use crate::engine::{BatchPolicy, JobObserver, PlanObserver, SkipReason};
 
 /// Latency buckets in seconds, 50 us to 10 s: tiny tabular models answer in tens of microseconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -43,6 +44,8 @@ pub struct Metrics {
     explain: ExplainFamilies,
     /// gRPC calls (`grpc_metrics.rs`).
     grpc: GrpcFamilies,
+    /// Plan-cache series (`plan_metrics.rs`).
+    plans: PlanFamilies,
     /// Resolved HTTP series by route, then (method, status): read lock-free on every request,
     /// extended (copy and swap) the first time a combination is seen.
     http_series: ArcSwap<HashMap<String, Vec<HttpSeries>>>,
@@ -127,6 +130,7 @@ impl Metrics {
             access: Arc::new(AccessFamilies::new()),
             explain: ExplainFamilies::new(),
             grpc: GrpcFamilies::new(LATENCY_BUCKETS),
+            plans: PlanFamilies::new(),
             http_series: Default::default(),
             http_requests: counter(
                 "infera_http_requests_total",
@@ -273,7 +277,8 @@ impl Metrics {
             .into_iter()
             .chain(m.access.collectors())
             .chain(m.explain.collectors())
-            .chain(m.grpc.collectors());
+            .chain(m.grpc.collectors())
+            .chain(m.plans.collectors());
         for c in collectors.into_iter().chain(families) {
             m.registry.register(c).expect("metric names are unique");
         }
@@ -387,6 +392,7 @@ impl Metrics {
         drop_series(&self.skipped, model, v);
         drop_series(&self.queue_capacity, model, v);
         drop_series(&self.max_batch_size, model, v);
+        self.plans.forget(model, v);
         self.quality.forget(model, v);
     }
 
@@ -439,6 +445,7 @@ impl Metrics {
                 self.skipped
                     .with_label_values(&[model, version.as_str(), r.as_str()])
             }),
+            plans: self.plans.series(model, &version),
         })
     }
 }
@@ -480,6 +487,7 @@ pub struct ModelMetrics {
     load_duration: Gauge,
     ready: IntGauge,
     skipped: [IntCounter; 2],
+    plans: PlanSeries,
 }
 
 impl std::fmt::Debug for ModelMetrics {
@@ -536,6 +544,16 @@ impl ModelMetrics {
             protocol.as_str(),
         ];
         self.failures.with_label_values(&labels).inc();
+    }
+}
+
+impl PlanObserver for ModelMetrics {
+    fn plan_hit(&self) {
+        self.plans.plan_hit();
+    }
+
+    fn plan_miss(&self, took: Duration, ok: bool) {
+        self.plans.plan_miss(took, ok);
     }
 }
 

@@ -9,6 +9,7 @@ mod feedback;
 mod grpc_metrics;
 mod metrics;
 mod monitor;
+mod plan_metrics;
 mod quality;
 mod quality_metrics;
 mod retire;

@@ -10,8 +10,8 @@ use super::catalog::{Catalog, LoadedVersion, ModelEntry, VersionState};
 use super::error::RepositoryError;
 use super::layout::PROFILE_FILE;
 use super::layout::{Layout, VersionDir};
-use super::manifest::Manifest;
-use crate::engine::{BatchPolicy, CompiledModel, Tensor, TensorData, WorkerPool};
+use super::manifest::{Manifest, Runtime};
+use crate::engine::{BatchPolicy, CompiledModel, LoadOptions, Tensor, TensorData, WorkerPool};
 use crate::inference::{InputContract, ModelContract, OutputContract};
 use crate::monitoring::{
     DriftMonitor, Metrics, ModelMonitor, MonitorSettings, Notifier, QualityKind, ReferenceProfile,
@@ -75,6 +75,8 @@ pub struct LoadContext {
     pub batching: BatchPolicy,
     /// Where monitoring state changes are announced.
     pub notifier: Notifier,
+    /// Plan options for models whose card has no `[runtime]` (the server's flags).
+    pub load: LoadOptions,
 }
 
 impl LoadContext {
@@ -105,12 +107,14 @@ pub fn load_version(
 ) -> Result<LoadedVersion, RepositoryError> {
     let started = Instant::now();
     let version = dir.version;
-    let compiled =
-        CompiledModel::load(&dir.model_file).map_err(|source| RepositoryError::Engine {
+    let options = Runtime::options(manifest.and_then(|m| m.runtime.as_ref()), ctx.load);
+    let compiled = CompiledModel::load_with(&dir.model_file, &options).map_err(|source| {
+        RepositoryError::Engine {
             model: model.to_string(),
             version,
             source,
-        })?;
+        }
+    })?;
     let contract = ModelContract::build(manifest, compiled.signature()).map_err(|reason| {
         RepositoryError::Contract {
             model: model.to_string(),
@@ -126,6 +130,7 @@ pub fn load_version(
     let load_duration = started.elapsed();
     let monitor = Arc::new(build_monitor(model, dir, manifest, &contract, ctx));
     let model_metrics = ctx.metrics.model(model, version, contract.labels());
+    compiled.observe_plans(model_metrics.clone());
     let compiled = Arc::new(compiled);
     let queue = ctx.pool.queue(
         compiled.clone(),
@@ -228,8 +233,13 @@ fn monitor_settings(manifest: Option<&Manifest>) -> MonitorSettings {
     s
 }
 
-/// Runs one all-zero instance so the first real request does not pay for lazy set-up.
+/// Runs one all-zero instance so the first real request does not pay for lazy set-up. A model
+/// with variable dimensions besides the batch has no one shape to try: it is not warmed up.
 fn warm_up(compiled: &CompiledModel) -> Result<(), String> {
+    let inputs_spec = &compiled.signature().inputs;
+    if inputs_spec.iter().any(|s| s.has_variable_rows()) {
+        return Ok(());
+    }
     let inputs: Vec<Tensor> = compiled
         .signature()
         .inputs

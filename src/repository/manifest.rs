@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::RepositoryError;
+pub use super::runtime_card::{Runtime, MAX_PLAN_CACHE};
 
 /// What kind of answer a model gives; decides how its outputs are presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -72,6 +73,9 @@ pub struct Manifest {
     /// What a new version must show before it serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<Gate>,
+    /// Batch axis and plans (shapes as the graph declares them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
 }
 
 /// `[monitoring]`: what counts as good enough in production.
@@ -410,6 +414,9 @@ impl Manifest {
         }
         if let Some(batching) = &self.batching {
             batching.check()?;
+        }
+        if let Some(runtime) = &self.runtime {
+            runtime.check()?;
         }
         if let Some(monitoring) = &self.monitoring {
             monitoring.check()?;

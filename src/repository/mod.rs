@@ -10,6 +10,7 @@ mod layout;
 mod loader;
 pub mod manifest;
 mod reload;
+mod runtime_card;
 mod watch;
 
 pub use background::BACKGROUND_FILE;
@@ -23,8 +24,8 @@ pub use golden::{check as check_golden, GoldenFile, GoldenReport};
 pub use layout::{scan, valid_model_name, Layout, ModelDir, VersionDir};
 pub use loader::{initial_catalog, load_version, LoadContext};
 pub use manifest::{
-    Batching, Evaluation, Feature, Gate, Manifest, Monitoring, OutputNames, PolicyKind, Task,
-    TrainingData, Versions,
+    Batching, Evaluation, Feature, Gate, Manifest, Monitoring, OutputNames, PolicyKind, Runtime,
+    Task, TrainingData, Versions,
 };
 pub use reload::{AdminError, Change, ReloadReport, Reloader};
 pub use watch::{watch, RepositoryWatcher, WatchConfig};

@@ -17,7 +17,7 @@ use crate::api::access::Usage;
 use crate::api::error::ApiError;
 use crate::api::routes::predict::parse_version;
 use crate::api::state::AppState;
-use crate::engine::{Tensor, TensorSpec};
+use crate::engine::{ModelSignature, Tensor};
 use crate::inference::{InputTensor, Protocol, Target};
 use crate::repository::{ResolveError, VersionState};
 
@@ -99,13 +99,21 @@ pub async fn index(State(state): State<AppState>) -> Json<Vec<ModelIndexEntry>> 
     Json(entries)
 }
 
-fn tensor_metadata(specs: &[TensorSpec]) -> Vec<TensorMetadata> {
+/// Inputs (`output` false) or outputs as the protocol shows them: -1 for the batch axis and
+/// variable dimensions; a model without a batch axis shows the graph's exact shapes.
+fn tensor_metadata(signature: &ModelSignature, output: bool) -> Vec<TensorMetadata> {
+    let specs = if output {
+        &signature.outputs
+    } else {
+        &signature.inputs
+    };
     specs
         .iter()
-        .map(|s| TensorMetadata {
+        .enumerate()
+        .map(|(ix, s)| TensorMetadata {
             name: s.name.clone(),
             datatype: datatype::name(s.dtype).into(),
-            shape: s.shape_i64(),
+            shape: signature.protocol_shape(output, ix),
         })
         .collect()
 }
@@ -128,8 +136,8 @@ pub(in crate::api) fn metadata(
         name: name.to_string(),
         versions,
         platform: "onnx_onnxv1".into(),
-        inputs: tensor_metadata(&signature.inputs),
-        outputs: tensor_metadata(&signature.outputs),
+        inputs: tensor_metadata(signature, false),
+        outputs: tensor_metadata(signature, true),
     })
 }
 

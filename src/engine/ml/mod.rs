@@ -43,7 +43,14 @@ pub fn onnx() -> Onnx {
 /// Reads an ONNX file into a tract inference model with infera's operators, after rewriting the
 /// graph where converters rely on onnxruntime behaviour tract does not share.
 pub fn load(path: &Path) -> TractResult<InferenceModel> {
-    let onnx = onnx();
+    load_with(path, |onnx| onnx)
+}
+
+/// As [`load`], with the parser adjusted by `configure` (e.g. dropping the exporter's
+/// intermediate shape annotations, which can clash with concrete input shapes when a plan is
+/// specialised, or reading the declared output facts).
+pub fn load_with(path: &Path, configure: impl FnOnce(Onnx) -> Onnx) -> TractResult<InferenceModel> {
+    let onnx = configure(onnx());
     let mut proto = onnx.proto_model_for_path(path)?;
     normalise(&mut proto);
     let dir = path.parent().and_then(|d| d.to_str());

@@ -3,8 +3,10 @@
 
 use tract_onnx::prelude::*;
 
+use std::sync::Arc;
+
 use super::convert::{from_tract, split_from_tract, stack_into_tract, to_tract};
-use super::{CallShape, CompiledModel};
+use super::{CallShape, CompiledModel, Plans};
 use crate::engine::error::EngineError;
 use crate::engine::tensor::Tensor;
 
@@ -24,12 +26,39 @@ impl CompiledModel {
 
     /// Runs several callers' requests and hands each caller its own output rows. `parts[i]` is
     /// caller i's tensors (one per input, batch first). When the callers may share a call
-    /// (`can_batch_callers`) they are stacked into one plan call, else each runs alone.
+    /// (`can_batch_callers`), the requests whose shapes after the batch axis are equal are
+    /// stacked into one plan call; a request whose shapes no other shares runs alone.
     pub fn run_callers(&self, parts: &[Vec<Tensor>]) -> Result<Vec<Vec<Tensor>>, EngineError> {
         if parts.len() == 1 || !self.can_batch_callers() {
             return parts.iter().map(|p| self.run_request(p)).collect();
         }
-        self.run_stacked(parts)
+        let mut groups: Vec<(Vec<&[usize]>, Vec<usize>)> = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let key: Vec<&[usize]> = part
+                .iter()
+                .map(|t| t.shape.get(1..).unwrap_or(&[]))
+                .collect();
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((key, vec![i])),
+            }
+        }
+        if groups.len() == 1 {
+            return self.run_stacked(parts);
+        }
+        let mut answers: Vec<Option<Vec<Tensor>>> = vec![None; parts.len()];
+        for (_, members) in groups {
+            let group: Vec<Vec<Tensor>> = members.iter().map(|&i| parts[i].clone()).collect();
+            let outputs = if group.len() == 1 {
+                vec![self.run_request(&group[0])?]
+            } else {
+                self.run_stacked(&group)?
+            };
+            for (i, out) in members.into_iter().zip(outputs) {
+                answers[i] = Some(out);
+            }
+        }
+        Ok(answers.into_iter().flatten().collect())
     }
 
     /// Former name of [`CompiledModel::run_request`], kept for callers on other branches.
@@ -50,19 +79,16 @@ impl CompiledModel {
             .map(|p| self.check_inputs(p))
             .collect::<Result<_, _>>()?;
         let total: usize = rows.iter().sum();
-        let values: TVec<TValue> = self
-            .signature
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(ix, spec)| {
-                let shape: Vec<usize> = std::iter::once(total).chain(spec.row_shape()).collect();
+        let values: TVec<TValue> = (0..self.signature.inputs.len())
+            .map(|ix| {
+                let row = parts[0][ix].shape.get(1..).unwrap_or(&[]);
+                let shape: Vec<usize> = std::iter::once(total).chain(row.iter().copied()).collect();
                 stack_into_tract(&shape, parts.iter().map(|p| &p[ix].data))
                     .map(IntoTValue::into_tvalue)
             })
             .collect::<Result<_, _>>()?;
         let outputs = self
-            .plan
+            .plan_for(&values)?
             .run(values)
             .map_err(|e| EngineError::Inference(format!("{e:#}")))?;
         let mut split: Vec<Vec<Tensor>> = rows
@@ -102,10 +128,24 @@ impl CompiledModel {
             .iter()
             .map(|t| to_tract(t, strip_axis).map(|t| t.into_tvalue()))
             .collect::<Result<_, _>>()?;
+        let rows = inputs.first().map(Tensor::rows);
         let outputs = self
-            .plan
+            .plan_for(&values)?
             .run(values)
             .map_err(|e| EngineError::Inference(format!("{e:#}")))?;
+        if self.call_shape == CallShape::Batched {
+            if let Some((value, spec)) = outputs
+                .iter()
+                .zip(&self.signature.outputs)
+                .find(|(v, _)| v.shape().first().copied() != rows)
+            {
+                return Err(EngineError::Inference(format!(
+                    "output {} has shape {:?}: the batch axis is not first",
+                    spec.name,
+                    value.shape()
+                )));
+            }
+        }
         outputs
             .iter()
             .zip(&self.signature.outputs)
@@ -118,6 +158,41 @@ impl CompiledModel {
                 from_tract(value, spec, add_axis)
             })
             .collect()
+    }
+
+    /// The plan for these tract inputs: the one symbolic plan, or the cached plan specialised to
+    /// their shapes.
+    fn plan_for(&self, values: &[TValue]) -> Result<Arc<TypedSimplePlan>, EngineError> {
+        match &self.plans {
+            Plans::Symbolic(plan) => Ok(plan.clone()),
+            Plans::Specialised(cache) => {
+                let shapes: Vec<&[usize]> = values.iter().map(|v| v.shape()).collect();
+                cache.plan(&shapes)
+            }
+        }
+    }
+
+    /// Dimensions one named symbol ties together must be equal.
+    fn check_tied_axes(&self, inputs: &[Tensor]) -> Result<(), EngineError> {
+        for group in &self.tied_axes {
+            let size = |&(ix, axis): &(usize, usize)| inputs[ix].shape.get(axis).copied();
+            let first = size(&group[0]);
+            if let Some(other) = group.iter().find(|at| size(at) != first) {
+                let name = |ix: usize| self.signature.inputs[ix].name.as_str();
+                return Err(EngineError::ShapeRefused {
+                    shapes: describe_shapes(inputs),
+                    reason: format!(
+                        "the graph declares one size for axis {} of input {:?} and axis {} of \
+                         input {:?}, but they differ",
+                        group[0].1,
+                        name(group[0].0),
+                        other.1,
+                        name(other.0)
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn check_inputs(&self, inputs: &[Tensor]) -> Result<usize, EngineError> {
@@ -141,18 +216,25 @@ impl CompiledModel {
                     tensor.dtype(),
                 ));
             }
-            let want: Vec<usize> = std::iter::once(rows)
-                .chain(spec.row_shape())
-                .collect::<Vec<_>>();
-            if tensor.shape != want {
+            if tensor.rows() != rows || !spec.accepts_row(tensor.shape.get(1..).unwrap_or(&[])) {
                 return Err(EngineError::bad_input(
                     &spec.name,
-                    format!("expected shape {want:?}, got {:?}", tensor.shape),
+                    format!(
+                        "expected shape {:?} with {rows} rows, got {:?}",
+                        spec.shape_i64(),
+                        tensor.shape
+                    ),
                 ));
             }
         }
+        self.check_tied_axes(inputs)?;
         Ok(rows)
     }
+}
+
+fn describe_shapes(inputs: &[Tensor]) -> String {
+    let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape.as_slice()).collect();
+    format!("{shapes:?}")
 }
 
 /// Row `row` of a tensor whose first axis is the batch, keeping that axis (length 1).

@@ -4,11 +4,16 @@
 mod convert;
 mod execute;
 mod load;
+mod plans;
+
+pub use plans::PlanObserver;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use tract_onnx::prelude::{self as tract, TypedSimplePlan};
+
+use plans::PlanCache;
 
 use super::error::EngineError;
 use super::tensor::{Dim, ModelSignature};
@@ -31,23 +36,94 @@ enum CallShape {
     OnePerCallNoAxis,
 }
 
+/// How a model's plans are made: with the graph's symbolic dimensions kept, or specialised per
+/// concrete input shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlanMode {
+    /// Symbols kept when tract can optimise the graph with them, else specialised per shape.
+    #[default]
+    Auto,
+    /// One plan with the symbols kept; the load fails if tract cannot optimise it so.
+    Symbolic,
+    /// A plan per concrete input shape, built on first use and cached.
+    Specialised,
+}
+
+/// What a model card can say about loading a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// None: decided from the graph (the inputs share a variable leading axis). Some(true): the
+    /// first axis is the batch axis; Some(false): the model has none (exact shapes).
+    pub batch_axis: Option<bool>,
+    pub plans: PlanMode,
+    /// Specialised plans kept per model version (least recently used dropped first).
+    pub plan_cache: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            batch_axis: None,
+            plans: PlanMode::Auto,
+            plan_cache: 16,
+        }
+    }
+}
+
+/// The plan(s) of a model version.
+#[derive(Debug)]
+enum Plans {
+    /// One optimised plan for every shape the signature accepts.
+    Symbolic(Arc<TypedSimplePlan>),
+    /// A plan per concrete input shape.
+    Specialised(Box<PlanCache>),
+}
+
 /// An optimised, runnable model plus the signature callers see. Every signature has a batch
 /// dimension first; for models whose graph cannot take a batch the engine runs the instances one
 /// at a time behind it.
 #[derive(Debug)]
 pub struct CompiledModel {
-    plan: Arc<TypedSimplePlan>,
+    plans: Plans,
     signature: ModelSignature,
     call_shape: CallShape,
     /// For each output: whether a one-per-call plan returns it with a leading axis of 1.
     output_has_axis: Vec<bool>,
+    /// Groups of (input, axis) whose sizes the graph ties together (one named dimension used by
+    /// several inputs or axes, batch axis excluded): a request must give them equal sizes.
+    tied_axes: Vec<Vec<(usize, usize)>>,
+    /// True when the callers' requests may share a plan call once their shapes agree: every
+    /// output dimension after the batch follows from the input shapes.
+    outputs_follow_inputs: bool,
 }
 
 impl CompiledModel {
-    /// Reads, types, optimises and plans an ONNX file. The batch dimension is kept symbolic when
-    /// the graph allows; otherwise it is fixed to 1 and instances run one per call.
+    /// Reads, types, optimises and plans an ONNX file with the default options: the batch
+    /// dimension is kept symbolic when the graph has one, other variable dimensions too when
+    /// tract can optimise them, else plans are specialised per shape.
     pub fn load(path: &Path) -> Result<CompiledModel, EngineError> {
-        load::load(path)
+        load::load(path, &LoadOptions::default())
+    }
+
+    /// As [`CompiledModel::load`], with the model card's options.
+    pub fn load_with(path: &Path, options: &LoadOptions) -> Result<CompiledModel, EngineError> {
+        load::load(path, options)
+    }
+
+    /// Reports the plan cache's hits, misses and specialisation times to `observer` (models with
+    /// one symbolic plan have no cache and report nothing).
+    pub fn observe_plans(&self, observer: Arc<dyn PlanObserver>) {
+        if let Plans::Specialised(cache) = &self.plans {
+            cache.observe(observer);
+        }
+    }
+
+    /// Whether plans are specialised per shape, with the cache's capacity and how many it holds.
+    pub fn plan_cache(&self) -> Option<(usize, usize)> {
+        match &self.plans {
+            Plans::Symbolic(_) => None,
+            Plans::Specialised(cache) => Some((cache.capacity(), cache.len())),
+        }
     }
 
     pub fn signature(&self) -> &ModelSignature {
@@ -63,13 +139,15 @@ impl CompiledModel {
     }
 
     /// True when instances of different callers may share one call: the graph takes a batch and
-    /// every output dimension after the batch is fixed, so rows can be split back by count.
+    /// every output dimension after the batch is fixed or follows from the input shapes, so the
+    /// requests whose input shapes agree can be stacked and their rows split back by count.
     pub fn can_batch_callers(&self) -> bool {
         self.call_shape == CallShape::Batched
-            && self
-                .signature
-                .outputs
-                .iter()
-                .all(|o| o.shape.iter().skip(1).all(|d| matches!(d, Dim::Fixed(_))))
+            && (self.outputs_follow_inputs
+                || self
+                    .signature
+                    .outputs
+                    .iter()
+                    .all(|o| o.shape.iter().skip(1).all(|d| matches!(d, Dim::Fixed(_)))))
     }
 }
