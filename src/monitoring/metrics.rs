@@ -14,6 +14,7 @@ use prometheus::{
 };
 
 use super::access_metrics::AccessFamilies;
+use super::capture_metrics::CaptureFamilies;
 use super::explain_metrics::ExplainFamilies;
 use super::grpc_metrics::GrpcFamilies;
 use super::quality_metrics::QualityFamilies;
@@ -43,6 +44,8 @@ pub struct Metrics {
     explain: ExplainFamilies,
     /// gRPC calls (`grpc_metrics.rs`).
     grpc: GrpcFamilies,
+    /// Data capture (`capture_metrics.rs`).
+    capture: Arc<CaptureFamilies>,
     /// Resolved HTTP series by route, then (method, status): read lock-free on every request,
     /// extended (copy and swap) the first time a combination is seen.
     http_series: ArcSwap<HashMap<String, Vec<HttpSeries>>>,
@@ -127,6 +130,7 @@ impl Metrics {
             access: Arc::new(AccessFamilies::new()),
             explain: ExplainFamilies::new(),
             grpc: GrpcFamilies::new(LATENCY_BUCKETS),
+            capture: Arc::new(CaptureFamilies::new()),
             http_series: Default::default(),
             http_requests: counter(
                 "infera_http_requests_total",
@@ -273,7 +277,8 @@ impl Metrics {
             .into_iter()
             .chain(m.access.collectors())
             .chain(m.explain.collectors())
-            .chain(m.grpc.collectors());
+            .chain(m.grpc.collectors())
+            .chain(m.capture.collectors());
         for c in collectors.into_iter().chain(families) {
             m.registry.register(c).expect("metric names are unique");
         }
@@ -336,6 +341,10 @@ impl Metrics {
 
     pub fn access(&self) -> &Arc<AccessFamilies> {
         &self.access
+    }
+
+    pub fn capture(&self) -> &Arc<CaptureFamilies> {
+        &self.capture
     }
 
     pub fn quality(&self) -> &QualityFamilies {
