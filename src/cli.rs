@@ -211,3 +211,43 @@ pub fn hash_key(input: &mut impl std::io::BufRead, out: &mut impl Write) -> anyh
     writeln!(out, "{}", crate::auth::hash_key(key))?;
     Ok(true)
 }
+
+/// `infera export`: writes the joined training file and prints the counts.
+pub fn export(args: &crate::config::ExportArgs, out: &mut impl Write) -> anyhow::Result<bool> {
+    let since_ms = match &args.since {
+        Some(s) => Some(
+            crate::capture::parse_date_ms(s)
+                .with_context(|| format!("--since {s:?}: expected YYYY-MM-DD"))?,
+        ),
+        None => None,
+    };
+    let summary = crate::capture::export(&crate::capture::ExportOptions {
+        capture: args.capture.clone(),
+        model: args.model.clone(),
+        out: args.out.clone(),
+        since_ms,
+        labels: card_labels(args)?,
+    })?;
+    writeln!(
+        out,
+        "wrote {} rows to {} from {} files: joined {}, unlabelled {}, orphan feedback {}",
+        summary.rows,
+        args.out.display(),
+        summary.files,
+        summary.joined,
+        summary.unlabelled,
+        summary.orphan_feedback
+    )?;
+    Ok(true)
+}
+
+/// The class labels of `--repository`'s card for the exported model (none without it).
+fn card_labels(args: &crate::config::ExportArgs) -> anyhow::Result<Vec<String>> {
+    let Some(repo) = &args.repository else {
+        return Ok(Vec::new());
+    };
+    let path = repo.join(&args.model).join("model.toml");
+    let card = crate::repository::Manifest::read(&path)
+        .with_context(|| format!("--repository: reading {}", path.display()))?;
+    Ok(card.labels)
+}
