@@ -443,7 +443,7 @@ async fn specialised_plans_are_cached_with_a_bound_and_refusals_remembered() {
     assert_eq!(
         series(
             "infera_model_failures_total",
-            "reason=\"unsupported_shape\","
+            "protocol=\"http\",reason=\"unsupported_shape\","
         ),
         2.0
     );
