@@ -1,0 +1,131 @@
+//! One open capture file: written under a hidden `.…parquet.tmp` name, row groups flushed
+//! periodically, closed (footer written, fsync) and renamed to its final name. A reader never
+//! sees a half-written `.parquet` file: the rename is the commit. Also start-up clean-up of
+//! files a killed process left open, and the retention limit.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+
+pub const TMP_SUFFIX: &str = ".parquet.tmp";
+
+/// An open, growing Parquet file.
+pub struct OpenFile {
+    tmp: PathBuf,
+    path: PathBuf,
+    writer: ArrowWriter<File>,
+    pub opened: Instant,
+}
+
+impl OpenFile {
+    /// Creates `dir/.<name>.parquet.tmp` (and `dir`), to become `dir/<name>.parquet`.
+    pub fn create(dir: &Path, name: &str, schema: SchemaRef) -> io::Result<OpenFile> {
+        fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{name}{TMP_SUFFIX}"));
+        let path = dir.join(format!("{name}.parquet"));
+        let file = File::create(&tmp)?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(io_error)?;
+        Ok(OpenFile {
+            tmp,
+            path,
+            writer,
+            opened: Instant::now(),
+        })
+    }
+
+    /// Writes rows as one row group, on disk when this returns (not yet readable: no footer).
+    pub fn append(&mut self, rows: &RecordBatch) -> io::Result<()> {
+        self.writer.write(rows).map_err(io_error)?;
+        self.writer.flush().map_err(io_error)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.writer.bytes_written() as u64
+    }
+
+    /// Writes the footer, syncs and renames to the final name. Returns the file's size.
+    pub fn close(self) -> io::Result<(PathBuf, u64)> {
+        let file = self.writer.into_inner().map_err(io_error)?;
+        file.sync_all()?;
+        let bytes = file.metadata()?.len();
+        drop(file);
+        fs::rename(&self.tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            // Make the rename itself durable.
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok((self.path, bytes))
+    }
+}
+
+fn io_error(e: ParquetError) -> io::Error {
+    io::Error::other(e)
+}
+
+/// Every file under `root` (recursively) whose name passes `keep`.
+fn files_under(root: &Path, keep: &dyn Fn(&str) -> bool, out: &mut Vec<(PathBuf, fs::Metadata)>) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        let path = entry.path();
+        if meta.is_dir() {
+            files_under(&path, keep, out);
+        } else if entry.file_name().to_str().is_some_and(keep) {
+            out.push((path, meta));
+        }
+    }
+}
+
+/// Removes the unfinished files a killed process of this replica left behind (they have no
+/// footer and cannot be read). Returns how many.
+pub fn remove_leftovers(root: &Path, replica: &str) -> usize {
+    let prefix = format!(".{replica}-");
+    let mut found = Vec::new();
+    files_under(
+        root,
+        &|n| n.starts_with(&prefix) && n.ends_with(TMP_SUFFIX),
+        &mut found,
+    );
+    found
+        .iter()
+        .filter(|(p, _)| fs::remove_file(p).is_ok())
+        .count()
+}
+
+/// Deletes the oldest closed files until the closed files under `root` take at most
+/// `max_bytes`. Returns how many were deleted.
+pub fn enforce_retention(root: &Path, max_bytes: u64) -> usize {
+    let mut found = Vec::new();
+    files_under(root, &|n| n.ends_with(".parquet"), &mut found);
+    let mut total: u64 = found.iter().map(|(_, m)| m.len()).sum();
+    if total <= max_bytes {
+        return 0;
+    }
+    found.sort_by_key(|(_, m)| m.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+    let mut deleted = 0;
+    for (path, meta) in found {
+        if total <= max_bytes {
+            break;
+        }
+        if fs::remove_file(&path).is_ok() {
+            total = total.saturating_sub(meta.len());
+            deleted += 1;
+        }
+    }
+    deleted
+}

@@ -1,0 +1,252 @@
+//! Data capture for retraining: what the model saw, what it said and what turned out to be
+//! true, written to rotating Parquet files by a writer thread, and `infera export`, which joins
+//! them into one training-ready file. See docs/capture.md.
+//!
+//! The request path only samples and tries to push one message per request into a bounded
+//! queue: a full queue drops the message and counts it; capture never slows or fails a request.
+//! No HTTP types here; no dependency on `inference` (it hands plain records in).
+
+mod export;
+mod file;
+mod record;
+mod schema;
+mod time;
+mod writer;
+
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Sender, TrySendError};
+
+pub use export::{export, ExportOptions, ExportSummary};
+pub use record::{CapturedOutput, FeedbackBatch, FeedbackItem, PredictionBatch, Record};
+pub use schema::{FEATURE_NAMES_KEY, KIND_KEY};
+pub use time::{date_of, now_ms, parse_date_ms};
+
+/// Which fields are written (unselected ones are null columns, so every file has one schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields {
+    pub inputs: bool,
+    pub outputs: bool,
+    pub ids: bool,
+    pub timestamps: bool,
+    pub version: bool,
+    pub latency: bool,
+}
+
+impl Fields {
+    pub const NAMES: [&'static str; 6] = [
+        "inputs",
+        "outputs",
+        "ids",
+        "timestamps",
+        "version",
+        "latency",
+    ];
+
+    /// From names out of [`Fields::NAMES`].
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Fields, String> {
+        let mut f = Fields {
+            inputs: false,
+            outputs: false,
+            ids: false,
+            timestamps: false,
+            version: false,
+            latency: false,
+        };
+        for n in names {
+            let slot = match n.as_ref().trim() {
+                "inputs" => &mut f.inputs,
+                "outputs" => &mut f.outputs,
+                "ids" => &mut f.ids,
+                "timestamps" => &mut f.timestamps,
+                "version" => &mut f.version,
+                "latency" => &mut f.latency,
+                other => {
+                    return Err(format!(
+                        "unknown capture field {other:?} (known: {})",
+                        Fields::NAMES.join(", ")
+                    ))
+                }
+            };
+            *slot = true;
+        }
+        Ok(f)
+    }
+}
+
+/// Everything the writer needs to know.
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    pub dir: PathBuf,
+    /// Fraction of requests captured, 0 to 1.
+    pub sample_rate: f64,
+    pub fields: Fields,
+    /// Feature names whose values are written as null.
+    pub redact: Vec<String>,
+    /// Messages (requests) the queue holds before it drops.
+    pub queue: usize,
+    pub max_file_bytes: u64,
+    pub max_file_age: Duration,
+    /// How often buffered rows are written as a row group.
+    pub flush_every: Duration,
+    /// Closed files under `dir` are deleted oldest first past this many bytes.
+    pub max_total_bytes: u64,
+    /// This replica's name in file names (`[A-Za-z0-9._-]`).
+    pub replica: String,
+}
+
+/// Where capture reports what it did (implemented by the metrics).
+pub trait CaptureObserver: Send + Sync {
+    /// Rows queued (`kind`: prediction or feedback).
+    fn queued(&self, kind: &'static str, rows: usize);
+    /// Rows dropped because the queue was full.
+    fn dropped(&self, kind: &'static str, rows: usize);
+    /// Rows written to disk.
+    fn written(&self, rows: usize);
+    /// Rows lost to a write error.
+    fn write_failed(&self, rows: usize);
+    fn file_closed(&self, bytes: u64);
+    fn files_deleted(&self, count: usize);
+}
+
+/// The request path's handle: cheap to clone.
+#[derive(Clone)]
+pub struct Capture {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    tx: Sender<Record>,
+    sample_rate: f64,
+    fields: Fields,
+    observer: Arc<dyn CaptureObserver>,
+    /// The writer thread and its stop signal, taken by `shutdown`.
+    writer: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("sample_rate", &self.inner.sample_rate)
+            .finish()
+    }
+}
+
+impl Capture {
+    /// Creates the directory, removes this replica's unfinished files from an earlier crash,
+    /// and starts the writer thread.
+    pub fn start(
+        settings: CaptureSettings,
+        observer: Arc<dyn CaptureObserver>,
+    ) -> std::io::Result<Capture> {
+        std::fs::create_dir_all(&settings.dir)?;
+        let leftovers = file::remove_leftovers(&settings.dir, &settings.replica);
+        if leftovers > 0 {
+            tracing::warn!(
+                files = leftovers,
+                "capture: removed unfinished files left by an earlier run (killed before closing)"
+            );
+        }
+        let (tx, rx) = bounded(settings.queue.max(1));
+        let (stop_tx, stop_rx) = bounded(1);
+        let (sample_rate, fields) = (settings.sample_rate, settings.fields);
+        let w = writer::Writer::new(settings, observer.clone());
+        let handle = std::thread::Builder::new()
+            .name("infera-capture".into())
+            .spawn(move || w.run(rx, stop_rx))?;
+        Ok(Capture {
+            inner: Arc::new(Shared {
+                tx,
+                sample_rate,
+                fields,
+                observer,
+                writer: Mutex::new(Some((stop_tx, handle))),
+            }),
+        })
+    }
+
+    pub fn fields(&self) -> Fields {
+        self.inner.fields
+    }
+
+    /// Whether to capture this request (a per-thread xorshift draw against the rate).
+    pub fn sampled(&self) -> bool {
+        let rate = self.inner.sample_rate;
+        rate >= 1.0 || (rate > 0.0 && uniform() < rate)
+    }
+
+    /// Queues a record, or drops and counts it when the queue is full. Never blocks.
+    pub fn push(&self, record: Record) {
+        let (kind, rows) = (record.kind(), record.rows());
+        match self.inner.tx.try_send(record) {
+            Ok(()) => self.inner.observer.queued(kind, rows),
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.inner.observer.dropped(kind, rows)
+            }
+        }
+    }
+
+    /// Writes what is queued, closes every file and stops the writer. Idempotent.
+    pub fn shutdown(&self) {
+        let taken = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((stop, handle)) = taken {
+            let _ = stop.send(());
+            let _ = handle.join();
+        }
+    }
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new({
+        let local = 0u8;
+        let addr = &local as *const u8 as u64;
+        (addr ^ now_ms() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
+    });
+}
+
+/// A uniform draw in [0, 1) (xorshift64*; sampling needs speed, not quality).
+fn uniform() -> f64 {
+    RNG.with(|s| {
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+/// A replica name safe in file names: `[A-Za-z0-9._-]`, at most 64 characters.
+pub fn replica_name(raw: &str) -> String {
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(64)
+        .collect();
+    if cleaned.is_empty() {
+        "replica".into()
+    } else {
+        cleaned
+    }
+}
+
+/// This machine's host name (the default replica name), from the kernel.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| replica_name(h.trim()))
+        .unwrap_or_else(|| "replica".into())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! The Arrow schemas of captured files and the conversion of queued records into record
+//! batches. Predictions and feedback go to separate files (one schema each); the feature names
+//! of a predictions file are in its key-value metadata under [`FEATURE_NAMES_KEY`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    Float32Builder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
+    TimestampMillisecondBuilder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use super::record::{FeedbackBatch, PredictionBatch};
+use super::Fields;
+
+/// Metadata key holding the JSON array of feature names of a predictions file.
+pub const FEATURE_NAMES_KEY: &str = "infera.feature_names";
+/// Metadata key naming what a file holds: `predictions` or `feedback`.
+pub const KIND_KEY: &str = "infera.kind";
+
+fn time_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+/// Schema of a predictions file.
+pub fn predictions_schema(names: &[String]) -> SchemaRef {
+    let fields = vec![
+        Field::new("id", DataType::Utf8, true),
+        Field::new("time", time_type(), true),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("version", DataType::UInt64, true),
+        Field::new("latency_seconds", DataType::Float64, true),
+        Field::new(
+            "features",
+            DataType::List(Arc::new(Field::new("item", DataType::Float64, true))),
+            true,
+        ),
+        Field::new("prediction", DataType::Utf8, true),
+        Field::new("prediction_value", DataType::Float64, true),
+        Field::new("confidence", DataType::Float32, true),
+    ];
+    let names = serde_json::to_string(names).unwrap_or_else(|_| "[]".into());
+    let meta = HashMap::from([
+        (FEATURE_NAMES_KEY.to_string(), names),
+        (KIND_KEY.to_string(), "predictions".to_string()),
+    ]);
+    Arc::new(Schema::new(fields).with_metadata(meta))
+}
+
+/// Schema of a feedback file.
+pub fn feedback_schema() -> SchemaRef {
+    let fields = vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("time", time_type(), false),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("label", DataType::Utf8, true),
+        Field::new("class_index", DataType::Int64, true),
+        Field::new("value", DataType::Float64, true),
+    ];
+    let meta = HashMap::from([(KIND_KEY.to_string(), "feedback".to_string())]);
+    Arc::new(Schema::new(fields).with_metadata(meta))
+}
+
+/// Rows of several prediction batches of one model version (same feature names), with the
+/// unselected fields left null and the `redacted` feature columns nulled.
+pub fn prediction_rows(
+    schema: &SchemaRef,
+    batches: &[PredictionBatch],
+    fields: Fields,
+    redacted: &[bool],
+) -> Result<RecordBatch, ArrowError> {
+    let mut id = StringBuilder::new();
+    let mut time = TimestampMillisecondBuilder::new().with_timezone("UTC");
+    let mut model = StringBuilder::new();
+    let mut version = UInt64Builder::new();
+    let mut latency = Float64Builder::new();
+    let mut features = ListBuilder::new(Float64Builder::new());
+    let mut label = StringBuilder::new();
+    let mut value = Float64Builder::new();
+    let mut confidence = Float32Builder::new();
+    for b in batches {
+        let width = b.names.len();
+        for (row, out) in b.outputs.iter().enumerate() {
+            id.append_option(
+                b.id.as_ref()
+                    .filter(|_| fields.ids)
+                    .map(|id| format!("{id}/{row}")),
+            );
+            time.append_option(fields.timestamps.then_some(b.time_ms));
+            model.append_value(&b.model);
+            version.append_option(fields.version.then_some(b.version));
+            latency.append_option(fields.latency.then_some(b.latency));
+            let values = b.features.get(row * width..(row + 1) * width);
+            match values.filter(|_| fields.inputs) {
+                Some(values) => {
+                    for (j, v) in values.iter().enumerate() {
+                        let hidden = redacted.get(j).copied().unwrap_or(false);
+                        features.values().append_option((!hidden).then_some(*v));
+                    }
+                    features.append(true);
+                }
+                None => features.append(false),
+            }
+            let out = out.clone();
+            label.append_option(out.label.filter(|_| fields.outputs));
+            value.append_option(out.value.filter(|_| fields.outputs));
+            confidence.append_option(out.confidence.filter(|_| fields.outputs));
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(id.finish()),
+        Arc::new(time.finish()),
+        Arc::new(model.finish()),
+        Arc::new(version.finish()),
+        Arc::new(latency.finish()),
+        Arc::new(features.finish()),
+        Arc::new(label.finish()),
+        Arc::new(value.finish()),
+        Arc::new(confidence.finish()),
+    ];
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// Rows of several feedback batches of one model.
+pub fn feedback_rows(
+    schema: &SchemaRef,
+    batches: &[FeedbackBatch],
+) -> Result<RecordBatch, ArrowError> {
+    let mut id = StringBuilder::new();
+    let mut time = TimestampMillisecondBuilder::new().with_timezone("UTC");
+    let mut model = StringBuilder::new();
+    let mut label = StringBuilder::new();
+    let mut class_index = Int64Builder::new();
+    let mut value = Float64Builder::new();
+    for b in batches {
+        for item in &b.items {
+            id.append_value(&item.id);
+            time.append_value(b.time_ms);
+            model.append_value(&b.model);
+            label.append_option(item.label.as_deref());
+            class_index.append_option(item.class_index);
+            value.append_option(item.value);
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(id.finish()),
+        Arc::new(time.finish()),
+        Arc::new(model.finish()),
+        Arc::new(label.finish()),
+        Arc::new(class_index.finish()),
+        Arc::new(value.finish()),
+    ];
+    RecordBatch::try_new(schema.clone(), columns)
+}

@@ -1,0 +1,257 @@
+use arrow_array::Array;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+
+#[derive(Default)]
+struct Counts {
+    queued: AtomicUsize,
+    dropped: AtomicUsize,
+    written: AtomicUsize,
+    closed: AtomicUsize,
+    deleted: AtomicUsize,
+}
+
+impl CaptureObserver for Counts {
+    fn queued(&self, _: &'static str, rows: usize) {
+        self.queued.fetch_add(rows, Ordering::Relaxed);
+    }
+    fn dropped(&self, _: &'static str, rows: usize) {
+        self.dropped.fetch_add(rows, Ordering::Relaxed);
+    }
+    fn written(&self, rows: usize) {
+        self.written.fetch_add(rows, Ordering::Relaxed);
+    }
+    fn write_failed(&self, _: usize) {}
+    fn file_closed(&self, _: u64) {
+        self.closed.fetch_add(1, Ordering::Relaxed);
+    }
+    fn files_deleted(&self, count: usize) {
+        self.deleted.fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+fn settings(dir: &std::path::Path) -> CaptureSettings {
+    CaptureSettings {
+        dir: dir.to_path_buf(),
+        sample_rate: 1.0,
+        fields: Fields::parse(&Fields::NAMES).unwrap(),
+        redact: vec!["b".into()],
+        queue: 1024,
+        max_file_bytes: 64 << 20,
+        max_file_age: Duration::from_secs(3600),
+        flush_every: Duration::from_millis(50),
+        max_total_bytes: 1 << 30,
+        replica: "r1".into(),
+    }
+}
+
+fn batch(id: &str, version: u64, rows: usize, time_ms: i64) -> Record {
+    let names: Arc<[String]> = vec!["a".to_string(), "b".to_string()].into();
+    Record::Predictions(PredictionBatch {
+        model: "m".into(),
+        version,
+        id: Some(id.into()),
+        time_ms,
+        latency: 0.001,
+        names,
+        features: (0..rows * 2).map(|v| v as f64).collect(),
+        outputs: (0..rows)
+            .map(|r| CapturedOutput {
+                label: Some(format!("c{}", r % 2)),
+                value: Some((r % 2) as f64),
+                confidence: Some(0.9),
+            })
+            .collect(),
+    })
+}
+
+fn parquet_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn capture_then_export_joins_predictions_with_feedback_across_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = Arc::new(Counts::default());
+    let capture = Capture::start(settings(dir.path()), counts.clone()).unwrap();
+    let t = parse_date_ms("2026-12-01").unwrap() + 1000;
+    capture.push(batch("req1", 1, 3, t));
+    capture.push(batch("req2", 2, 2, t + 10));
+    capture.push(Record::Feedback(FeedbackBatch {
+        model: "m".into(),
+        time_ms: t + 20,
+        items: vec![
+            FeedbackItem {
+                id: "req1/0".into(),
+                label: Some("c1".into()),
+                class_index: None,
+                value: None,
+            },
+            FeedbackItem {
+                id: "req2/1".into(),
+                label: None,
+                class_index: Some(0),
+                value: None,
+            },
+            FeedbackItem {
+                id: "never/0".into(),
+                label: Some("c0".into()),
+                class_index: None,
+                value: None,
+            },
+        ],
+    }));
+    capture.shutdown();
+    capture.shutdown(); // idempotent
+    assert_eq!(counts.queued.load(Ordering::Relaxed), 8);
+    assert_eq!(counts.written.load(Ordering::Relaxed), 8);
+    assert_eq!(counts.closed.load(Ordering::Relaxed), 3);
+    let files = parquet_files(dir.path());
+    assert_eq!(files.len(), 3, "{files:?}");
+    for f in &files {
+        let rel = f
+            .strip_prefix(dir.path())
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(rel.contains("/date=2026-12-01/r1-"), "{rel}");
+        assert!(rel.ends_with(".parquet") && !rel.contains(".tmp"), "{rel}");
+    }
+    let out = dir.path().join("train.parquet");
+    let summary = export(&ExportOptions {
+        capture: dir.path().to_path_buf(),
+        model: "m".into(),
+        out: out.clone(),
+        since_ms: None,
+    })
+    .unwrap();
+    assert_eq!(summary.rows, 5);
+    assert_eq!(summary.joined, 2);
+    assert_eq!(summary.unlabelled, 3);
+    assert_eq!(summary.orphan_feedback, 1);
+
+    let file = std::fs::File::open(&out).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let b: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    let b = &b[0];
+    let names: Vec<_> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["a", "b", "prediction", "label", "version", "time", "id"]
+    );
+    use arrow_array::cast::AsArray;
+    let a = b
+        .column(0)
+        .as_primitive::<arrow_array::types::Float64Type>();
+    assert_eq!(a.value(1), 2.0); // row 1 of req1: features [2, 3]
+    assert_eq!(b.column(1).null_count(), 5, "feature b is redacted");
+    let label = b.column(3).as_string::<i32>();
+    let id = b.column(6).as_string::<i32>();
+    let by_id: HashMap<&str, Option<&str>> = (0..b.num_rows())
+        .map(|i| (id.value(i), label.is_valid(i).then(|| label.value(i))))
+        .collect();
+    assert_eq!(by_id["req1/0"], Some("c1"));
+    assert_eq!(
+        by_id["req2/1"],
+        Some("c0"),
+        "class index 0 mapped to its label"
+    );
+    assert_eq!(by_id["req1/1"], None);
+}
+
+use std::collections::HashMap;
+
+#[test]
+fn a_full_queue_drops_and_counts_instead_of_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = Arc::new(Counts::default());
+    let mut s = settings(dir.path());
+    s.queue = 1;
+    let capture = Capture::start(s, counts.clone()).unwrap();
+    let t = now_ms();
+    for i in 0..2000 {
+        capture.push(batch(&format!("r{i}"), 1, 1, t));
+    }
+    capture.shutdown();
+    let (q, d) = (
+        counts.queued.load(Ordering::Relaxed),
+        counts.dropped.load(Ordering::Relaxed),
+    );
+    assert_eq!(q + d, 2000);
+    assert!(d > 0, "queue of one never filled");
+    assert_eq!(counts.written.load(Ordering::Relaxed), q);
+}
+
+#[test]
+fn files_rotate_by_size_and_retention_deletes_the_oldest() {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = Arc::new(Counts::default());
+    let mut s = settings(dir.path());
+    s.max_file_bytes = 1; // every row group closes its file
+    s.max_total_bytes = 6_000;
+    let capture = Capture::start(s, counts.clone()).unwrap();
+    let t = now_ms();
+    for i in 0..20 {
+        capture.push(batch(&format!("r{i}"), 1, 50, t));
+        // Wait until the writer took it, so each lands in its own row group and file.
+        let want = (i + 1) * 50;
+        while counts.written.load(Ordering::Relaxed) < want {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    capture.shutdown();
+    let closed = counts.closed.load(Ordering::Relaxed);
+    assert!(closed >= 20, "closed {closed}");
+    let files = parquet_files(dir.path());
+    let total: u64 = files.iter().map(|f| f.metadata().unwrap().len()).sum();
+    assert!(total <= 6_000, "retention kept {total} bytes");
+    assert!(counts.deleted.load(Ordering::Relaxed) > 0);
+    assert!(!files.is_empty());
+}
+
+#[test]
+fn leftovers_of_this_replica_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("m/1/date=2026-12-01");
+    std::fs::create_dir_all(&part).unwrap();
+    std::fs::write(part.join(".r1-5.parquet.tmp"), b"PAR1 partial").unwrap();
+    std::fs::write(part.join(".r2-5.parquet.tmp"), b"PAR1 other replica").unwrap();
+    let capture = Capture::start(settings(dir.path()), Arc::new(Counts::default())).unwrap();
+    capture.shutdown();
+    assert!(!part.join(".r1-5.parquet.tmp").exists());
+    assert!(part.join(".r2-5.parquet.tmp").exists());
+}
+
+#[test]
+fn fields_parse_and_unknown_ones_are_named() {
+    let f = Fields::parse(&["inputs", "ids"]).unwrap();
+    assert!(f.inputs && f.ids && !f.outputs);
+    assert!(Fields::parse(&["passwords"])
+        .unwrap_err()
+        .contains("passwords"));
+    assert_eq!(replica_name("pod/a b:1"), "podab1");
+    assert_eq!(replica_name("///"), "replica");
+}
