@@ -211,3 +211,31 @@ pub fn hash_key(input: &mut impl std::io::BufRead, out: &mut impl Write) -> anyh
     writeln!(out, "{}", crate::auth::hash_key(key))?;
     Ok(true)
 }
+
+/// `infera export`: writes the joined training file and prints the counts.
+pub fn export(args: &crate::config::ExportArgs, out: &mut impl Write) -> anyhow::Result<bool> {
+    let since_ms = match &args.since {
+        Some(s) => Some(
+            crate::capture::parse_date_ms(s)
+                .with_context(|| format!("--since {s:?}: expected YYYY-MM-DD"))?,
+        ),
+        None => None,
+    };
+    let summary = crate::capture::export(&crate::capture::ExportOptions {
+        capture: args.capture.clone(),
+        model: args.model.clone(),
+        out: args.out.clone(),
+        since_ms,
+    })?;
+    writeln!(
+        out,
+        "wrote {} rows to {} from {} files: joined {}, unlabelled {}, orphan feedback {}",
+        summary.rows,
+        args.out.display(),
+        summary.files,
+        summary.joined,
+        summary.unlabelled,
+        summary.orphan_feedback
+    )?;
+    Ok(true)
+}

@@ -40,6 +40,9 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Read an API key on standard input and print its SHA-256 digest for the keys file.
     HashKey,
+    /// Join a model's captured predictions with the captured ground truth into one
+    /// training-ready Parquet file (see docs/capture.md).
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -91,6 +94,8 @@ pub struct ServeArgs {
     pub reload: ReloadArgs,
     #[command(flatten)]
     pub shapes: ShapeArgs,
+    #[command(flatten)]
+    pub capture: CaptureArgs,
 }
 
 /// Where and how the HTTP server listens.
@@ -368,6 +373,109 @@ impl ShapeArgs {
     }
 }
 
+/// Data capture for retraining (see docs/capture.md).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Data capture")]
+pub struct CaptureArgs {
+    /// Write sampled predictions and all feedback as Parquet files under this directory
+    /// (`<model>/<version>/date=YYYY-MM-DD/<replica>-<seq>.parquet`). Unset: no capture.
+    #[arg(long, env = "INFERA_CAPTURE_DIR")]
+    pub capture_dir: Option<PathBuf>,
+    /// Fraction of prediction requests captured, 0 to 1 (feedback is always captured).
+    #[arg(long, env = "INFERA_CAPTURE_SAMPLE_RATE", default_value_t = 1.0)]
+    pub capture_sample_rate: f64,
+    /// Fields written, comma separated, out of inputs, outputs, ids, timestamps, version,
+    /// latency (the others are null columns).
+    #[arg(
+        long,
+        env = "INFERA_CAPTURE_FIELDS",
+        value_delimiter = ',',
+        default_value = "inputs,outputs,ids,timestamps,version,latency"
+    )]
+    pub capture_fields: Vec<String>,
+    /// Feature names whose values are written as null, comma separated.
+    #[arg(long, env = "INFERA_CAPTURE_REDACT", value_delimiter = ',')]
+    pub capture_redact: Vec<String>,
+    /// Requests waiting to be written at most; past it captures are dropped and counted in
+    /// `infera_capture_rows_total{outcome="dropped"}` (a request is never slowed).
+    #[arg(long, env = "INFERA_CAPTURE_QUEUE", default_value_t = 8192)]
+    pub capture_queue: usize,
+    /// A file is closed and a new one started past this many bytes.
+    #[arg(long, env = "INFERA_CAPTURE_MAX_FILE_BYTES", default_value_t = 64 << 20)]
+    pub capture_max_file_bytes: u64,
+    /// A file is closed and a new one started after this many seconds.
+    #[arg(long, env = "INFERA_CAPTURE_MAX_FILE_SECS", default_value_t = 300)]
+    pub capture_max_file_secs: u64,
+    /// Buffered rows are written (as a Parquet row group) at least this often.
+    #[arg(long, env = "INFERA_CAPTURE_FLUSH_MS", default_value_t = 1000)]
+    pub capture_flush_ms: u64,
+    /// Closed files under the capture directory are deleted, oldest first, past this many bytes.
+    #[arg(long, env = "INFERA_CAPTURE_MAX_TOTAL_BYTES", default_value_t = 10 << 30)]
+    pub capture_max_total_bytes: u64,
+    /// This replica's name in file names (default: the host name), so replicas sharing one
+    /// directory never write the same file.
+    #[arg(long, env = "INFERA_CAPTURE_REPLICA")]
+    pub capture_replica: Option<String>,
+}
+
+impl CaptureArgs {
+    fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.capture_sample_rate) {
+            return Err(format!(
+                "--capture-sample-rate must be between 0 and 1, got {}",
+                self.capture_sample_rate
+            ));
+        }
+        crate::capture::Fields::parse(&self.capture_fields)
+            .map_err(|e| format!("--capture-fields: {e}"))?;
+        if self.capture_queue == 0 || self.capture_flush_ms == 0 || self.capture_max_file_secs == 0
+        {
+            return Err(
+                "--capture-queue, --capture-flush-ms and --capture-max-file-secs must be > 0"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The writer's settings, or None when capture is off.
+    pub fn settings(&self) -> Option<crate::capture::CaptureSettings> {
+        let dir = self.capture_dir.clone()?;
+        Some(crate::capture::CaptureSettings {
+            dir,
+            sample_rate: self.capture_sample_rate,
+            fields: crate::capture::Fields::parse(&self.capture_fields).ok()?,
+            redact: self.capture_redact.clone(),
+            queue: self.capture_queue,
+            max_file_bytes: self.capture_max_file_bytes,
+            max_file_age: Duration::from_secs(self.capture_max_file_secs),
+            flush_every: Duration::from_millis(self.capture_flush_ms),
+            max_total_bytes: self.capture_max_total_bytes,
+            replica: match &self.capture_replica {
+                Some(r) => crate::capture::replica_name(r),
+                None => crate::capture::host_name(),
+            },
+        })
+    }
+}
+
+/// `infera export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The capture directory the servers wrote (their --capture-dir).
+    #[arg(long, env = "INFERA_CAPTURE_DIR")]
+    pub capture: PathBuf,
+    /// The model to export.
+    #[arg(long)]
+    pub model: String,
+    /// The Parquet file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Only predictions made on or after this day (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// The model repository to check.
@@ -431,7 +539,8 @@ impl ServeArgs {
         self.explain.validate()?;
         self.grpc.validate()?;
         self.reload.validate()?;
-        self.shapes.validate()
+        self.shapes.validate()?;
+        self.capture.validate()
     }
 }
 

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
             infera::cli::check(&args, &mut std::io::stdout())
         }
         Some(Command::Healthcheck(args)) => infera::cli::healthcheck(&args).map(|_| true),
+        Some(Command::Export(args)) => infera::cli::export(&args, &mut std::io::stdout()),
         Some(Command::HashKey) => {
             infera::cli::hash_key(&mut std::io::stdin().lock(), &mut std::io::stdout())
         }

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::api::grpc::{GrpcSettings, GrpcTls};
 use crate::api::{self, AppState};
 use crate::auth::{self, Access};
+use crate::capture::Capture;
 use crate::config::ServeArgs;
 use crate::engine::{PoolConfig, WorkerPool};
 use crate::inference::{Explainer, Limits, Predictor};
@@ -28,6 +29,8 @@ pub struct Infera {
     pool: Arc<WorkerPool>,
     net: Net,
     grpc: GrpcSettings,
+    /// Data capture, when `--capture-dir` is set.
+    capture: Option<Capture>,
 }
 
 /// How connections are served: TLS, limits, shutdown.
@@ -68,8 +71,13 @@ impl Infera {
             Duration::from_secs(args.monitoring.feedback_ttl_secs),
         ));
         let access = access_control(args, &metrics)?;
-        let predictor =
-            Arc::new(Predictor::new(store.clone(), limits, log).with_model_limits(access.clone()));
+        let capture = start_capture(args, &metrics)?;
+        let mut predictor =
+            Predictor::new(store.clone(), limits, log).with_model_limits(access.clone());
+        if let Some(c) = &capture {
+            predictor = predictor.with_capture(c.clone());
+        }
+        let predictor = Arc::new(predictor);
         let notifier = match &args.monitoring.webhook_url {
             Some(url) => {
                 let counted = metrics.clone();
@@ -138,6 +146,7 @@ impl Infera {
                 reflection: args.grpc.grpc_reflection,
                 tls: grpc_tls(&args.http)?,
             },
+            capture,
         })
     }
 
@@ -184,6 +193,26 @@ impl Infera {
             .await
             .context("serving gRPC")
     }
+
+    /// Writes what capture has queued and closes its files (blocking; call after draining).
+    pub fn stop_capture(&self) {
+        if let Some(c) = &self.capture {
+            c.shutdown();
+        }
+    }
+}
+
+/// Starts the capture writer when `--capture-dir` is set.
+fn start_capture(args: &ServeArgs, metrics: &Arc<Metrics>) -> anyhow::Result<Option<Capture>> {
+    let Some(settings) = args.capture.settings() else {
+        return Ok(None);
+    };
+    let dir = settings.dir.clone();
+    tracing::info!(dir = %dir.display(), rate = settings.sample_rate, replica = %settings.replica, "data capture on");
+    let observer: Arc<dyn crate::capture::CaptureObserver> = metrics.capture().clone();
+    let capture = Capture::start(settings, observer)
+        .with_context(|| format!("starting capture into {}", dir.display()))?;
+    Ok(Some(capture))
 }
 
 /// API keys (from `--api-keys-file`) and rate limits, with refusals counted in the metrics.
@@ -317,6 +346,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         infera.pool().close();
     }
+    tokio::task::block_in_place(|| infera.stop_capture());
     if loader.is_finished() {
         let _ = loader.join();
     }

@@ -5,12 +5,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::capture_hook::CaptureHook;
 use super::error::PredictError;
 use super::instances::decode;
 use super::json_instance::Instance;
 use super::prediction::{predictions, Prediction};
 use super::tensors::{check_tensors, protocol_outputs, InputTensor};
 use crate::auth::Access;
+use crate::capture::Capture;
 use crate::engine::Tensor;
 use crate::monitoring::{Observed, PredictionLog, Protocol};
 use crate::repository::{LoadedVersion, ModelStore};
@@ -54,6 +56,8 @@ pub struct Predictor {
     log: Arc<PredictionLog>,
     /// Per-model rate limits, applied once the model is resolved.
     access: Option<Access>,
+    /// Data capture for retraining, when on.
+    capture: Option<CaptureHook>,
 }
 
 impl Predictor {
@@ -63,6 +67,7 @@ impl Predictor {
             limits,
             log,
             access: None,
+            capture: None,
         }
     }
 
@@ -70,6 +75,17 @@ impl Predictor {
     pub fn with_model_limits(mut self, access: Access) -> Predictor {
         self.access = Some(access);
         self
+    }
+
+    /// Captures sampled requests (inputs, predictions) into `capture`.
+    pub fn with_capture(mut self, capture: Capture) -> Predictor {
+        self.capture = Some(CaptureHook::new(capture));
+        self
+    }
+
+    /// Data capture, when on (feedback is captured through it too).
+    pub fn capture(&self) -> Option<&Capture> {
+        self.capture.as_ref().map(CaptureHook::capture)
     }
 
     fn admit_model(&self, loaded: &LoadedVersion) -> Result<(), PredictError> {
@@ -120,10 +136,17 @@ impl Predictor {
                 self.check_elements(Some(inputs.iter().map(|t| t.data.len()).sum()))?;
             }
             self.observe_inputs(&loaded, &inputs[0]);
+            let sampled = self
+                .capture
+                .as_ref()
+                .and_then(|c| c.sample(&loaded, &inputs));
             let run = self
                 .execute(&loaded, inputs, instances.len(), started)
                 .await?;
             self.observe_predictions(&loaded, &run.predictions, id);
+            if let (Some(c), Some(s)) = (&self.capture, sampled) {
+                c.record(&loaded, s, &run.predictions, Some(id), started);
+            }
             Ok(run)
         }
         .await;
@@ -154,7 +177,15 @@ impl Predictor {
             self.admit_model(&loaded)?;
             let (tensors, rows) = check_tensors(&loaded.contract, inputs)?;
             self.check_count(rows)?;
-            self.execute(&loaded, tensors, rows, started).await
+            let sampled = self
+                .capture
+                .as_ref()
+                .and_then(|c| c.sample(&loaded, &tensors));
+            let run = self.execute(&loaded, tensors, rows, started).await?;
+            if let (Some(c), Some(s)) = (&self.capture, sampled) {
+                c.record(&loaded, s, &run.predictions, None, started);
+            }
+            Ok(run)
         }
         .await;
         self.record(&loaded, &result, target.protocol, started);

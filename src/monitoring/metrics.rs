@@ -14,6 +14,7 @@ use prometheus::{
 };
 
 use super::access_metrics::AccessFamilies;
+use super::capture_metrics::CaptureFamilies;
 use super::explain_metrics::ExplainFamilies;
 use super::grpc_metrics::GrpcFamilies;
 use super::plan_metrics::{PlanFamilies, PlanSeries};
@@ -46,6 +47,8 @@ pub struct Metrics {
     grpc: GrpcFamilies,
     /// Plan-cache series (`plan_metrics.rs`).
     plans: PlanFamilies,
+    /// Data capture (`capture_metrics.rs`).
+    capture: Arc<CaptureFamilies>,
     /// Resolved HTTP series by route, then (method, status): read lock-free on every request,
     /// extended (copy and swap) the first time a combination is seen.
     http_series: ArcSwap<HashMap<String, Vec<HttpSeries>>>,
@@ -131,6 +134,7 @@ impl Metrics {
             explain: ExplainFamilies::new(),
             grpc: GrpcFamilies::new(LATENCY_BUCKETS),
             plans: PlanFamilies::new(),
+            capture: Arc::new(CaptureFamilies::new()),
             http_series: Default::default(),
             http_requests: counter(
                 "infera_http_requests_total",
@@ -278,7 +282,8 @@ impl Metrics {
             .chain(m.access.collectors())
             .chain(m.explain.collectors())
             .chain(m.grpc.collectors())
-            .chain(m.plans.collectors());
+            .chain(m.plans.collectors())
+            .chain(m.capture.collectors());
         for c in collectors.into_iter().chain(families) {
             m.registry.register(c).expect("metric names are unique");
         }
@@ -341,6 +346,10 @@ impl Metrics {
 
     pub fn access(&self) -> &Arc<AccessFamilies> {
         &self.access
+    }
+
+    pub fn capture(&self) -> &Arc<CaptureFamilies> {
+        &self.capture
     }
 
     pub fn quality(&self) -> &QualityFamilies {

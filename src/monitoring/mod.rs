@@ -3,6 +3,7 @@
 //! changes.
 
 mod access_metrics;
+mod capture_metrics;
 mod drift;
 mod explain_metrics;
 mod feedback;
@@ -16,6 +17,7 @@ mod retire;
 mod webhook;
 
 pub use access_metrics::AccessFamilies;
+pub use capture_metrics::CaptureFamilies;
 pub use drift::{
     BinnedDistribution, DriftMonitor, DriftReport, DriftStatus, DriftThresholds, FeatureDrift,
     Observed, PredictionDistribution, ReferenceProfile,

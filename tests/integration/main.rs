@@ -3,6 +3,7 @@
 mod access;
 mod admin;
 mod batching;
+mod capture;
 mod common;
 mod conformance;
 mod drain;

@@ -110,6 +110,7 @@ pub async fn feedback(
     if !catalog.models.contains_key(&name) {
         return Err(crate::repository::ResolveError::ModelNotFound(name).into());
     }
+    capture_feedback(&state, &name, &request.feedback);
     let log = state.predictor.log();
     let families = state.metrics.quality();
     let mut out = FeedbackResponse {
@@ -148,6 +149,30 @@ pub async fn feedback(
         }
     }
     Ok(Json(out))
+}
+
+/// Keeps the ground truth for `infera export` (all of it: the join must not depend on which
+/// replica made the prediction or whether it is still in memory).
+fn capture_feedback(state: &AppState, model: &str, items: &[FeedbackItem]) {
+    let Some(capture) = state.predictor.capture() else {
+        return;
+    };
+    let items = items
+        .iter()
+        .map(|i| crate::capture::FeedbackItem {
+            id: i.id.clone(),
+            label: i.label.clone(),
+            class_index: i.class_index.and_then(|c| i64::try_from(c).ok()),
+            value: i.value,
+        })
+        .collect();
+    capture.push(crate::capture::Record::Feedback(
+        crate::capture::FeedbackBatch {
+            model: model.to_string(),
+            time_ms: crate::capture::now_ms(),
+            items,
+        },
+    ));
 }
 
 /// Live accuracy, drift per feature and status of a model's default version.
