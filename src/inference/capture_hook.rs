@@ -18,11 +18,14 @@ pub struct Sampled {
     names: Arc<[String]>,
 }
 
+/// Feature names per (model, version, row width).
+type NameCache = Mutex<HashMap<(String, u64, usize), Arc<[String]>>>;
+
 /// Capture plus the feature names of each model version, built once.
 #[derive(Debug)]
 pub struct CaptureHook {
     capture: Capture,
-    names: Mutex<HashMap<(String, u64, usize), Arc<[String]>>>,
+    names: NameCache,
 }
 
 impl CaptureHook {

@@ -1,0 +1,154 @@
+"""Capture files and the export, read by the tools users train with (pyarrow, pandas, DuckDB),
+and crash safety: kill -9 while writing never leaves a corrupt closed file.
+
+Drives the infera release binary (INFERA_BIN, else $CARGO_TARGET_DIR/release/infera) on
+127.0.0.1 port 0 with the shipped models.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[2]
+WAIT_S = 30.0
+
+
+def _bin():
+    if os.environ.get("INFERA_BIN"):
+        return os.environ["INFERA_BIN"]
+    target = os.environ.get("CARGO_TARGET_DIR", str(REPO / "target"))
+    return str(Path(target) / "release" / "infera")
+
+
+class Server:
+    def __init__(self, capture_dir, *extra):
+        self.proc = subprocess.Popen(
+            [_bin(), "--model-repository", str(REPO / "models"), "--port", "0",
+             "--log-format", "json", "--capture-dir", str(capture_dir),
+             "--capture-replica", "py", "--capture-flush-ms", "100", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.addr = None
+        deadline = time.monotonic() + WAIT_S
+        while self.addr is None:
+            assert time.monotonic() < deadline, "no listening address logged"
+            line = self.proc.stderr.readline()
+            assert line, f"infera exited with {self.proc.poll()}"
+            m = re.search(r"https?://([0-9.]+:[0-9]+)/docs", line)
+            self.addr = m.group(1) if m else None
+        threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
+        while True:
+            assert time.monotonic() < deadline, "not ready in time"
+            try:
+                with urllib.request.urlopen(f"http://{self.addr}/health/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+
+    def post(self, path, body):
+        req = urllib.request.Request(f"http://{self.addr}{path}", data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=WAIT_S) == 0
+
+
+def digits_rows(n):
+    golden = json.loads((REPO / "models/digits/1/golden.json").read_text())
+    rows = golden["inputs"]
+    return [rows[i % len(rows)] for i in range(n)]
+
+
+def closed_files(root):
+    return sorted(p for p in Path(root).rglob("*.parquet") if not p.name.startswith("."))
+
+
+def read_everywhere(path):
+    """Rows of a Parquet file as pyarrow, pandas and DuckDB see it (they must agree)."""
+    n_arrow = pq.read_table(path).num_rows
+    n_pandas = len(pd.read_parquet(path))
+    n_duck = duckdb.sql(f"select count(*) from read_parquet('{path}')").fetchall()[0][0]
+    assert n_arrow == n_pandas == n_duck, (path, n_arrow, n_pandas, n_duck)
+    return n_arrow
+
+
+def test_capture_and_export_are_read_by_pyarrow_pandas_and_duckdb(tmp_path):
+    cap = tmp_path / "capture"
+    server = Server(cap)
+    ids = []
+    for i in range(20):
+        out = server.post("/models/digits/predict", {"instances": digits_rows(4), "id": f"r{i}"})
+        ids += [p["id"] for p in out["predictions"]]
+    truth = [{"id": pid, "class_index": 3} for pid in ids[:30]] + [{"id": "ghost/0", "class_index": 1}]
+    server.post("/models/digits/feedback", {"feedback": truth})
+    server.stop()  # a clean shutdown closes every file
+
+    files = closed_files(cap)
+    assert files and not list(cap.rglob("*.tmp")), files
+    assert sum(read_everywhere(f) for f in files if "/feedback/" not in str(f)) == 80
+    for f in files:
+        assert f.relative_to(cap).parts[2].startswith("date=")
+
+    out = tmp_path / "train.parquet"
+    done = subprocess.run([_bin(), "export", "--capture", str(cap), "--model", "digits",
+                           "--out", str(out)], capture_output=True, text=True, check=True)
+    assert "joined 30, unlabelled 50, orphan feedback 1" in done.stdout, done.stdout
+    assert read_everywhere(out) == 80
+    df = pd.read_parquet(out)
+    assert {"prediction", "label", "version", "time", "id"} <= set(df.columns)
+    features = [c for c in df.columns if c not in ("prediction", "label", "version", "time", "id")]
+    assert len(features) == 64
+    assert df["label"].notna().sum() == 30
+    joined = duckdb.sql(f"select count(*) from read_parquet('{out}') where label is not null").fetchall()[0][0]
+    assert joined == 30
+
+
+def test_kill_9_while_writing_leaves_only_complete_closed_files(tmp_path):
+    cap = tmp_path / "capture"
+    server = Server(cap, "--capture-max-file-secs", "1")
+    stop = threading.Event()
+    sent = [0]
+
+    def load():
+        while not stop.is_set():
+            try:
+                server.post("/models/digits/predict", {"instances": digits_rows(8)})
+            except OSError:  # the server was killed
+                return
+            sent[0] += 8
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for w in workers:
+        w.start()
+    deadline = time.monotonic() + WAIT_S
+    while len(closed_files(cap)) < 3:  # files are rotating under load
+        assert time.monotonic() < deadline, "no file was closed"
+        time.sleep(0.05)
+    server.proc.kill()
+    server.proc.wait()
+    stop.set()
+    for w in workers:
+        w.join(timeout=WAIT_S)
+
+    files = closed_files(cap)
+    captured = sum(read_everywhere(f) for f in files)  # every closed file is complete
+    assert 0 < captured <= sent[0]
+    leftovers = list(cap.rglob(".py-*.parquet.tmp"))
+    # A restart of the same replica removes what the killed process left open.
+    server = Server(cap)
+    assert all(not p.exists() for p in leftovers)
+    server.stop()
+    assert [f for f in closed_files(cap) if f in files] == files
