@@ -226,6 +226,7 @@ pub fn export(args: &crate::config::ExportArgs, out: &mut impl Write) -> anyhow:
         model: args.model.clone(),
         out: args.out.clone(),
         since_ms,
+        labels: card_labels(args)?,
     })?;
     writeln!(
         out,
@@ -238,4 +239,15 @@ pub fn export(args: &crate::config::ExportArgs, out: &mut impl Write) -> anyhow:
         summary.orphan_feedback
     )?;
     Ok(true)
+}
+
+/// The class labels of `--repository`'s card for the exported model (none without it).
+fn card_labels(args: &crate::config::ExportArgs) -> anyhow::Result<Vec<String>> {
+    let Some(repo) = &args.repository else {
+        return Ok(Vec::new());
+    };
+    let path = repo.join(&args.model).join("model.toml");
+    let card = crate::repository::Manifest::read(&path)
+        .with_context(|| format!("--repository: reading {}", path.display()))?;
+    Ok(card.labels)
 }

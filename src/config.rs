@@ -474,6 +474,10 @@ pub struct ExportArgs {
     /// Only predictions made on or after this day (YYYY-MM-DD, UTC).
     #[arg(long)]
     pub since: Option<String>,
+    /// The model repository: the model's card gives the class labels that ground truth sent
+    /// as class indices is written as (without it, the labels seen in the predictions).
+    #[arg(long)]
+    pub repository: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -90,6 +90,7 @@ impl Infera {
                     },
                     move |delivery| counted.quality().webhook(delivery),
                 )
+                .with_capture_dir(args.capture.capture_dir.as_deref())
             }
             None => Notifier::disabled(),
         };

@@ -32,6 +32,10 @@ pub struct ExportOptions {
     pub out: PathBuf,
     /// Only predictions at or after this time (milliseconds since the epoch).
     pub since_ms: Option<i64>,
+    /// Class labels by index (from the model card, `--repository`): ground truth sent as a
+    /// class index is written as this label. Without them, the labels seen in the captured
+    /// predictions are used, and an index never predicted stays a number.
+    pub labels: Vec<String>,
 }
 
 /// What the export found.
@@ -94,7 +98,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportSummary> {
         rows.retain(|r| r.time.is_none_or(|t| t >= since));
     }
     rows.sort_by_key(|r| r.time);
-    let batch = joined_batch(&names, &rows, &truths, &mut summary)?;
+    let batch = joined_batch(&names, &rows, &truths, &opts.labels, &mut summary)?;
     write_atomically(&opts.out, &batch)?;
     Ok(summary)
 }
@@ -248,13 +252,17 @@ fn joined_batch(
     names: &[String],
     rows: &[Row],
     truths: &HashMap<String, Truth>,
+    card_labels: &[String],
     summary: &mut ExportSummary,
 ) -> anyhow::Result<RecordBatch> {
     let classifier = rows.iter().any(|r| r.label.is_some());
-    let class_labels: HashMap<i64, &str> = rows
+    let mut class_labels: HashMap<i64, &str> = rows
         .iter()
         .filter_map(|r| Some((r.value? as i64, r.label.as_deref()?)))
         .collect();
+    for (i, l) in card_labels.iter().enumerate() {
+        class_labels.insert(i as i64, l);
+    }
     let mut features: Vec<Float64Builder> = names.iter().map(|_| Float64Builder::new()).collect();
     let mut id = StringBuilder::new();
     let mut text_pred = StringBuilder::new();

@@ -14,6 +14,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 pub const TMP_SUFFIX: &str = ".parquet.tmp";
 
@@ -32,8 +33,15 @@ impl OpenFile {
         let tmp = dir.join(format!(".{name}{TMP_SUFFIX}"));
         let path = dir.join(format!("{name}.parquet"));
         let file = File::create(&tmp)?;
+        // Dictionaries only where values repeat (model name, class label): hashing every
+        // float of every row into a dictionary the writer then abandons is the costliest
+        // part of encoding captured features.
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            .set_dictionary_enabled(false)
+            .set_column_dictionary_enabled(ColumnPath::from("model"), true)
+            .set_column_dictionary_enabled(ColumnPath::from("prediction"), true)
+            .set_column_dictionary_enabled(ColumnPath::from("label"), true)
             .build();
         let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(io_error)?;
         Ok(OpenFile {

@@ -123,6 +123,7 @@ struct Shared {
     tx: Sender<Record>,
     sample_rate: f64,
     fields: Fields,
+    redact: Arc<[String]>,
     observer: Arc<dyn CaptureObserver>,
     /// The writer thread and its stop signal, taken by `shutdown`.
     writer: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
@@ -154,6 +155,7 @@ impl Capture {
         let (tx, rx) = bounded(settings.queue.max(1));
         let (stop_tx, stop_rx) = bounded(1);
         let (sample_rate, fields) = (settings.sample_rate, settings.fields);
+        let redact: Arc<[String]> = settings.redact.clone().into();
         let w = writer::Writer::new(settings, observer.clone());
         let handle = std::thread::Builder::new()
             .name("infera-capture".into())
@@ -163,20 +165,31 @@ impl Capture {
                 tx,
                 sample_rate,
                 fields,
+                redact,
                 observer,
                 writer: Mutex::new(Some((stop_tx, handle))),
             }),
         })
     }
 
+    /// The server's fields (`--capture-fields`); a model card may choose others.
     pub fn fields(&self) -> Fields {
         self.inner.fields
     }
 
-    /// Whether to capture this request (a per-thread xorshift draw against the rate).
+    /// The server's sampling rate (`--capture-sample-rate`).
+    pub fn sample_rate(&self) -> f64 {
+        self.inner.sample_rate
+    }
+
+    /// The server's redacted feature names (`--capture-redact`).
+    pub fn redact(&self) -> &[String] {
+        &self.inner.redact
+    }
+
+    /// Whether to capture this request at the server's rate.
     pub fn sampled(&self) -> bool {
-        let rate = self.inner.sample_rate;
-        rate >= 1.0 || (rate > 0.0 && uniform() < rate)
+        sampled_at(self.inner.sample_rate)
     }
 
     /// Queues a record, or drops and counts it when the queue is full. Never blocks.
@@ -211,6 +224,11 @@ thread_local! {
         let addr = &local as *const u8 as u64;
         (addr ^ now_ms() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
     });
+}
+
+/// Whether to capture one request at `rate` (a per-thread xorshift draw).
+pub fn sampled_at(rate: f64) -> bool {
+    rate >= 1.0 || (rate > 0.0 && uniform() < rate)
 }
 
 /// A uniform draw in [0, 1) (xorshift64*; sampling needs speed, not quality).

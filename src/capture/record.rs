@@ -21,6 +21,10 @@ pub struct PredictionBatch {
     pub features: Vec<f64>,
     /// One answer per row.
     pub outputs: Vec<CapturedOutput>,
+    /// Which fields are written (the server's, or the model card's `[capture] fields`).
+    pub fields: super::Fields,
+    /// Per column of `features`: written as null (redacted by the server or the card).
+    pub redacted: Arc<[bool]>,
 }
 
 impl PredictionBatch {

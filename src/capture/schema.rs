@@ -13,7 +13,6 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::record::{FeedbackBatch, PredictionBatch};
-use super::Fields;
 
 /// Metadata key holding the JSON array of feature names of a predictions file.
 pub const FEATURE_NAMES_KEY: &str = "infera.feature_names";
@@ -63,13 +62,11 @@ pub fn feedback_schema() -> SchemaRef {
     Arc::new(Schema::new(fields).with_metadata(meta))
 }
 
-/// Rows of several prediction batches of one model version (same feature names), with the
-/// unselected fields left null and the `redacted` feature columns nulled.
+/// Rows of several prediction batches of one model version (same feature names), with each
+/// batch's unselected fields left null and its redacted feature columns nulled.
 pub fn prediction_rows(
     schema: &SchemaRef,
     batches: &[PredictionBatch],
-    fields: Fields,
-    redacted: &[bool],
 ) -> Result<RecordBatch, ArrowError> {
     let mut id = StringBuilder::new();
     let mut time = TimestampMillisecondBuilder::new().with_timezone("UTC");
@@ -81,7 +78,7 @@ pub fn prediction_rows(
     let mut value = Float64Builder::new();
     let mut confidence = Float32Builder::new();
     for b in batches {
-        let width = b.names.len();
+        let (width, fields, redacted) = (b.names.len(), b.fields, &b.redacted);
         for (row, out) in b.outputs.iter().enumerate() {
             id.append_option(
                 b.id.as_ref()
@@ -103,10 +100,10 @@ pub fn prediction_rows(
                 }
                 None => features.append(false),
             }
-            let out = out.clone();
-            label.append_option(out.label.filter(|_| fields.outputs));
-            value.append_option(out.value.filter(|_| fields.outputs));
-            confidence.append_option(out.confidence.filter(|_| fields.outputs));
+            let shown = fields.outputs;
+            label.append_option(out.label.as_deref().filter(|_| shown));
+            value.append_option(out.value.filter(|_| shown));
+            confidence.append_option(out.confidence.filter(|_| shown));
         }
     }
     let columns: Vec<ArrayRef> = vec![

@@ -63,6 +63,8 @@ fn batch(id: &str, version: u64, rows: usize, time_ms: i64) -> Record {
                 confidence: Some(0.9),
             })
             .collect(),
+        fields: Fields::parse(&Fields::NAMES).unwrap(),
+        redacted: vec![false, true].into(),
     })
 }
 
@@ -138,6 +140,7 @@ fn capture_then_export_joins_predictions_with_feedback_across_versions() {
         model: "m".into(),
         out: out.clone(),
         since_ms: None,
+        labels: vec![],
     })
     .unwrap();
     assert_eq!(summary.rows, 5);
@@ -180,6 +183,33 @@ fn capture_then_export_joins_predictions_with_feedback_across_versions() {
         "class index 0 mapped to its label"
     );
     assert_eq!(by_id["req1/1"], None);
+
+    // With the card's labels (`--repository`), class indices take the card's names.
+    let card = dir.path().join("card.parquet");
+    export(&ExportOptions {
+        capture: dir.path().to_path_buf(),
+        model: "m".into(),
+        out: card.clone(),
+        since_ms: None,
+        labels: vec!["zero".into(), "one".into()],
+    })
+    .unwrap();
+    let file = std::fs::File::open(&card).unwrap();
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let (id, label) = (
+        b.column(6).as_string::<i32>(),
+        b.column(3).as_string::<i32>(),
+    );
+    let row = (0..b.num_rows())
+        .find(|&i| id.value(i) == "req2/1")
+        .unwrap();
+    assert_eq!(label.value(row), "zero", "class index 0 named by the card");
 }
 
 use std::collections::HashMap;

@@ -47,8 +47,6 @@ enum Pending {
 struct Partition {
     file: OpenFile,
     schema: SchemaRef,
-    /// Redacted feature columns (predictions only).
-    redacted: Vec<bool>,
     /// Feature names the file was opened with: a batch with other names goes to a new file.
     names: Option<Arc<[String]>>,
     pending: Pending,
@@ -158,32 +156,18 @@ impl Writer {
         self.seq = self.seq.max(now_ms()).saturating_add(1);
         let name = format!("{}-{}", self.settings.replica, self.seq);
         let dir = key.dir(&self.settings.dir);
-        let (schema, pending, names, redacted) = match record {
-            Record::Predictions(b) => {
-                let redacted = b
-                    .names
-                    .iter()
-                    .map(|n| self.settings.redact.iter().any(|r| r == n))
-                    .collect();
-                (
-                    predictions_schema(&b.names),
-                    Pending::Predictions(Vec::new()),
-                    Some(b.names.clone()),
-                    redacted,
-                )
-            }
-            Record::Feedback(_) => (
-                feedback_schema(),
-                Pending::Feedback(Vec::new()),
-                None,
-                vec![],
+        let (schema, pending, names) = match record {
+            Record::Predictions(b) => (
+                predictions_schema(&b.names),
+                Pending::Predictions(Vec::new()),
+                Some(b.names.clone()),
             ),
+            Record::Feedback(_) => (feedback_schema(), Pending::Feedback(Vec::new()), None),
         };
         let file = OpenFile::create(&dir, &name, schema.clone())?;
         Ok(Partition {
             file,
             schema,
-            redacted,
             names,
             pending,
             pending_rows: 0,
@@ -192,7 +176,6 @@ impl Writer {
 
     /// Writes a partition's pending rows as one row group.
     fn flush(&mut self, key: &Key) {
-        let fields = self.settings.fields;
         let Some(p) = self.open.get_mut(key) else {
             return;
         };
@@ -202,7 +185,7 @@ impl Writer {
         let rows = p.pending_rows;
         let batch = match &mut p.pending {
             Pending::Predictions(v) => {
-                let b = prediction_rows(&p.schema, v, fields, &p.redacted);
+                let b = prediction_rows(&p.schema, v);
                 v.clear();
                 b
             }

@@ -3,36 +3,55 @@
 //! only; the writing happens on the capture thread (src/capture).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use super::contract::InputContract;
 use super::prediction::Prediction;
-use crate::capture::{now_ms, Capture, CapturedOutput, PredictionBatch, Record};
+use crate::capture::{
+    now_ms, sampled_at, Capture, CapturedOutput, Fields, PredictionBatch, Record,
+};
 use crate::engine::Tensor;
 use crate::repository::LoadedVersion;
 
 /// Inputs kept for a sampled request (empty when inputs are not captured).
 pub struct Sampled {
     features: Vec<f64>,
-    names: Arc<[String]>,
+    policy: Arc<VersionPolicy>,
 }
 
-/// Feature names per (model, version, row width).
-type NameCache = Mutex<HashMap<(String, u64, usize), Arc<[String]>>>;
+/// What is captured of one model version at one row width: the server's settings with the
+/// card's `[capture]` applied, and the feature names (built once, then shared by every record).
+#[derive(Debug)]
+struct VersionPolicy {
+    /// The version it was built for (a reloaded card makes a new `LoadedVersion`); held so its
+    /// address stays unique while this entry is cached.
+    _loaded: Weak<LoadedVersion>,
+    sample_rate: f64,
+    fields: Fields,
+    names: Arc<[String]>,
+    redacted: Arc<[bool]>,
+}
 
-/// Capture plus the feature names of each model version, built once.
+/// Policies per (loaded version's address, row width): looked up on every request without
+/// allocating. An entry's `Weak` keeps its version's allocation, so an address is never reused
+/// while its entry exists. Row widths can vary for tensor models with free dimensions, so the map
+/// is bounded: past [`MAX_POLICIES`] it starts again empty.
+type PolicyCache = Mutex<HashMap<(usize, usize), Arc<VersionPolicy>>>;
+const MAX_POLICIES: usize = 1024;
+
+/// Capture plus each model version's policy.
 #[derive(Debug)]
 pub struct CaptureHook {
     capture: Capture,
-    names: NameCache,
+    policies: PolicyCache,
 }
 
 impl CaptureHook {
     pub fn new(capture: Capture) -> CaptureHook {
         CaptureHook {
             capture,
-            names: Mutex::new(HashMap::new()),
+            policies: Mutex::new(HashMap::new()),
         }
     }
 
@@ -42,15 +61,15 @@ impl CaptureHook {
 
     /// Decides whether this request is captured and, if so, copies its inputs (row-major, the
     /// inputs of one instance side by side).
-    pub fn sample(&self, loaded: &LoadedVersion, inputs: &[Tensor]) -> Option<Sampled> {
-        if !self.capture.sampled() {
+    pub fn sample(&self, loaded: &Arc<LoadedVersion>, inputs: &[Tensor]) -> Option<Sampled> {
+        let width: usize = inputs.iter().map(Tensor::row_len).sum();
+        let policy = self.policy(loaded, inputs, width);
+        if !sampled_at(policy.sample_rate) {
             return None;
         }
-        let width: usize = inputs.iter().map(Tensor::row_len).sum();
-        let names = self.names(loaded, inputs, width);
         let rows = inputs.first().map_or(0, Tensor::rows);
         let mut features = Vec::new();
-        if self.capture.fields().inputs {
+        if policy.fields.inputs {
             features.reserve(rows.saturating_mul(width));
             for row in 0..rows {
                 for t in inputs {
@@ -61,7 +80,7 @@ impl CaptureHook {
                 }
             }
         }
-        Some(Sampled { features, names })
+        Some(Sampled { features, policy })
     }
 
     /// Queues the record of a sampled request.
@@ -74,38 +93,88 @@ impl CaptureHook {
         started: Instant,
     ) {
         let outputs = predictions.iter().map(output).collect();
+        let policy = sampled.policy;
         self.capture.push(Record::Predictions(PredictionBatch {
             model: loaded.model.clone(),
             version: loaded.version,
-            id: id.map(str::to_string),
+            id: id.filter(|id| capturable_id(id)).map(str::to_string),
             time_ms: now_ms(),
             latency: started.elapsed().as_secs_f64(),
-            names: sampled.names,
+            names: policy.names.clone(),
             features: sampled.features,
             outputs,
+            fields: policy.fields,
+            redacted: policy.redacted.clone(),
         }));
     }
 
-    /// Feature names: the card's for tabular models, `<input>_<j>` for tensor models.
-    fn names(&self, loaded: &LoadedVersion, inputs: &[Tensor], width: usize) -> Arc<[String]> {
-        let key = (loaded.model.clone(), loaded.version, width);
-        let mut cache = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = cache.get(&key) {
-            return n.clone();
+    fn policy(
+        &self,
+        loaded: &Arc<LoadedVersion>,
+        inputs: &[Tensor],
+        width: usize,
+    ) -> Arc<VersionPolicy> {
+        let key = (Arc::as_ptr(loaded) as usize, width);
+        let mut cache = self.policies.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(&key) {
+            return p.clone();
         }
-        let names: Arc<[String]> = match &loaded.contract.input {
-            InputContract::Tabular { features, .. } if features.len() == width => {
-                features.iter().map(|f| f.name.clone()).collect()
-            }
-            InputContract::Tabular { .. } => (0..width).map(|j| format!("x{j}")).collect(),
-            InputContract::Tensors { inputs: specs } => specs
-                .iter()
-                .zip(inputs)
-                .flat_map(|(s, t)| (0..t.row_len()).map(move |j| format!("{}_{j}", s.name)))
-                .collect(),
+        if cache.len() >= MAX_POLICIES {
+            cache.clear();
+        }
+        let policy = Arc::new(self.build_policy(loaded, inputs, width));
+        cache.insert(key, policy.clone());
+        policy
+    }
+
+    fn build_policy(
+        &self,
+        loaded: &Arc<LoadedVersion>,
+        inputs: &[Tensor],
+        width: usize,
+    ) -> VersionPolicy {
+        let card = loaded.capture.as_ref();
+        let names = feature_names(loaded, inputs, width);
+        let redact = |n: &String| {
+            self.capture.redact().contains(n) || card.is_some_and(|c| c.redact.contains(n))
         };
-        cache.insert(key, names.clone());
-        names
+        VersionPolicy {
+            _loaded: Arc::downgrade(loaded),
+            sample_rate: card
+                .and_then(|c| c.sample_rate)
+                .unwrap_or(self.capture.sample_rate()),
+            // The card's fields were checked when it was parsed.
+            fields: card
+                .and_then(|c| c.fields.as_ref())
+                .and_then(|f| Fields::parse(f).ok())
+                .unwrap_or(self.capture.fields()),
+            redacted: names.iter().map(redact).collect(),
+            names,
+        }
+    }
+}
+
+/// Whether a client's request id is kept in capture files: 1-128 characters of
+/// `[A-Za-z0-9._:/-]` (the rule REST request ids follow); V2 and gRPC ids are free text.
+fn capturable_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'))
+}
+
+/// Feature names: the card's for tabular models, `<input>_<j>` for tensor models.
+fn feature_names(loaded: &LoadedVersion, inputs: &[Tensor], width: usize) -> Arc<[String]> {
+    match &loaded.contract.input {
+        InputContract::Tabular { features, .. } if features.len() == width => {
+            features.iter().map(|f| f.name.clone()).collect()
+        }
+        InputContract::Tabular { .. } => (0..width).map(|j| format!("x{j}")).collect(),
+        InputContract::Tensors { inputs: specs } => specs
+            .iter()
+            .zip(inputs)
+            .flat_map(|(s, t)| (0..t.row_len()).map(move |j| format!("{}_{j}", s.name)))
+            .collect(),
     }
 }
 

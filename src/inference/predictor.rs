@@ -168,6 +168,17 @@ impl Predictor {
         target: Target<'_>,
         inputs: Vec<InputTensor>,
     ) -> Result<InferOutcome, PredictError> {
+        self.infer_with_id(target, inputs, None).await
+    }
+
+    /// [`Predictor::infer`] for a request that carries an id (V2 and gRPC `id`): data capture
+    /// records row `i` as `"{id}/{i}"`, the id ground truth can refer to.
+    pub async fn infer_with_id(
+        &self,
+        target: Target<'_>,
+        inputs: Vec<InputTensor>,
+        id: Option<&str>,
+    ) -> Result<InferOutcome, PredictError> {
         let started = Instant::now();
         let loaded = self
             .store
@@ -183,7 +194,7 @@ impl Predictor {
                 .and_then(|c| c.sample(&loaded, &tensors));
             let run = self.execute(&loaded, tensors, rows, started).await?;
             if let (Some(c), Some(s)) = (&self.capture, sampled) {
-                c.record(&loaded, s, &run.predictions, None, started);
+                c.record(&loaded, s, &run.predictions, id, started);
             }
             Ok(run)
         }

@@ -181,6 +181,10 @@ impl DriftStatus {
 pub struct DriftReport {
     /// Instances the comparison covers.
     pub instances: u64,
+    /// When the compared window started and ended, seconds since the Unix epoch (the
+    /// predictions captured between them are the ones that drifted).
+    pub window_start: f64,
+    pub window_end: f64,
     pub features: Vec<FeatureDrift>,
     pub predictions: FeatureDrift,
     /// The worst status of any feature or of the predictions.
@@ -199,6 +203,8 @@ pub struct FeatureDrift {
 struct Slice {
     counts: Vec<AtomicU32>,
     seen: AtomicU64,
+    /// When the slice started filling, seconds since the Unix epoch.
+    started: f64,
 }
 
 impl Slice {
@@ -206,6 +212,7 @@ impl Slice {
         Slice {
             counts: (0..len).map(|_| AtomicU32::new(0)).collect(),
             seen: AtomicU64::new(0),
+            started: super::webhook::now(),
         }
     }
 
@@ -227,7 +234,7 @@ pub struct DriftMonitor {
     current: ArcSwap<Slice>,
     /// The last completed slices (up to `SLICES`) with their instance counts, summed for each
     /// comparison.
-    done: Mutex<Vec<(Vec<u32>, u64)>>,
+    done: Mutex<Vec<(Vec<u32>, u64, f64)>>,
     report: ArcSwap<Option<DriftReport>>,
 }
 
@@ -337,18 +344,24 @@ impl DriftMonitor {
     fn rotate(&self, full: &Arc<Slice>) -> Option<DriftReport> {
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
         self.current.store(Arc::new(Slice::new(full.counts.len())));
-        done.push((full.snapshot(), full.seen.load(Ordering::Acquire)));
+        done.push((
+            full.snapshot(),
+            full.seen.load(Ordering::Acquire),
+            full.started,
+        ));
         if done.len() > SLICES {
             done.remove(0);
         }
         let mut sum = vec![0u64; full.counts.len()];
-        for (slice, _) in done.iter() {
+        for (slice, _, _) in done.iter() {
             for (s, c) in sum.iter_mut().zip(slice) {
                 *s += u64::from(*c);
             }
         }
-        let instances = done.iter().map(|(_, seen)| seen).sum();
-        let report = self.compare(&sum, instances);
+        let instances = done.iter().map(|(_, seen, _)| seen).sum();
+        let mut report = self.compare(&sum, instances);
+        report.window_start = done.first().map_or(full.started, |(_, _, at)| *at);
+        report.window_end = super::webhook::now();
         self.report.store(Arc::new(Some(report.clone())));
         Some(report)
     }
@@ -374,6 +387,8 @@ impl DriftMonitor {
             .unwrap_or(DriftStatus::Ok);
         DriftReport {
             instances,
+            window_start: 0.0,
+            window_end: 0.0,
             features,
             predictions,
             status,

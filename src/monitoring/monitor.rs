@@ -236,6 +236,7 @@ impl ModelMonitor {
                 report.status.as_str(),
                 serde_json::json!({
                     "instances": report.instances,
+                    "window": {"start": report.window_start, "end": report.window_end},
                     "drifting": drifting,
                 }),
             );
@@ -294,6 +295,7 @@ impl ModelMonitor {
             status,
             detail,
             at: webhook::now(),
+            capture: None,
         });
         if !sent {
             tracing::warn!(model = %self.model, version = self.version, kind, "webhook queue full; event dropped");

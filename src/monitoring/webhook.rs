@@ -3,6 +3,8 @@
 //! background task that delivers them with retries, so a slow or dead receiver never blocks a
 //! request (when the channel is full, the event is dropped and counted).
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -21,6 +23,46 @@ pub struct Event {
     pub detail: serde_json::Value,
     /// Seconds since the Unix epoch.
     pub at: f64,
+    /// Where the data capture keeps this version's predictions and the model's ground truth,
+    /// when capture is on (filled in by the notifier for drift and accuracy events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureLocation>,
+}
+
+/// The capture files a retraining job reads for an event's model version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaptureLocation {
+    /// The server's `--capture-dir`.
+    pub dir: String,
+    /// The version's predictions: `<dir>/<model>/<version>` (`date=YYYY-MM-DD/*.parquet`).
+    pub predictions: String,
+    /// The model's ground truth: `<dir>/<model>/feedback`.
+    pub feedback: String,
+    /// The command that exports the model's training data (for drift, from the day the
+    /// drifted window started).
+    pub export: String,
+}
+
+impl CaptureLocation {
+    /// `since`: seconds since the Unix epoch from which the export should start.
+    fn new(dir: &Path, model: &str, version: u64, since: Option<f64>) -> CaptureLocation {
+        let since = since.map_or(String::new(), |at| {
+            format!(" --since {}", crate::capture::date_of((at * 1000.0) as i64))
+        });
+        CaptureLocation {
+            dir: dir.display().to_string(),
+            predictions: dir
+                .join(model)
+                .join(version.to_string())
+                .display()
+                .to_string(),
+            feedback: dir.join(model).join("feedback").display().to_string(),
+            export: format!(
+                "infera export --capture {} --model {model}{since} --out {model}-train.parquet",
+                dir.display()
+            ),
+        }
+    }
 }
 
 /// How delivery went, for the caller's metric.
@@ -45,6 +87,8 @@ impl Delivery {
 #[derive(Debug, Clone)]
 pub struct Notifier {
     tx: Option<mpsc::Sender<Event>>,
+    /// `--capture-dir`, named in drift and accuracy events.
+    capture_dir: Option<Arc<Path>>,
 }
 
 /// Delivery settings.
@@ -61,7 +105,10 @@ pub struct WebhookConfig {
 impl Notifier {
     /// A notifier that sends nothing (no URL configured).
     pub fn disabled() -> Notifier {
-        Notifier { tx: None }
+        Notifier {
+            tx: None,
+            capture_dir: None,
+        }
     }
 
     /// Starts the delivery task on the current tokio runtime. `report` is told how each event
@@ -104,14 +151,31 @@ impl Notifier {
                 });
             }
         });
-        Notifier { tx: Some(tx) }
+        Notifier {
+            tx: Some(tx),
+            capture_dir: None,
+        }
+    }
+
+    /// Names the capture directory in drift and accuracy events.
+    pub fn with_capture_dir(mut self, dir: Option<&Path>) -> Notifier {
+        self.capture_dir = dir.map(Arc::from);
+        self
     }
 
     /// Queues an event without waiting; false when it had to be dropped (or no URL is set).
-    pub fn send(&self, event: Event) -> bool {
-        self.tx
-            .as_ref()
-            .is_some_and(|tx| tx.try_send(event).is_ok())
+    pub fn send(&self, mut event: Event) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        if let (Some(dir), "drift" | "accuracy") = (&self.capture_dir, event.kind) {
+            let since = event.detail["window"]["start"].as_f64();
+            event.capture = Some(CaptureLocation::new(
+                dir,
+                &event.model,
+                event.version,
+                since,
+            ));
+        }
+        tx.try_send(event).is_ok()
     }
 
     pub fn enabled(&self) -> bool {

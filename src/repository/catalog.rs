@@ -32,6 +32,8 @@ pub struct LoadedVersion {
     pub golden_file: Option<PathBuf>,
     /// Background rows for explanations, or why there are none.
     pub background: Result<Arc<Background>, String>,
+    /// The card's `[capture]` overrides of the server's data-capture settings.
+    pub capture: Option<super::CaptureCard>,
 }
 
 #[derive(Debug, Clone)]

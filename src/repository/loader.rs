@@ -150,6 +150,7 @@ pub fn load_version(
         metrics: model_metrics,
         load_duration,
         golden_file: dir.golden_file.clone(),
+        capture: manifest.and_then(|m| m.capture.clone()),
     })
 }
 

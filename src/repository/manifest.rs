@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use super::capture_card::CaptureCard;
 use super::error::RepositoryError;
 pub use super::runtime_card::{Runtime, MAX_PLAN_CACHE};
 
@@ -76,6 +77,9 @@ pub struct Manifest {
     /// Batch axis and plans (shapes as the graph declares them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<Runtime>,
+    /// Data capture for this model: sampling rate, fields, redacted features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureCard>,
 }
 
 /// `[monitoring]`: what counts as good enough in production.
@@ -426,6 +430,10 @@ impl Manifest {
         }
         if let Some(gate) = &self.gate {
             gate.check()?;
+        }
+        if let Some(capture) = &self.capture {
+            let names: Vec<&str> = self.features.iter().map(|f| f.name.as_str()).collect();
+            capture.check(&names)?;
         }
         if !self.labels.is_empty() && matches!(self.task, Some(Task::Regression | Task::Raw)) {
             return Err("labels are only meaningful for task = \"classification\"".into());

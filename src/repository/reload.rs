@@ -460,6 +460,7 @@ impl Reloader {
             status: "rejected",
             detail: serde_json::json!({"stage": stage.as_str(), "reason": reason}),
             at: now(),
+            capture: None,
         });
     }
 

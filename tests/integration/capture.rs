@@ -20,7 +20,7 @@ fn replica(dir: &Path, name: &str, extra: &[&str]) -> infera::server::Infera {
     loaded(&shipped_models(), &flags)
 }
 
-fn files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -36,7 +36,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn read(path: &Path) -> RecordBatch {
+pub(crate) fn read(path: &Path) -> RecordBatch {
     let file = std::fs::File::open(path).unwrap();
     let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
         .unwrap()
@@ -78,10 +78,11 @@ async fn feedback_sent_to_another_replica_joins_in_the_export() {
         {"id": "req-1/0", "label": "setosa"},
         {"id": "req-1/1", "class_index": 2},
         {"id": "not-captured/0", "label": "setosa"},
+        {"id": "v2-req/0", "label": "virginica"},
     ]});
     let r = post(&app_b, "/models/iris/feedback", &feedback).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.json()["unmatched"], 3, "replica b kept no predictions");
+    assert_eq!(r.json()["unmatched"], 4, "replica b kept no predictions");
 
     let text = get(&app_a, "/metrics").await.text;
     let queued = "infera_capture_rows_total{kind=\"prediction\",outcome=\"queued\"}";
@@ -122,11 +123,12 @@ async fn feedback_sent_to_another_replica_joins_in_the_export() {
         model: "iris".into(),
         out: out.clone(),
         since_ms: None,
+        labels: vec![],
     })
     .unwrap();
     assert_eq!(
         (summary.rows, summary.joined, summary.unlabelled),
-        (4, 2, 2)
+        (4, 3, 1)
     );
     assert_eq!(summary.orphan_feedback, 1);
     let t = read(&out);
@@ -175,11 +177,11 @@ async fn feedback_sent_to_another_replica_joins_in_the_export() {
         "class index 2 mapped to its label"
     );
     assert!(label.is_null(row(Some("req-1/2"))));
-    let v2 = row(None);
+    let v2 = row(Some("v2-req/0"));
     assert_eq!(
-        prediction.value(v2),
-        "virginica",
-        "the V2 request is captured too"
+        (prediction.value(v2), label.value(v2)),
+        ("virginica", "virginica"),
+        "the V2 request is captured under its id and joined"
     );
     let petal = t.column_by_name("petal_width_cm").unwrap();
     assert_eq!(petal.null_count(), 4, "replica a redacts petal_width_cm");

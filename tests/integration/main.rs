@@ -4,6 +4,7 @@ mod access;
 mod admin;
 mod batching;
 mod capture;
+mod capture_paths;
 mod common;
 mod conformance;
 mod drain;

@@ -11,7 +11,7 @@ use crate::common::{eventually, get, loaded, metric, post, shipped};
 use crate::onnx;
 
 /// A deterministic uniform stream on [0, 1) (xorshift).
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
     fn next(&mut self) -> f64 {
         self.0 ^= self.0 << 13;
@@ -23,7 +23,7 @@ impl Rng {
 
 /// `lin`: y = a for inputs (a, b, c), a regression model whose card names the features, with a
 /// reference profile of three U(0, 1) features (decile bins) and predictions like `a`.
-fn drift_repo() -> tempfile::TempDir {
+pub(crate) fn drift_repo() -> tempfile::TempDir {
     let repo = tempfile::tempdir().unwrap();
     onnx::write(
         repo.path(),
@@ -72,7 +72,7 @@ name = "c"
 }
 
 /// Sends `n` instances in requests of 100; `shift_b` is added to feature b.
-async fn stream(app: &Router, rng: &mut Rng, n: usize, shift_b: f64) {
+pub(crate) async fn stream(app: &Router, rng: &mut Rng, n: usize, shift_b: f64) {
     for _ in 0..n / 100 {
         let instances: Vec<[f64; 3]> = (0..100)
             .map(|_| [rng.next(), rng.next() + shift_b, rng.next()])
@@ -100,7 +100,7 @@ fn feature_status(view: &Value, name: &str) -> String {
 }
 
 /// Two standard deviations of U(0, 1).
-const TWO_SD: f64 = 2.0 * 0.288_675;
+pub(crate) const TWO_SD: f64 = 2.0 * 0.288_675;
 
 #[tokio::test]
 async fn training_like_traffic_stays_ok_and_one_shifted_feature_turns_drifting_alone() {

@@ -55,7 +55,14 @@ pub async fn model_infer(
         &loaded.contract.signature.inputs,
     )?;
     drop(loaded);
-    let outcome = state.predictor.infer(target, tensors).await?;
+    let outcome = state
+        .predictor
+        .infer_with_id(
+            target,
+            tensors,
+            Some(&id).filter(|id| !id.is_empty()).map(String::as_str),
+        )
+        .await?;
     let usage = Usage {
         model: outcome.model.clone(),
         instances: outcome.outputs.first().map_or(0, |(_, t)| t.rows()),

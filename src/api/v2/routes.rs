@@ -398,13 +398,14 @@ async fn run_infer(
     }
     let outcome = state
         .predictor
-        .infer(
+        .infer_with_id(
             Target {
                 model: Some(name),
                 version,
                 protocol: Protocol::Http,
             },
             inputs,
+            request.id.as_deref(),
         )
         .await
         .map_err(v2)?;
