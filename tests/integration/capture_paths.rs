@@ -251,24 +251,28 @@ async fn the_drift_webhook_names_the_capture_location_and_the_drifted_window() {
     let instances = event["detail"]["instances"].as_u64().unwrap();
     tokio::task::block_in_place(|| infera.stop_capture());
 
-    // The captured predictions inside the named window are the ones that drifted: all of them
-    // but possibly the last request's (answered just after its inputs closed the window).
+    // The captured predictions of the drifted instances lie inside the named window (all but
+    // possibly the last request's, answered just after its inputs closed the window). Capture
+    // times are in milliseconds and this in-process stream takes a few of them, so the window
+    // cannot be checked to leave out the earlier traffic here, only to hold the drifted rows.
     let (lo, hi) = (
         (start * 1000.0).floor() as i64,
         (end * 1000.0).ceil() as i64,
     );
-    let mut inside = 0;
+    let (mut inside, mut total) = (0u64, 0u64);
     for f in prediction_files(dir.path(), "lin") {
         for b in batches(&f) {
             let time = b.column_by_name("time").unwrap();
             let time = time.as_primitive::<TimestampMillisecondType>();
+            total += b.num_rows() as u64;
             inside += (0..b.num_rows())
                 .filter(|&i| (lo..=hi).contains(&time.value(i)))
                 .count() as u64;
         }
     }
+    assert_eq!(total, 1600, "every request was captured");
     assert!(
-        inside + 100 >= instances && inside <= instances + 100,
-        "{inside} captured rows in the window of {instances} instances"
+        inside + 100 >= instances,
+        "{inside} of {total} captured rows in the window of {instances} instances"
     );
 }
