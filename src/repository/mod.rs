@@ -25,8 +25,8 @@ pub use golden::{check as check_golden, GoldenFile, GoldenReport};
 pub use layout::{scan, valid_model_name, Layout, ModelDir, VersionDir};
 pub use loader::{initial_catalog, load_version, LoadContext};
 pub use manifest::{
-    Batching, CaptureCard, Evaluation, Feature, Gate, Manifest, Monitoring, OutputNames, PolicyKind,
-    Runtime, Task, TrainingData, Versions,
+    Batching, CaptureCard, Evaluation, Feature, Gate, Manifest, Monitoring, OutputNames,
+    PolicyKind, Runtime, Task, TrainingData, Versions,
 };
 pub use reload::{AdminError, Change, ReloadReport, Reloader};
 pub use watch::{watch, RepositoryWatcher, WatchConfig};
