@@ -1,6 +1,7 @@
 //! From request instances to predictions, independent of any protocol: the model contract,
 //! instance decoding, the predictor service, and output presentation.
 
+mod class_names;
 mod contract;
 mod error;
 mod explain_error;

@@ -22,5 +22,6 @@ mod openapi;
 mod overload;
 mod server;
 mod shapes;
+mod strings;
 mod updates;
 mod v2;
