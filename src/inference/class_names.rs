@@ -57,6 +57,7 @@ mod tests {
                 ),
             ],
             batched: true,
+            batching: Default::default(),
         }
     }
 
