@@ -32,26 +32,49 @@ fn models() -> Vec<String> {
     names
 }
 
-fn input(model: &str, batch: usize) -> Tensor {
+/// The first `batch` golden instances (cycled) as the model's input tensors: one `[batch, width]`
+/// tensor of numbers (f32) or strings, or, for instances that are objects (one graph input per
+/// DataFrame column), one `[batch, 1]` tensor per input of `model`'s signature.
+fn inputs(model: &CompiledModel, name: &str, batch: usize) -> Vec<Tensor> {
     let golden: Value = serde_json::from_str(
-        &std::fs::read_to_string(conformance().join(model).join("1/golden.json")).unwrap(),
+        &std::fs::read_to_string(conformance().join(name).join("1/golden.json")).unwrap(),
     )
     .unwrap();
-    let rows: Vec<Vec<f32>> = golden["inputs"]
+    let rows: Vec<&Value> = golden["inputs"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect()
-        })
+        .cycle()
+        .take(batch)
         .collect();
-    let width = rows[0].len();
-    let data: Vec<f32> = rows.iter().cycle().take(batch).flatten().copied().collect();
-    Tensor::new(vec![batch, width], TensorData::F32(data)).unwrap()
+    let column = |values: Vec<&Value>, width: usize| {
+        let data = if values.iter().all(|v| v.is_string()) {
+            TensorData::String(
+                values
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        } else {
+            TensorData::F32(values.iter().map(|v| v.as_f64().unwrap() as f32).collect())
+        };
+        Tensor::new(vec![batch, width], data).unwrap()
+    };
+    if rows[0].is_object() {
+        return model
+            .signature()
+            .inputs
+            .iter()
+            .map(|spec| column(rows.iter().map(|r| &r[&spec.name]).collect(), 1))
+            .collect();
+    }
+    let width = rows[0].as_array().unwrap().len();
+    vec![column(
+        rows.iter()
+            .flat_map(|r| r.as_array().unwrap().iter())
+            .collect(),
+        width,
+    )]
 }
 
 fn target_dir() -> PathBuf {
@@ -113,9 +136,9 @@ fn main() {
             let model = CompiledModel::load(&conformance().join(name).join("1/model.onnx"))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             for batch in BATCHES {
-                let x = input(name, batch);
+                let x = inputs(&model, name, batch);
                 group.bench_with_input(BenchmarkId::new(name, batch), &x, |b, x| {
-                    b.iter(|| model.run(vec![x.clone()]).unwrap())
+                    b.iter(|| model.run(x.clone()).unwrap())
                 });
             }
         }

@@ -79,6 +79,21 @@ def measure(fn, min_time: float, repeat: int) -> tuple[int, list[float]]:
     return number, times
 
 
+def feeds(golden: dict, batch: int, sess: ort.InferenceSession) -> dict:
+    """The first `batch` golden instances (cycled): one [batch, width] array of float32 or
+    strings, or, for instances that are objects (one input per DataFrame column), one [batch, 1]
+    array per input."""
+    rows = [golden["inputs"][i % len(golden["inputs"])] for i in range(batch)]
+
+    def column(values, width):
+        kind = object if all(isinstance(v, str) for v in values) else np.float32
+        return np.asarray(values, dtype=kind).reshape(batch, width)
+
+    if isinstance(rows[0], dict):
+        return {i.name: column([r[i.name] for r in rows], 1) for i in sess.get_inputs()}
+    return {golden["input"]: column([v for r in rows for v in r], len(rows[0]))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("repo", type=Path, help="model repository directory, e.g. models/conformance")
@@ -98,11 +113,9 @@ def main() -> None:
     results = []
     for name, d in models:
         golden = json.loads((d / "golden.json").read_text(encoding="utf-8"))
-        rows = np.asarray(golden["inputs"], dtype=np.float32)
         sess = session(d / "model.onnx")
         for b in batches:
-            x = rows[np.arange(b) % len(rows)]
-            feed = {golden["input"]: x}
+            feed = feeds(golden, b, sess)
             calls, times = measure(lambda: sess.run(None, feed), args.min_time, args.repeat)
             r = {
                 "model": name,

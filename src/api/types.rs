@@ -115,6 +115,7 @@ pub enum TensorValues {
     F16(Vec<f32>),
     F32(Vec<f32>),
     F64(Vec<f64>),
+    String(Vec<String>),
 }
 
 impl From<TensorData> for TensorValues {
@@ -132,6 +133,7 @@ impl From<TensorData> for TensorValues {
             TensorData::F16(v) => TensorValues::F16(v.into_iter().map(half::f16::to_f32).collect()),
             TensorData::F32(v) => TensorValues::F32(v),
             TensorData::F64(v) => TensorValues::F64(v),
+            TensorData::String(v) => TensorValues::String(v),
         }
     }
 }

@@ -18,11 +18,13 @@ pub enum DataType {
     F16,
     F32,
     F64,
+    /// UTF-8 strings (V2 `BYTES`); ai.onnx.ml's string tensors.
+    String,
 }
 
 impl DataType {
     /// Every element type, in declaration order.
-    pub const ALL: [DataType; 12] = [
+    pub const ALL: [DataType; 13] = [
         DataType::Bool,
         DataType::U8,
         DataType::U16,
@@ -35,6 +37,7 @@ impl DataType {
         DataType::F16,
         DataType::F32,
         DataType::F64,
+        DataType::String,
     ];
 
     /// Lower-case name as used in model cards and error messages (`f32`, `i64`, ...).
@@ -52,6 +55,7 @@ impl DataType {
             DataType::F16 => "f16",
             DataType::F32 => "f32",
             DataType::F64 => "f64",
+            DataType::String => "string",
         }
     }
 
@@ -228,6 +232,7 @@ pub enum TensorData {
     F16(Vec<half::f16>),
     F32(Vec<f32>),
     F64(Vec<f64>),
+    String(Vec<String>),
 }
 
 /// Applies `$body` to the vector inside any `TensorData` variant, bound as `$v`.
@@ -246,6 +251,7 @@ macro_rules! each_variant {
             TensorData::F16($v) => $body,
             TensorData::F32($v) => $body,
             TensorData::F64($v) => $body,
+            TensorData::String($v) => $body,
         }
     };
 }
@@ -266,6 +272,7 @@ macro_rules! map_variant {
             TensorData::F16($v) => TensorData::F16($body),
             TensorData::F32($v) => TensorData::F32($body),
             TensorData::F64($v) => TensorData::F64($body),
+            TensorData::String($v) => TensorData::String($body),
         }
     };
 }
@@ -285,6 +292,7 @@ impl TensorData {
             TensorData::F16(_) => DataType::F16,
             TensorData::F32(_) => DataType::F32,
             TensorData::F64(_) => DataType::F64,
+            TensorData::String(_) => DataType::String,
         }
     }
 
@@ -314,10 +322,10 @@ impl TensorData {
                 }
             };
         }
-        same!(Bool, U8, U16, U32, U64, I8, I16, I32, I64, F16, F32, F64)
+        same!(Bool, U8, U16, U32, U64, I8, I16, I32, I64, F16, F32, F64, String)
     }
 
-    /// All zeros (false) of `dtype`, `n` elements.
+    /// All zeros (false, empty strings) of `dtype`, `n` elements.
     pub fn zeros(dtype: DataType, n: usize) -> TensorData {
         match dtype {
             DataType::Bool => TensorData::Bool(vec![false; n]),
@@ -332,11 +340,20 @@ impl TensorData {
             DataType::F16 => TensorData::F16(vec![half::f16::ZERO; n]),
             DataType::F32 => TensorData::F32(vec![0.0; n]),
             DataType::F64 => TensorData::F64(vec![0.0; n]),
+            DataType::String => TensorData::String(vec![String::new(); n]),
+        }
+    }
+
+    /// Element `i` of a string tensor (None for numeric tensors).
+    pub fn get_str(&self, i: usize) -> Option<&str> {
+        match self {
+            TensorData::String(v) => v.get(i).map(String::as_str),
+            _ => None,
         }
     }
 
     /// Element `i` widened to f64 (booleans as 0/1), for presentation and comparisons. 64-bit
-    /// integers beyond 2^53 lose precision.
+    /// integers beyond 2^53 lose precision; strings have no number (None).
     pub fn get_f64(&self, i: usize) -> Option<f64> {
         match self {
             TensorData::Bool(v) => v.get(i).map(|b| f64::from(u8::from(*b))),
@@ -351,6 +368,7 @@ impl TensorData {
             TensorData::F16(v) => v.get(i).map(|x| x.to_f64()),
             TensorData::F32(v) => v.get(i).map(|x| f64::from(*x)),
             TensorData::F64(v) => v.get(i).copied(),
+            TensorData::String(_) => None,
         }
     }
 }

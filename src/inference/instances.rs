@@ -298,6 +298,12 @@ fn decode_tensors(
                 }
             }
             (value, [spec]) => fill(value, &shapes[0], &mut sinks[0], i, &spec.name)?,
+            (Value::Array(items), _) if one_value_each(items, &shapes) => {
+                for ((spec, item), sink) in inputs.iter().zip(items).zip(sinks.iter_mut()) {
+                    sink.push(item)
+                        .map_err(|e| e.at(i, &format!("input {:?}", spec.name)))?;
+                }
+            }
             (other, _) => {
                 return Err(violation(
                     ViolationKind::WrongType,
@@ -379,6 +385,14 @@ fn nested_dims(mut value: &Value) -> Vec<usize> {
     dims
 }
 
+/// An instance of a model with one input per column (a DataFrame export) given as an array of
+/// values in input order: one scalar per input, each input taking one value per instance.
+fn one_value_each(items: &[Value], shapes: &[Vec<usize>]) -> bool {
+    items.len() == shapes.len()
+        && shapes.iter().all(|s| s.iter().product::<usize>() == 1)
+        && items.iter().all(|v| !v.is_array() && !v.is_object())
+}
+
 /// `[a][b][c]`: the position of flat element `j` in an array of shape `dims`.
 fn index_path(mut j: usize, dims: &[usize]) -> String {
     let mut parts = Vec::with_capacity(dims.len());
@@ -407,6 +421,12 @@ fn fill(
     input: &str,
 ) -> Result<(), ContractViolation> {
     let total: usize = shape.iter().product();
+    // One value per instance (a DataFrame column exported as an [N, 1] input): a bare scalar.
+    if total == 1 && !shape.is_empty() && !value.is_array() && !value.is_object() {
+        return sink
+            .push(value)
+            .map_err(|e| e.at(instance, &format!("input {input:?}")));
+    }
     if shape.len() > 1 {
         if let Value::Array(items) = value {
             if items.len() == total && items.iter().all(|v| !v.is_array()) {
@@ -518,6 +538,7 @@ enum Sink {
     F16(Vec<half::f16>),
     F32(Vec<f32>),
     F64(Vec<f64>),
+    String(Vec<String>),
 }
 
 impl Sink {
@@ -535,6 +556,7 @@ impl Sink {
             DataType::F16 => Sink::F16(Vec::with_capacity(n)),
             DataType::F32 => Sink::F32(Vec::with_capacity(n)),
             DataType::F64 => Sink::F64(Vec::with_capacity(n)),
+            DataType::String => Sink::String(Vec::with_capacity(n)),
         }
     }
 
@@ -552,6 +574,7 @@ impl Sink {
             Sink::F16(_) => DataType::F16,
             Sink::F32(_) => DataType::F32,
             Sink::F64(_) => DataType::F64,
+            Sink::String(_) => DataType::String,
         }
     }
 
@@ -565,6 +588,11 @@ impl Sink {
             (Sink::Bool(_), other) => {
                 Err(ElementError::WrongType("true or false", json_kind(other)))
             }
+            (Sink::String(v), Value::String(s)) => {
+                v.push(s.clone());
+                Ok(())
+            }
+            (Sink::String(_), other) => Err(ElementError::WrongType("a string", json_kind(other))),
             (sink, Value::Number(n)) => match n.as_i64() {
                 Some(i) if !sink.dtype().is_float() => sink.push_i64(i),
                 _ => match n.as_f64() {
@@ -595,7 +623,7 @@ impl Sink {
             Sink::I16(v) => v.push(i16::try_from(i).map_err(|_| range())?),
             Sink::I32(v) => v.push(i32::try_from(i).map_err(|_| range())?),
             Sink::I64(v) => v.push(i),
-            Sink::Bool(_) | Sink::F16(_) | Sink::F32(_) | Sink::F64(_) => {
+            Sink::Bool(_) | Sink::F16(_) | Sink::F32(_) | Sink::F64(_) | Sink::String(_) => {
                 return self.push_f64(i as f64)
             }
         }
@@ -626,6 +654,7 @@ impl Sink {
                 v.push(x);
             }
             Sink::Bool(_) => return Err(ElementError::WrongType("true or false", "a number")),
+            Sink::String(_) => return Err(ElementError::WrongType("a string", "a number")),
             Sink::U8(_)
             | Sink::U16(_)
             | Sink::U32(_)
@@ -660,6 +689,7 @@ impl Sink {
             Sink::F16(v) => TensorData::F16(v),
             Sink::F32(v) => TensorData::F32(v),
             Sink::F64(v) => TensorData::F64(v),
+            Sink::String(v) => TensorData::String(v),
         }
     }
 }

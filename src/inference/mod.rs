@@ -2,6 +2,7 @@
 //! instance decoding, the predictor service, and output presentation.
 
 mod capture_hook;
+mod class_names;
 mod contract;
 mod error;
 mod explain_error;

@@ -60,13 +60,13 @@ pub fn predictions(
                     let p: Vec<f32> = (0..classes)
                         .map(|c| probs.data.get_f64(row * classes + c).unwrap_or(f64::NAN) as f32)
                         .collect();
-                    let class_index = match label {
-                        Some(ix) => class_from_label(&outputs[*ix], row, classes)?,
-                        None => argmax(&p),
+                    let (class_index, name) = match label {
+                        Some(ix) => class_from_label(&outputs[*ix], row, labels, &p)?,
+                        None => (argmax(&p), None),
                     };
                     Ok(Prediction::Classification {
                         class_index,
-                        label: labels[class_index].clone(),
+                        label: name.unwrap_or_else(|| labels[class_index].clone()),
                         confidence: p[class_index],
                         probabilities: p,
                     })
@@ -102,10 +102,25 @@ pub fn predictions(
     }
 }
 
-fn class_from_label(t: &Tensor, row: usize, classes: usize) -> Result<usize, String> {
-    let v = t.data.get_f64(row * t.row_len().max(1)).unwrap_or(f64::NAN);
+/// The class a label output gives: for integer labels the index itself; for string labels the
+/// position of the name among the labels, and the name. A name the labels do not list (a graph
+/// whose class names infera could not read, e.g. a KNeighbors export without ZipMap) keeps the
+/// model's name, with the most probable class as its index.
+fn class_from_label(
+    t: &Tensor,
+    row: usize,
+    labels: &[String],
+    p: &[f32],
+) -> Result<(usize, Option<String>), String> {
+    let classes = labels.len();
+    let at = row * t.row_len().max(1);
+    if let Some(name) = t.data.get_str(at) {
+        let index = labels.iter().position(|l| l == name);
+        return Ok((index.unwrap_or_else(|| argmax(p)), Some(name.to_string())));
+    }
+    let v = t.data.get_f64(at).unwrap_or(f64::NAN);
     if v >= 0.0 && v < classes as f64 && v.fract() == 0.0 {
-        Ok(v as usize)
+        Ok((v as usize, None))
     } else {
         Err(format!("label output gave class {v}, outside 0..{classes}"))
     }
@@ -192,6 +207,37 @@ mod tests {
         assert!(predictions(&classifier(true), &[probs, bad], 2)
             .unwrap_err()
             .contains("outside 0..3"));
+    }
+
+    #[test]
+    fn string_labels_are_found_by_name() {
+        let probs = Tensor::new(
+            vec![2, 3],
+            TensorData::F32(vec![0.1, 0.2, 0.7, 0.5, 0.3, 0.2]),
+        )
+        .unwrap();
+        let names = |v: &[&str]| {
+            Tensor::new(
+                vec![2],
+                TensorData::String(v.iter().map(|s| s.to_string()).collect()),
+            )
+            .unwrap()
+        };
+        let got = predictions(&classifier(true), &[probs.clone(), names(&["c", "a"])], 2).unwrap();
+        assert!(matches!(
+            &got[0],
+            Prediction::Classification { class_index: 2, label, .. } if label == "c"
+        ));
+        assert!(matches!(
+            &got[1],
+            Prediction::Classification { class_index: 0, .. }
+        ));
+        // A name the labels do not list keeps the model's name, indexed by the top probability.
+        let got = predictions(&classifier(true), &[probs, names(&["c", "zz"])], 2).unwrap();
+        assert!(matches!(
+            &got[1],
+            Prediction::Classification { class_index: 0, label, .. } if label == "zz"
+        ));
     }
 
     #[test]

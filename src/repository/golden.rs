@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::catalog::LoadedVersion;
 use super::error::RepositoryError;
-use crate::engine::Tensor;
+use crate::engine::{Tensor, TensorData};
 use crate::inference::{decode_instances, Instance};
 
 fn default_tolerance() -> f64 {
@@ -131,14 +131,8 @@ fn check_instances_alone(
         };
         for (out, (one, all)) in single.iter().zip(batched).enumerate() {
             let n = one.data.len();
-            let got = |j: usize| one.data.get_f64(j).unwrap_or(f64::NAN);
-            if (0..n).any(|j| {
-                !within(
-                    got(j),
-                    all.data.get_f64(i * n + j).unwrap_or(f64::NAN),
-                    tolerance,
-                )
-            }) {
+            let got = |j: usize| Elem::of(&one.data, j);
+            if (0..n).any(|j| !got(j).within(&Elem::of(&all.data, i * n + j), tolerance)) {
                 report.mismatches.push(format!(
                     "batch invariance: output {:?} of instance {i} alone differs from row {i} of the batch",
                     names[out]
@@ -150,7 +144,7 @@ fn check_instances_alone(
             let mut want = Vec::new();
             if flatten(row, &mut want).is_ok()
                 && want.len() == n
-                && (0..n).any(|j| !within(got(j), want[j], tolerance))
+                && (0..n).any(|j| !got(j).within(&want[j], tolerance))
             {
                 report.mismatches.push(format!(
                     "output {:?} of instance {i} alone differs from the reference: got {:?}, want {want:?}",
@@ -177,18 +171,64 @@ fn within(got: f64, want: f64, tolerance: f64) -> bool {
     (got - want).abs() <= tolerance * want.abs().max(1.0)
 }
 
-fn flatten(value: &Value, out: &mut Vec<f64>) -> Result<(), String> {
+/// One output element: a number, or a string (labels of classifiers with string classes).
+#[derive(Debug, Clone, PartialEq)]
+enum Elem {
+    Num(f64),
+    Str(String),
+}
+
+impl Elem {
+    fn of(data: &TensorData, i: usize) -> Elem {
+        match data.get_str(i) {
+            Some(s) => Elem::Str(s.to_string()),
+            None => Elem::Num(data.get_f64(i).unwrap_or(f64::NAN)),
+        }
+    }
+
+    /// Numbers within the tolerance, strings identical.
+    fn within(&self, want: &Elem, tolerance: f64) -> bool {
+        match (self, want) {
+            (Elem::Num(g), Elem::Num(w)) => within(*g, *w, tolerance),
+            (Elem::Str(g), Elem::Str(w)) => g == w,
+            _ => false,
+        }
+    }
+
+    fn diff(&self, want: &Elem) -> f64 {
+        match (self, want) {
+            (Elem::Num(g), Elem::Num(w)) => (g - w).abs(),
+            _ if self == want => 0.0,
+            _ => f64::INFINITY,
+        }
+    }
+}
+
+impl std::fmt::Display for Elem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Elem::Num(v) => write!(f, "{v}"),
+            Elem::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+fn flatten(value: &Value, out: &mut Vec<Elem>) -> Result<(), String> {
     match value {
         Value::Array(items) => items.iter().try_for_each(|v| flatten(v, out)),
         Value::Number(n) => {
-            out.push(n.as_f64().ok_or("number out of range")?);
+            out.push(Elem::Num(n.as_f64().ok_or("number out of range")?));
             Ok(())
         }
         Value::Bool(b) => {
-            out.push(f64::from(u8::from(*b)));
+            out.push(Elem::Num(f64::from(u8::from(*b))));
             Ok(())
         }
-        other => Err(format!("expected numbers, found {other}")),
+        Value::String(s) => {
+            out.push(Elem::Str(s.clone()));
+            Ok(())
+        }
+        other => Err(format!("expected numbers or strings, found {other}")),
     }
 }
 
@@ -210,12 +250,12 @@ fn compare(name: &str, got: &Tensor, expected: &Value, tolerance: f64, report: &
     let row_len = got.row_len().max(1);
     let mut shown = 0;
     for (i, w) in want.iter().enumerate() {
-        let g = got.data.get_f64(i).unwrap_or(f64::NAN);
-        let diff = (g - w).abs();
+        let g = Elem::of(&got.data, i);
+        let diff = g.diff(w);
         if diff.is_finite() {
             report.max_abs_diff = report.max_abs_diff.max(diff);
         }
-        if !within(g, *w, tolerance) {
+        if !g.within(w, tolerance) {
             if shown < 5 {
                 report.mismatches.push(format!(
                     "output {name:?} instance {} element {}: got {g}, want {w} (diff {diff:.3e}, tolerance {tolerance:e})",

@@ -115,13 +115,14 @@ pub fn load_version(
             source,
         }
     })?;
-    let contract = ModelContract::build(manifest, compiled.signature()).map_err(|reason| {
-        RepositoryError::Contract {
+    let card_labels = manifest.map_or(&[][..], |m| m.labels.as_slice());
+    let contract = ModelContract::build(manifest, compiled.signature())
+        .and_then(|c| c.with_graph_labels(compiled.class_labels(), card_labels))
+        .map_err(|reason| RepositoryError::Contract {
             model: model.to_string(),
             version,
             reason,
-        }
-    })?;
+        })?;
     warm_up(&compiled).map_err(|reason| RepositoryError::WarmUp {
         model: model.to_string(),
         version,

@@ -24,5 +24,6 @@ mod openapi;
 mod overload;
 mod server;
 mod shapes;
+mod strings;
 mod updates;
 mod v2;

@@ -82,6 +82,7 @@ fn field(dt: DataType) -> &'static str {
         DataType::F16 => "raw_input_contents",
         DataType::F32 => "fp32_contents",
         DataType::F64 => "fp64_contents",
+        DataType::String => "bytes_contents",
     }
 }
 
@@ -106,6 +107,7 @@ fn typed(
         }
         DataType::F32 => contents.fp32_contents.len(),
         DataType::F64 => contents.fp64_contents.len(),
+        DataType::String => contents.bytes_contents.len(),
     };
     if sent != count {
         return Err(format!(
@@ -142,6 +144,10 @@ fn typed(
         DataType::I64 => TensorData::I64(contents.int64_contents),
         DataType::F32 => TensorData::F32(contents.fp32_contents),
         DataType::F64 => TensorData::F64(contents.fp64_contents),
+        DataType::String => TensorData::String(crate::api::v2::bytes::from_entries(
+            &contents.bytes_contents,
+            input,
+        )?),
     })
 }
 
@@ -232,6 +238,9 @@ fn contents(data: &TensorData) -> InferTensorContents {
         TensorData::I64(v) => c.int64_contents = v.clone(),
         TensorData::F32(v) => c.fp32_contents = v.clone(),
         TensorData::F64(v) => c.fp64_contents = v.clone(),
+        TensorData::String(v) => {
+            c.bytes_contents = v.iter().map(|s| s.as_bytes().to_vec().into()).collect()
+        }
     }
     c
 }

@@ -20,6 +20,7 @@ pub fn name(dt: DataType) -> &'static str {
         DataType::F16 => "FP16",
         DataType::F32 => "FP32",
         DataType::F64 => "FP64",
+        DataType::String => "BYTES",
     }
 }
 
@@ -43,14 +44,11 @@ pub fn parse(datatype: &str, input: &str, expects: DataType) -> Result<DataType,
         "FP16" => Some(DataType::F16),
         "FP32" => Some(DataType::F32),
         "FP64" => Some(DataType::F64),
+        "BYTES" => Some(DataType::String),
         _ => None,
     };
     match found {
         Some(dt) if dt == expects => Ok(dt),
-        _ if datatype == "BYTES" => Err(format!(
-            "input {input:?}: BYTES (string) data is not supported; the model takes {}",
-            name(expects)
-        )),
         _ if !KNOWN.contains(&datatype) => {
             Err(format!("input {input:?}: unknown datatype {datatype:?}"))
         }
@@ -121,9 +119,10 @@ pub fn declared_elements<'a>(shapes: impl IntoIterator<Item = &'a [i64]>) -> usi
         .fold(0usize, usize::saturating_add)
 }
 
-/// Bytes per element in the binary extension.
+/// Bytes per element in the binary extension (for BYTES the smallest: its length prefix).
 pub fn size(dt: DataType) -> usize {
     match dt {
+        DataType::String => 4,
         DataType::Bool | DataType::U8 | DataType::I8 => 1,
         DataType::U16 | DataType::I16 | DataType::F16 => 2,
         DataType::U32 | DataType::I32 | DataType::F32 => 4,
@@ -155,6 +154,9 @@ pub fn from_json(
             "input {input:?}: shape holds {count} elements but data has {}",
             flat.len()
         ));
+    }
+    if dt == DataType::String {
+        return super::bytes::from_json(&flat, input).map(TensorData::String);
     }
     let count = flat.len();
     let bad = |i: usize, want: &str| {
@@ -217,6 +219,7 @@ pub fn from_json(
             }
             TensorData::F64(v)
         }
+        DataType::String => unreachable!("strings are decoded above"),
     })
 }
 
@@ -227,6 +230,9 @@ pub fn from_bytes(
     bytes: &[u8],
     input: &str,
 ) -> Result<TensorData, String> {
+    if dt == DataType::String {
+        return super::bytes::from_binary(count, bytes, input).map(TensorData::String);
+    }
     // Checked: a declared count near usize::MAX must not wrap into a small, matching size.
     let expected = count.checked_mul(size(dt));
     if expected != Some(bytes.len()) {
@@ -260,6 +266,7 @@ pub fn from_bytes(
         DataType::F16 => le!(half::f16, F16),
         DataType::F32 => le!(f32, F32),
         DataType::F64 => le!(f64, F64),
+        DataType::String => unreachable!("strings are decoded above"),
     })
 }
 
@@ -284,6 +291,7 @@ pub fn to_bytes(data: &TensorData, out: &mut Vec<u8>) {
         TensorData::F16(v) => le!(v),
         TensorData::F32(v) => le!(v),
         TensorData::F64(v) => le!(v),
+        TensorData::String(v) => super::bytes::to_binary(v, out),
     }
 }
 

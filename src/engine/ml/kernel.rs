@@ -24,6 +24,13 @@ pub trait Kernel: Debug + Send + Sync + 'static {
     fn eval(&self, inputs: &[TValue]) -> TractResult<TVec<TValue>>;
 }
 
+fn mints(kernel: &dyn Kernel) -> bool {
+    kernel
+        .outputs()
+        .iter()
+        .any(|(_, shape)| matches!(shape, OutShape::RowsThen(_)))
+}
+
 /// The shape of one output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutShape {
@@ -33,6 +40,9 @@ pub enum OutShape {
     SameAsInput,
     /// The shape of input 0 with one more axis of this size at the end.
     InputPlus(usize),
+    /// The batch axis of input 0, then an axis whose size only the data decides (tokens per
+    /// text): a symbol the plan binds from the output when the op has run.
+    RowsThen(Symbol),
 }
 
 /// Wraps a kernel as both an inference-time expansion and a typed, evaluable op.
@@ -56,6 +66,10 @@ impl Eq for MlOp {}
 impl Op for MlOp {
     fn name(&self) -> StaticName {
         self.0.name().into()
+    }
+
+    fn mints_runtime_symbols(&self) -> bool {
+        mints(self.0.as_ref())
     }
 
     op_as_typed_op!();
@@ -94,6 +108,7 @@ impl TypedOp for MlOp {
                         .cloned()
                         .chain(std::iter::once(n.to_dim()))
                         .collect(),
+                    OutShape::RowsThen(sym) => tvec![batch.clone(), TDim::Sym(sym)],
                 };
                 dt.fact(dims)
             })
@@ -140,6 +155,11 @@ impl Expansion for MlOp {
                         }
                         s.equals(&output.shape[rank as usize], n.to_dim())
                     })?;
+                }
+                OutShape::RowsThen(sym) => {
+                    s.equals(&output.rank, 2)?;
+                    s.equals(&output.shape[0], &inputs[0].shape[0])?;
+                    s.equals(&output.shape[1], TDim::Sym(sym))?;
                 }
             }
         }

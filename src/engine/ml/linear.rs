@@ -9,6 +9,7 @@ use tract_onnx::tract_hir::internal::*;
 use super::attrs;
 use super::kernel::{dot, output, rows_f32, Kernel, MlOp, OutShape};
 use super::post::{logistic, PostTransform};
+use super::strings;
 
 type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
 
@@ -47,11 +48,7 @@ struct LinearClassifier {
 
 pub fn linear_classifier(_: &ParsingContext, node: &NodeProto) -> Built {
     let name = format!("{} (LinearClassifier)", node.name);
-    ensure!(
-        attrs::strings(node, "classlabels_strings")?.is_empty(),
-        "{name}: attribute classlabels_strings (string class labels) is not supported; export with integer labels"
-    );
-    let labels = attrs::ints(node, "classlabels_ints")?;
+    let (labels, names) = strings::class_labels(node, "classlabels_ints")?;
     let coefficients: Vec<f32> = attrs::required_f32s(node, "coefficients")?;
     let intercepts: Vec<f32> = attrs::f32s(node, "intercepts")?;
     let classes = intercepts.len();
@@ -83,13 +80,16 @@ pub fn linear_classifier(_: &ParsingContext, node: &NodeProto) -> Built {
     );
     let features = coefficients.len() / classes;
     Ok((
-        MlOp::boxed(LinearClassifier {
-            coefficients,
-            intercepts,
-            labels,
-            post,
-            features,
-        }),
+        strings::classifier(
+            LinearClassifier {
+                coefficients,
+                intercepts,
+                labels,
+                post,
+                features,
+            },
+            names,
+        ),
         vec![],
     ))
 }

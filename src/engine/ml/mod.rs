@@ -6,7 +6,9 @@ mod attrs;
 mod kernel;
 mod linear;
 mod post;
+mod strings;
 mod svm;
+mod text;
 mod transforms;
 mod tree;
 mod tree_ops;
@@ -37,6 +39,9 @@ pub fn onnx() -> Onnx {
     reg.insert("OneHotEncoder", transforms::one_hot_encoder);
     reg.insert("LabelEncoder", transforms::label_encoder);
     reg.insert("FeatureVectorizer", transforms::feature_vectorizer);
+    reg.insert("StringNormalizer", text::string_normalizer);
+    reg.insert("Tokenizer", text::tokenizer);
+    reg.insert("TfIdfVectorizer", text::tfidf_vectorizer);
     onnx
 }
 
@@ -62,6 +67,12 @@ pub fn load_with(path: &Path, configure: impl FnOnce(Onnx) -> Onnx) -> TractResu
         );
     }
     Ok(parsed.model)
+}
+
+/// The graph's string class labels, when its classifier (or ZipMap) has `classlabels_strings`.
+pub fn class_labels(path: &Path) -> TractResult<Option<Vec<String>>> {
+    let proto = onnx().proto_model_for_path(path)?;
+    Ok(proto.graph.as_ref().and_then(strings::graph_class_labels))
 }
 
 /// ArrayFeatureExtractor with a scalar index (skl2onnx's SVM and discretizer graphs): onnxruntime

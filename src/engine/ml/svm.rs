@@ -8,6 +8,7 @@ use tract_onnx::tract_hir::internal::*;
 use super::attrs;
 use super::kernel::{dot, output, rows_f32, squared_distance, Kernel, MlOp, OutShape};
 use super::post::{logistic, PostTransform};
+use super::strings;
 
 type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
 
@@ -119,13 +120,9 @@ struct SvmClassifier {
 
 pub fn svm_classifier(_: &ParsingContext, node: &NodeProto) -> Built {
     let name = format!("{} (SVMClassifier)", node.name);
-    ensure!(
-        attrs::strings(node, "classlabels_strings")?.is_empty(),
-        "{name}: attribute classlabels_strings (string class labels) is not supported; export with integer labels"
-    );
-    let labels = attrs::ints(node, "classlabels_ints")?;
+    let (labels, names) = strings::class_labels(node, "classlabels_ints")?;
     let k = labels.len();
-    ensure!(k >= 2, "{name}: needs at least two classlabels_ints");
+    ensure!(k >= 2, "{name}: needs at least two class labels");
     let per_class = attrs::indices(node, "vectors_per_class")?;
     let support: Vec<f32> = attrs::f32s(node, "support_vectors")?;
     let coefficients: Vec<f32> = attrs::required_f32s(node, "coefficients")?;
@@ -195,7 +192,7 @@ pub fn svm_classifier(_: &ParsingContext, node: &NodeProto) -> Built {
         post,
         weights_all_positive,
     };
-    Ok((MlOp::boxed(op), vec![]))
+    Ok((strings::classifier(op, names), vec![]))
 }
 
 impl SvmClassifier {

@@ -241,11 +241,10 @@ struct OneHotEncoder {
 }
 
 pub fn one_hot_encoder(_: &ParsingContext, node: &NodeProto) -> Built {
-    ensure!(
-        attrs::strings(node, "cats_strings")?.is_empty(),
-        "{} (OneHotEncoder): string categories are not supported (infera inputs are numeric)",
-        node.name
-    );
+    let strings = attrs::strings(node, "cats_strings")?;
+    if !strings.is_empty() {
+        return super::strings::one_hot_encoder(node, strings);
+    }
     let cats = attrs::ints(node, "cats_int64s")?;
     ensure!(
         !cats.is_empty(),
@@ -293,6 +292,9 @@ struct LabelEncoder {
 }
 
 pub fn label_encoder(_: &ParsingContext, node: &NodeProto) -> Built {
+    if super::strings::has_strings(node)? {
+        return super::strings::label_encoder(node);
+    }
     let keys = match (
         attrs::ints(node, "keys_int64s")?,
         attrs::floats(node, "keys_floats")?,

@@ -9,6 +9,7 @@ use tract_onnx::tract_hir::internal::*;
 use super::attrs;
 use super::kernel::{output, rows_f32, Kernel, MlOp, OutShape};
 use super::post::{logistic, PostTransform};
+use super::strings;
 use super::tree::{Aggregate, Forest, Score};
 
 type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
@@ -36,15 +37,10 @@ struct TreeClassifier {
 }
 
 pub fn tree_classifier(_: &ParsingContext, node: &NodeProto) -> Built {
-    ensure!(
-        attrs::strings(node, "classlabels_strings")?.is_empty(),
-        "{} (TreeEnsembleClassifier): attribute classlabels_strings (string class labels) is not supported; export with integer labels",
-        node.name
-    );
-    let labels = attrs::ints(node, "classlabels_int64s")?;
+    let (labels, names) = strings::class_labels(node, "classlabels_int64s")?;
     ensure!(
         !labels.is_empty(),
-        "{} (TreeEnsembleClassifier): no classlabels_int64s",
+        "{} (TreeEnsembleClassifier): no classlabels_int64s or classlabels_strings",
         node.name
     );
     let forest = Forest::parse(node, "class", labels.len())?;
@@ -71,14 +67,17 @@ pub fn tree_classifier(_: &ParsingContext, node: &NodeProto) -> Built {
         );
     }
     Ok((
-        MlOp::boxed(TreeClassifier {
-            forest,
-            labels,
-            base,
-            post,
-            binary_case,
-            weights_all_positive,
-        }),
+        strings::classifier(
+            TreeClassifier {
+                forest,
+                labels,
+                base,
+                post,
+                binary_case,
+                weights_all_positive,
+            },
+            names,
+        ),
         vec![],
     ))
 }

@@ -6,8 +6,8 @@ use tract_onnx::prelude::{self as tract, *};
 use crate::engine::error::EngineError;
 use crate::engine::tensor::{DataType, Tensor, TensorData, TensorSpec};
 
-/// The engine type of a tract element type; None for types infera does not serve (strings,
-/// complex numbers, blobs...).
+/// The engine type of a tract element type; None for types infera does not serve (complex
+/// numbers, blobs...).
 pub(super) fn data_type(dt: DatumType) -> Option<DataType> {
     match dt {
         DatumType::Bool => Some(DataType::Bool),
@@ -22,6 +22,7 @@ pub(super) fn data_type(dt: DatumType) -> Option<DataType> {
         DatumType::F16 => Some(DataType::F16),
         DatumType::F32 => Some(DataType::F32),
         DatumType::F64 => Some(DataType::F64),
+        DatumType::String => Some(DataType::String),
         _ => None,
     }
 }
@@ -50,6 +51,7 @@ pub(super) fn to_tract(t: &Tensor, strip_axis: bool) -> Result<tract::Tensor, En
         TensorData::F16(v) => tract::Tensor::from_shape(shape, v),
         TensorData::F32(v) => tract::Tensor::from_shape(shape, v),
         TensorData::F64(v) => tract::Tensor::from_shape(shape, v),
+        TensorData::String(v) => strings_tensor(shape, v.clone()),
     };
     built.map_err(|e| EngineError::Inference(format!("{e:#}")))
 }
@@ -78,6 +80,7 @@ pub(super) fn from_tract(
         DataType::F16 => TensorData::F16(collect::<f16>(value).map_err(fail)?),
         DataType::F32 => TensorData::F32(collect::<f32>(value).map_err(fail)?),
         DataType::F64 => TensorData::F64(collect::<f64>(value).map_err(fail)?),
+        DataType::String => TensorData::String(strings_of(value).map_err(fail)?),
     };
     let mut shape = value.shape().to_vec();
     if add_axis {
@@ -155,6 +158,7 @@ pub(super) fn stack_into_tract<'a>(
         Some(TensorData::F16(v)) => stack!(F16, v),
         Some(TensorData::F32(v)) => stack!(F32, v),
         Some(TensorData::F64(v)) => stack!(F64, v),
+        Some(TensorData::String(v)) => stack_strings(shape, v, parts),
         None => Err(EngineError::bad_input("*", "an empty batch")),
     }
 }
@@ -201,6 +205,7 @@ pub(super) fn split_from_tract(
         DataType::F16 => split::<f16>(value, rows, TensorData::F16),
         DataType::F32 => split::<f32>(value, rows, TensorData::F32),
         DataType::F64 => split::<f64>(value, rows, TensorData::F64),
+        DataType::String => split_strings(value, rows),
     }
     .map_err(fail)?;
     parts
@@ -214,4 +219,65 @@ pub(super) fn split_from_tract(
             })
         })
         .collect()
+}
+
+/// A tract string tensor of `shape` (strings are not `Copy`, so they take their own path).
+fn strings_tensor(shape: &[usize], data: Vec<String>) -> TractResult<tract::Tensor> {
+    Ok(tract_ndarray::ArrayD::from_shape_vec(shape, data)?.into_tensor())
+}
+
+/// Every element of a tensor as a string (numbers are formatted by tract's cast).
+fn strings_of(value: &tract::Tensor) -> TractResult<Vec<String>> {
+    let cast = value.cast_to::<String>()?;
+    Ok(cast
+        .to_plain_array_view::<String>()?
+        .iter()
+        .cloned()
+        .collect())
+}
+
+/// [`stack_into_tract`] for string parts.
+fn stack_strings<'a>(
+    shape: &[usize],
+    first: &[String],
+    rest: impl Iterator<Item = &'a TensorData>,
+) -> Result<tract::Tensor, EngineError> {
+    let total: usize = shape.iter().product();
+    let mut all = Vec::with_capacity(total.min(first.len().saturating_mul(64)));
+    all.extend_from_slice(first);
+    for part in rest {
+        let TensorData::String(v) = part else {
+            return Err(EngineError::bad_input("*", "mixed element types"));
+        };
+        if all.len() + v.len() > total {
+            return Err(EngineError::bad_input(
+                "*",
+                "batch parts overflow the batch",
+            ));
+        }
+        all.extend_from_slice(v);
+    }
+    if all.len() != total {
+        return Err(EngineError::bad_input(
+            "*",
+            "batch parts do not fill the batch",
+        ));
+    }
+    strings_tensor(shape, all).map_err(|e| EngineError::Inference(format!("{e:#}")))
+}
+
+/// [`split_from_tract`] for string outputs.
+fn split_strings(value: &tract::Tensor, rows: &[usize]) -> TractResult<Vec<(usize, TensorData)>> {
+    let all = strings_of(value)?;
+    let total: usize = rows.iter().sum();
+    let row_len = all.len() / total.max(1);
+    let mut at = 0;
+    Ok(rows
+        .iter()
+        .map(|&r| {
+            let part = TensorData::String(all[at * row_len..(at + r) * row_len].to_vec());
+            at += r;
+            (r, part)
+        })
+        .collect())
 }

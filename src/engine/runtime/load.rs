@@ -451,6 +451,7 @@ impl Compiled {
             output_has_axis,
             tied_axes: declared.tied_axes(),
             outputs_follow_inputs: self.outputs_follow_inputs,
+            class_labels: None,
         })
     }
 }
@@ -533,6 +534,7 @@ fn specialised(
         output_has_axis,
         tied_axes: declared.tied_axes(),
         outputs_follow_inputs,
+        class_labels: None,
     })
 }
 

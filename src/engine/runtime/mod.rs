@@ -95,6 +95,8 @@ pub struct CompiledModel {
     /// True when the callers' requests may share a plan call once their shapes agree: every
     /// output dimension after the batch follows from the input shapes.
     outputs_follow_inputs: bool,
+    /// The class names of a classifier with string labels (`classlabels_strings`).
+    class_labels: Option<Vec<String>>,
 }
 
 impl CompiledModel {
@@ -102,12 +104,18 @@ impl CompiledModel {
     /// dimension is kept symbolic when the graph has one, other variable dimensions too when
     /// tract can optimise them, else plans are specialised per shape.
     pub fn load(path: &Path) -> Result<CompiledModel, EngineError> {
-        load::load(path, &LoadOptions::default())
+        Self::load_with(path, &LoadOptions::default())
     }
 
     /// As [`CompiledModel::load`], with the model card's options.
     pub fn load_with(path: &Path, options: &LoadOptions) -> Result<CompiledModel, EngineError> {
-        load::load(path, options)
+        let mut model = load::load(path, options)?;
+        model.class_labels =
+            crate::engine::ml::class_labels(path).map_err(|e| EngineError::Load {
+                path: path.display().to_string(),
+                reason: format!("{e:#}"),
+            })?;
+        Ok(model)
     }
 
     /// Reports the plan cache's hits, misses and specialisation times to `observer` (models with
@@ -128,6 +136,11 @@ impl CompiledModel {
 
     pub fn signature(&self) -> &ModelSignature {
         &self.signature
+    }
+
+    /// The graph's class names when its classifier has string labels, in class-index order.
+    pub fn class_labels(&self) -> Option<&[String]> {
+        self.class_labels.as_deref()
     }
 
     /// Largest number of instances one tract call takes (None: any).
