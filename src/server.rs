@@ -13,7 +13,7 @@ use crate::api::{self, AppState};
 use crate::auth::{self, Access};
 use crate::config::ServeArgs;
 use crate::engine::{PoolConfig, WorkerPool};
-use crate::inference::{Explainer, Limits, Predictor};
+use crate::inference::{Explainer, Limits, Mirror, Predictor, Traffic};
 use crate::listener::{self, ConnectionLimits, Drain, Tls};
 use crate::monitoring::{Metrics, Notifier, PredictionLog, WebhookConfig};
 use crate::repository::{
@@ -68,8 +68,6 @@ impl Infera {
             Duration::from_secs(args.monitoring.feedback_ttl_secs),
         ));
         let access = access_control(args, &metrics)?;
-        let predictor =
-            Arc::new(Predictor::new(store.clone(), limits, log).with_model_limits(access.clone()));
         let notifier = match &args.monitoring.webhook_url {
             Some(url) => {
                 let counted = metrics.clone();
@@ -103,6 +101,21 @@ impl Infera {
             store.clone(),
             loading,
         ));
+        let mirror = Mirror::new(
+            metrics.clone(),
+            args.traffic.shadow_max_in_flight,
+            limits.timeout,
+        );
+        let traffic = Arc::new(Traffic::new(
+            metrics.clone(),
+            mirror,
+            Some(reloader.clone()),
+        ));
+        let predictor = Arc::new(
+            Predictor::new(store.clone(), limits, log)
+                .with_model_limits(access.clone())
+                .with_traffic(traffic),
+        );
         let state = AppState {
             predictor,
             explainer,

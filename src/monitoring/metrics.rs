@@ -18,6 +18,7 @@ use super::explain_metrics::ExplainFamilies;
 use super::grpc_metrics::GrpcFamilies;
 use super::quality_metrics::QualityFamilies;
 use super::retire::drop_series;
+use super::traffic_metrics::TrafficFamilies;
 use crate::engine::{BatchPolicy, JobObserver, SkipReason};
 
 /// Latency buckets in seconds, 50 us to 10 s: tiny tabular models answer in tens of microseconds.
@@ -43,6 +44,8 @@ pub struct Metrics {
     explain: ExplainFamilies,
     /// gRPC calls (`grpc_metrics.rs`).
     grpc: GrpcFamilies,
+    /// Shadow, canary and rollback series (`traffic_metrics.rs`).
+    traffic: TrafficFamilies,
     /// Resolved HTTP series by route, then (method, status): read lock-free on every request,
     /// extended (copy and swap) the first time a combination is seen.
     http_series: ArcSwap<HashMap<String, Vec<HttpSeries>>>,
@@ -127,6 +130,7 @@ impl Metrics {
             access: Arc::new(AccessFamilies::new()),
             explain: ExplainFamilies::new(),
             grpc: GrpcFamilies::new(LATENCY_BUCKETS),
+            traffic: TrafficFamilies::new(LATENCY_BUCKETS),
             http_series: Default::default(),
             http_requests: counter(
                 "infera_http_requests_total",
@@ -273,7 +277,8 @@ impl Metrics {
             .into_iter()
             .chain(m.access.collectors())
             .chain(m.explain.collectors())
-            .chain(m.grpc.collectors());
+            .chain(m.grpc.collectors())
+            .chain(m.traffic.collectors());
         for c in collectors.into_iter().chain(families) {
             m.registry.register(c).expect("metric names are unique");
         }
@@ -350,6 +355,10 @@ impl Metrics {
         &self.grpc
     }
 
+    pub fn traffic(&self) -> &TrafficFamilies {
+        &self.traffic
+    }
+
     pub fn http_in_flight(&self) -> &IntGauge {
         &self.http_in_flight
     }
@@ -388,6 +397,7 @@ impl Metrics {
         drop_series(&self.queue_capacity, model, v);
         drop_series(&self.max_batch_size, model, v);
         self.quality.forget(model, v);
+        self.traffic.forget(model, v);
     }
 
     /// Per-version handles, resolved once at load so the hot path does no label lookups.

@@ -12,6 +12,7 @@ mod monitor;
 mod quality;
 mod quality_metrics;
 mod retire;
+mod traffic_metrics;
 mod webhook;
 
 pub use access_metrics::AccessFamilies;
@@ -29,4 +30,5 @@ pub use monitor::{
 };
 pub use quality::{QualityKind, QualityMonitor, QualitySummary, Score, Truth};
 pub use quality_metrics::{QualityFamilies, VersionQuality};
+pub use traffic_metrics::{Comparison, ShadowOutcome, TrafficFamilies};
 pub use webhook::{now, Delivery, Event, Notifier, WebhookConfig};

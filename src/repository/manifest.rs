@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::RepositoryError;
+use super::traffic::{Canary, Shadow};
 
 /// What kind of answer a model gives; decides how its outputs are presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -72,6 +73,12 @@ pub struct Manifest {
     /// What a new version must show before it serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<Gate>,
+    /// A version that receives a mirrored share of the requests (see `traffic.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Shadow>,
+    /// A version that answers a share of the requests, with its rollback rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
 }
 
 /// `[monitoring]`: what counts as good enough in production.
@@ -417,6 +424,7 @@ impl Manifest {
         if let Some(versions) = &self.versions {
             versions.check()?;
         }
+        super::traffic::check_sections(self.shadow.as_ref(), self.canary.as_ref())?;
         if let Some(gate) = &self.gate {
             gate.check()?;
         }

@@ -10,6 +10,8 @@ mod layout;
 mod loader;
 pub mod manifest;
 mod reload;
+pub mod traffic;
+mod traffic_admin;
 mod watch;
 
 pub use background::BACKGROUND_FILE;
@@ -27,4 +29,6 @@ pub use manifest::{
     TrainingData, Versions,
 };
 pub use reload::{AdminError, Change, ReloadReport, Reloader};
+pub use traffic::{Canary, RollbackRule, Shadow, TrafficPlan};
+pub use traffic_admin::RollbackTrigger;
 pub use watch::{watch, RepositoryWatcher, WatchConfig};

@@ -20,5 +20,6 @@ mod onnx;
 mod openapi;
 mod overload;
 mod server;
+mod traffic;
 mod updates;
 mod v2;

@@ -395,6 +395,7 @@ async fn run_infer(
                 model: Some(name),
                 version,
                 protocol: Protocol::Http,
+                route_key: None,
             },
             inputs,
         )
