@@ -104,13 +104,21 @@ pub const TABLE: &[(&str, &str, Rule)] = &[
         "/admin/models/{name}/unload",
         Rule::Scoped(Scope::Admin),
     ),
-    ("PUT", "/admin/models/{name}/shadow", Rule::Scoped(Scope::Admin)),
+    (
+        "PUT",
+        "/admin/models/{name}/shadow",
+        Rule::Scoped(Scope::Admin),
+    ),
     (
         "DELETE",
         "/admin/models/{name}/shadow",
         Rule::Scoped(Scope::Admin),
     ),
-    ("PUT", "/admin/models/{name}/canary", Rule::Scoped(Scope::Admin)),
+    (
+        "PUT",
+        "/admin/models/{name}/canary",
+        Rule::Scoped(Scope::Admin),
+    ),
     (
         "DELETE",
         "/admin/models/{name}/canary",

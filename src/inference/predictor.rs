@@ -148,7 +148,10 @@ impl Predictor {
         .await;
         self.record(&loaded, &result, target.protocol, started);
         if let (Some(traffic), false) = (&self.traffic, rate_limited(&result)) {
-            let answers = result.as_ref().map(|r| r.predictions.as_slice()).map_err(|_| ());
+            let answers = result
+                .as_ref()
+                .map(|r| r.predictions.as_slice())
+                .map_err(|_| ());
             traffic.answered(routed, answers, started.elapsed(), instances);
         }
         let run = result?;

@@ -77,9 +77,11 @@ impl Mirror {
         let Some(slot) = self.take_slot(&job.answered_by) else {
             if let Sink::Shadow = job.sink {
                 let to = &job.mirror_to;
-                self.metrics
-                    .traffic()
-                    .shadow_request(&to.model, to.version, ShadowOutcome::Dropped);
+                self.metrics.traffic().shadow_request(
+                    &to.model,
+                    to.version,
+                    ShadowOutcome::Dropped,
+                );
             }
             return;
         };
@@ -157,7 +159,10 @@ pub fn compare(ours: &[Prediction], theirs: &[Prediction]) -> Comparison {
                     probabilities: pb,
                     ..
                 },
-            ) => (ia == ib, mean_abs(pa.iter(), pb.iter(), pa.len().max(pb.len()))),
+            ) => (
+                ia == ib,
+                mean_abs(pa.iter(), pb.iter(), pa.len().max(pb.len())),
+            ),
             (Prediction::Regression { value: va }, Prediction::Regression { value: vb }) => {
                 let d = (va - vb).abs();
                 (d <= 1e-6 * va.abs().max(vb.abs()).max(1.0), d)

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::json_instance::Instance;
-use super::predictor::Target;
 use super::prediction::Prediction;
+use super::predictor::Target;
 use super::shadow::{Mirror, MirrorJob, Sink};
 use crate::monitoring::{Comparison, Metrics};
 use crate::repository::{
@@ -152,7 +152,6 @@ impl Traffic {
             run.record(*to_canary, ok, took);
         }
     }
-
 
     /// The model's live canary, built anew when its version, load or settings changed.
     fn run_for(&self, model: &str, canary: &Canary, loaded: &Arc<LoadedVersion>) -> Arc<CanaryRun> {
@@ -348,7 +347,11 @@ fn share(items: impl Iterator<Item = bool>) -> Option<f64> {
 
 /// The 99th percentile (nearest rank) of the successful requests' latencies.
 fn p99_ms(canary: &VecDeque<(bool, Duration)>) -> Option<f64> {
-    let mut ok: Vec<Duration> = canary.iter().filter(|(ok, _)| *ok).map(|(_, d)| *d).collect();
+    let mut ok: Vec<Duration> = canary
+        .iter()
+        .filter(|(ok, _)| *ok)
+        .map(|(_, d)| *d)
+        .collect();
     if ok.is_empty() {
         return None;
     }

@@ -55,8 +55,11 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 }
 
 fn histogram(name: &str, help: &str, buckets: &[f64]) -> HistogramVec {
-    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), MODEL)
-        .expect("static histogram definition")
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        MODEL,
+    )
+    .expect("static histogram definition")
 }
 
 impl TrafficFamilies {

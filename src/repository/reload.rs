@@ -260,7 +260,9 @@ impl Reloader {
     }
 
     /// Waits for any reload in progress and holds off the next one meanwhile.
-    pub(super) fn lock_seen(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), Fingerprint>> {
+    pub(super) fn lock_seen(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, u64), Fingerprint>> {
         self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -341,7 +343,11 @@ impl Reloader {
         };
         let card_changed = current.is_some_and(|c| c.manifest != manifest || c.error.is_some());
         let plan = self.plan(&dir.name, manifest.as_deref(), card_changed);
-        let rolled = self.rolled.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let rolled = self
+            .rolled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut pass = ModelPass {
             dir,
             current,

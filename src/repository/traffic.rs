@@ -116,11 +116,11 @@ impl RollbackRule {
         if self.min_samples == Some(0) {
             return Err("canary.rollback.min_samples must be at least 1".into());
         }
-        if self.max_error_rate.is_none() && self.max_p99_ms.is_none() && self.min_agreement.is_none()
+        if self.max_error_rate.is_none()
+            && self.max_p99_ms.is_none()
+            && self.min_agreement.is_none()
         {
-            return Err(
-                "canary.rollback needs max_error_rate, max_p99_ms or min_agreement".into(),
-            );
+            return Err("canary.rollback needs max_error_rate, max_p99_ms or min_agreement".into());
         }
         Ok(())
     }

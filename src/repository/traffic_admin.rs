@@ -66,7 +66,9 @@ impl Reloader {
     pub fn promote(&self, model: &str) -> Result<ReloadReport, AdminError> {
         let entry = self.entry(model)?;
         let Some(canary) = &entry.traffic.canary else {
-            return Err(AdminError::Conflict(format!("model {model:?} has no canary")));
+            return Err(AdminError::Conflict(format!(
+                "model {model:?} has no canary"
+            )));
         };
         let v = canary.version;
         if !matches!(entry.versions.get(&v), Some(VersionState::Ready(_))) {
@@ -97,7 +99,9 @@ impl Reloader {
     ) -> Result<ReloadReport, AdminError> {
         let entry = self.entry(model)?;
         let Some(canary) = &entry.traffic.canary else {
-            return Err(AdminError::Conflict(format!("model {model:?} has no canary")));
+            return Err(AdminError::Conflict(format!(
+                "model {model:?} has no canary"
+            )));
         };
         self.roll_back(model, canary.version, trigger, reason)
     }
@@ -124,13 +128,16 @@ impl Reloader {
             .and_then(|l| l.models.into_iter().find(|m| m.name == model))
             .and_then(|m| m.versions.into_iter().find(|d| d.version == version))
         {
-            self.rolled.lock().unwrap_or_else(|e| e.into_inner()).insert(
-                (model.to_string(), version),
-                RolledBack {
-                    files: fingerprint(&dir),
-                    reason: reason.clone(),
-                },
-            );
+            self.rolled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    (model.to_string(), version),
+                    RolledBack {
+                        files: fingerprint(&dir),
+                        reason: reason.clone(),
+                    },
+                );
         }
         self.store().set_version(
             model,

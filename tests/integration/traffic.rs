@@ -79,7 +79,11 @@ async fn a_shadow_never_changes_the_answer_and_its_agreement_is_measured() {
     let app = loaded(repo.path(), &[]).router();
     let card = get(&app, "/models/iris").await.json();
     assert_eq!(card["default_version"], 1, "{card}");
-    assert_eq!(version_state(&card, 2).0, "ready", "the shadow stays loaded");
+    assert_eq!(
+        version_state(&card, 2).0,
+        "ready",
+        "the shadow stays loaded"
+    );
     assert_eq!(card["traffic"]["shadow"]["version"], 2);
 
     let rows = golden_rows();
@@ -92,8 +96,13 @@ async fn a_shadow_never_changes_the_answer_and_its_agreement_is_measured() {
         let r = post(&app, "/models/iris/predict", &body).await;
         assert_eq!(r.status, 200, "{}", r.text);
         let answer = r.json();
-        assert_eq!(answer["version"], 1, "the caller is answered by the serving version");
-        let alone = post(&app, "/models/iris/versions/1/predict", &body).await.json();
+        assert_eq!(
+            answer["version"], 1,
+            "the caller is answered by the serving version"
+        );
+        let alone = post(&app, "/models/iris/versions/1/predict", &body)
+            .await
+            .json();
         assert_eq!(
             answer["predictions"][0]["probabilities"], alone["predictions"][0]["probabilities"],
             "the shadow does not change the answer"
@@ -169,7 +178,7 @@ async fn a_failing_shadow_adds_no_errors_to_the_caller() {
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.json()["version"], 1);
     }
-    let failed = r#"infera_shadow_requests_total{model="bare",version="2",outcome="failed"}"#;
+    let failed = r#"infera_shadow_requests_total{model="bare",outcome="failed",version="2"}"#;
     let text = wait_for_metric(&app, failed, 20.0).await;
     assert_eq!(metrics_value(&text, failed), 20.0);
     assert_eq!(
@@ -209,10 +218,17 @@ async fn versions_of(app: &Router, n: usize, key: impl Fn(usize) -> Option<Strin
 async fn a_canary_takes_its_fraction_of_the_requests() {
     let repo = repo_with(&["iris"]);
     common::copy_dir(&repo.path().join("iris/1"), &repo.path().join("iris/2"));
-    append_card(repo.path(), "iris", "[canary]\nversion = 2\nfraction = 0.3\n");
+    append_card(
+        repo.path(),
+        "iris",
+        "[canary]\nversion = 2\nfraction = 0.3\n",
+    );
     let app = loaded(repo.path(), &[]).router();
     let card = get(&app, "/models/iris").await.json();
-    assert_eq!(card["default_version"], 1, "the canary is not the default: {card}");
+    assert_eq!(
+        card["default_version"], 1,
+        "the canary is not the default: {card}"
+    );
     let n = 1000;
     let to_canary = versions_of(&app, n, |_| None)
         .await
@@ -236,7 +252,7 @@ async fn a_canary_takes_its_fraction_of_the_requests() {
     assert_eq!(
         metrics_value(
             &text,
-            r#"infera_canary_requests_total{model="iris",version="2",route="canary"}"#
+            r#"infera_canary_requests_total{model="iris",route="canary",version="2"}"#
         ),
         to_canary as f64
     );
@@ -319,7 +335,7 @@ async fn a_canary_with_failing_requests_rolls_back_by_itself() {
     assert_eq!(
         metrics_value(
             &text,
-            r#"infera_canary_rollbacks_total{model="bare",version="2",trigger="errors"}"#
+            r#"infera_canary_rollbacks_total{model="bare",trigger="errors",version="2"}"#
         ),
         1.0
     );
@@ -350,11 +366,19 @@ async fn a_canary_that_disagrees_with_the_stable_version_rolls_back() {
         }
         tokio::task::yield_now().await;
     }
-    assert!(on_canary >= 16, "judged after at least min_samples instances");
+    assert!(
+        on_canary >= 16,
+        "judged after at least min_samples instances"
+    );
     let card = wait_rejected(&app, "iris", 2).await;
     let (_, reason) = version_state(&card, 2);
     assert!(reason.contains("rolled back (agreement)"), "{reason}");
-    let r = post(&app, "/models/iris/predict", &json!({"instances": [IRIS_ROW]})).await;
+    let r = post(
+        &app,
+        "/models/iris/predict",
+        &json!({"instances": [IRIS_ROW]}),
+    )
+    .await;
     assert_eq!(r.json()["version"], 1);
 }
 
@@ -399,7 +423,10 @@ async fn the_admin_api_sets_promotes_and_rolls_back_a_canary() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let body = r.json();
-    assert!(body["traffic"]["shadow"].is_null(), "moved from shadow to canary: {body}");
+    assert!(
+        body["traffic"]["shadow"].is_null(),
+        "moved from shadow to canary: {body}"
+    );
     assert_eq!(body["traffic"]["canary"]["version"], 2);
     let r = admin(Method::DELETE, "/admin/models/iris/canary", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -410,7 +437,10 @@ async fn the_admin_api_sets_promotes_and_rolls_back_a_canary() {
         Some(json!({"version": 2, "fraction": 1.5})),
     )
     .await;
-    assert_eq!(r.error(StatusCode::UNPROCESSABLE_ENTITY).1, "invalid_traffic");
+    assert_eq!(
+        r.error(StatusCode::UNPROCESSABLE_ENTITY).1,
+        "invalid_traffic"
+    );
     let r = admin(Method::POST, "/admin/models/iris/canary/promote", None).await;
     assert_eq!(r.error(StatusCode::CONFLICT).1, "traffic_conflict");
 
@@ -424,7 +454,9 @@ async fn the_admin_api_sets_promotes_and_rolls_back_a_canary() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let body = r.json();
     assert_eq!(body["traffic"]["canary"]["version"], 2);
-    let card = get(&app, "/models/iris").await.json();
+    let card = send(&app, Method::GET, "/models/iris", Some(OPS_KEY), None)
+        .await
+        .json();
     assert_eq!(card["default_version"], 1, "{card}");
     assert_eq!(version_state(&card, 1).0, "ready");
     let p = |app: Router| async move {
@@ -445,7 +477,9 @@ async fn the_admin_api_sets_promotes_and_rolls_back_a_canary() {
     // Promote: version 2 becomes the default; with latest = 1 version 1 is unloaded.
     let r = admin(Method::POST, "/admin/models/iris/canary/promote", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let card = get(&app, "/models/iris").await.json();
+    let card = send(&app, Method::GET, "/models/iris", Some(OPS_KEY), None)
+        .await
+        .json();
     assert_eq!(card["default_version"], 2, "{card}");
     assert!(card["traffic"]["canary"].is_null(), "{card}");
     assert_eq!(version_state(&card, 1).0, "unloaded");
@@ -462,14 +496,18 @@ async fn the_admin_api_sets_promotes_and_rolls_back_a_canary() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     crate::updates::publish(repo.path(), "iris", &repo.path().join("iris/2"), 3, |_| {});
     infera.reloader().reload().unwrap();
-    let card = get(&app, "/models/iris").await.json();
+    let card = send(&app, Method::GET, "/models/iris", Some(OPS_KEY), None)
+        .await
+        .json();
     assert_eq!(version_state(&card, 3).0, "ready", "{card}");
     assert_eq!(card["default_version"], 2);
     assert_eq!(p(app.clone()).await, 3);
     let r = admin(Method::POST, "/admin/models/iris/canary/rollback", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["changes"][0]["action"], "rolled_back");
-    let card = get(&app, "/models/iris").await.json();
+    let card = send(&app, Method::GET, "/models/iris", Some(OPS_KEY), None)
+        .await
+        .json();
     assert_eq!(version_state(&card, 3).0, "rejected", "{card}");
     assert_eq!(card["default_version"], 2);
     assert_eq!(p(app.clone()).await, 2);
@@ -477,9 +515,8 @@ async fn the_admin_api_sets_promotes_and_rolls_back_a_canary() {
     assert_eq!(
         metrics_value(
             &text,
-            r#"infera_canary_rollbacks_total{model="iris",version="3",trigger="manual"}"#
+            r#"infera_canary_rollbacks_total{model="iris",trigger="manual",version="3"}"#
         ),
         1.0
     );
 }
-

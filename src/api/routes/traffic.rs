@@ -30,7 +30,10 @@ pub async fn set_shadow(
     Path(name): Path<String>,
     ValidJson(shadow): ValidJson<Shadow>,
 ) -> Result<Json<AdminResult>, ApiError> {
-    let report = run(&state, name.clone(), move |r, n| r.set_shadow(n, Some(shadow))).await?;
+    let report = run(&state, name.clone(), move |r, n| {
+        r.set_shadow(n, Some(shadow))
+    })
+    .await?;
     Ok(Json(result(&state, &name, report)))
 }
 
@@ -71,7 +74,10 @@ pub async fn set_canary(
     Path(name): Path<String>,
     ValidJson(canary): ValidJson<Canary>,
 ) -> Result<Json<AdminResult>, ApiError> {
-    let report = run(&state, name.clone(), move |r, n| r.set_canary(n, Some(canary))).await?;
+    let report = run(&state, name.clone(), move |r, n| {
+        r.set_canary(n, Some(canary))
+    })
+    .await?;
     Ok(Json(result(&state, &name, report)))
 }
 
