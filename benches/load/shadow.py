@@ -70,7 +70,7 @@ def leg(args, work: Path, body: Path, shadow: bool) -> dict:
     report = json.loads(out)
     ok = report["latency_us"]["ok"]
     shadow_counts = {
-        o: metric_sum(metrics, f'infera_shadow_requests_total{{model="digits",version="2",outcome="{o}"}}')
+        o: metric_sum(metrics, f'infera_shadow_requests_total{{model="digits",outcome="{o}",version="2"}}')
         for o in ("compared", "dropped", "failed")
     }
     return {
