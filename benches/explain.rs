@@ -48,6 +48,7 @@ fn explain(c: &mut Criterion) {
             model: Some(model),
             version: None,
             protocol: Protocol::Http,
+            route_key: None,
         };
         group.bench_function(model, |b| {
             b.iter(|| {

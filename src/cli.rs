@@ -137,7 +137,7 @@ fn print_verdict(
         match stage {
             GateStage::Load => writeln!(out, "  FAIL  {label}: {detail}")?,
             GateStage::Golden => writeln!(out, "  FAIL  {label}: {detail}")?,
-            GateStage::Contract | GateStage::Eval => {
+            GateStage::Contract | GateStage::Eval | GateStage::Canary => {
                 writeln!(out, "  FAIL  {label}: gate {}: {detail}", stage.as_str())?
             }
         }

@@ -96,6 +96,8 @@ pub struct ServeArgs {
     pub shapes: ShapeArgs,
     #[command(flatten)]
     pub capture: CaptureArgs,
+    #[command(flatten)]
+    pub traffic: TrafficArgs,
 }
 
 /// Where and how the HTTP server listens.
@@ -480,6 +482,28 @@ pub struct ExportArgs {
     pub repository: Option<PathBuf>,
 }
 
+/// Shadow and canary traffic (docs/model-updates.md).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Shadow and canary traffic")]
+pub struct TrafficArgs {
+    /// Mirrored requests (to a shadow version, or to the stable version for a canary's
+    /// agreement rule) that may run at once; more are dropped and counted, never queued.
+    #[arg(long, env = "INFERA_SHADOW_MAX_IN_FLIGHT", default_value_t = 32)]
+    pub shadow_max_in_flight: usize,
+}
+
+impl TrafficArgs {
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=4096).contains(&self.shadow_max_in_flight) {
+            return Err(format!(
+                "--shadow-max-in-flight must be between 1 and 4096, got {}",
+                self.shadow_max_in_flight
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// The model repository to check.
@@ -544,7 +568,8 @@ impl ServeArgs {
         self.grpc.validate()?;
         self.reload.validate()?;
         self.shapes.validate()?;
-        self.capture.validate()
+        self.capture.validate()?;
+        self.traffic.validate()
     }
 }
 

@@ -14,7 +14,7 @@ use crate::auth::{self, Access};
 use crate::capture::Capture;
 use crate::config::ServeArgs;
 use crate::engine::{PoolConfig, WorkerPool};
-use crate::inference::{Explainer, Limits, Predictor};
+use crate::inference::{Explainer, Limits, Mirror, Predictor, Traffic};
 use crate::listener::{self, ConnectionLimits, Drain, Tls};
 use crate::monitoring::{Metrics, Notifier, PredictionLog, WebhookConfig};
 use crate::repository::{
@@ -72,12 +72,6 @@ impl Infera {
         ));
         let access = access_control(args, &metrics)?;
         let capture = start_capture(args, &metrics)?;
-        let mut predictor =
-            Predictor::new(store.clone(), limits, log).with_model_limits(access.clone());
-        if let Some(c) = &capture {
-            predictor = predictor.with_capture(c.clone());
-        }
-        let predictor = Arc::new(predictor);
         let notifier = match &args.monitoring.webhook_url {
             Some(url) => {
                 let counted = metrics.clone();
@@ -113,6 +107,23 @@ impl Infera {
             store.clone(),
             loading,
         ));
+        let mirror = Mirror::new(
+            metrics.clone(),
+            args.traffic.shadow_max_in_flight,
+            limits.timeout,
+        );
+        let traffic = Arc::new(Traffic::new(
+            metrics.clone(),
+            mirror,
+            Some(reloader.clone()),
+        ));
+        let mut predictor = Predictor::new(store.clone(), limits, log)
+            .with_model_limits(access.clone())
+            .with_traffic(traffic);
+        if let Some(c) = &capture {
+            predictor = predictor.with_capture(c.clone());
+        }
+        let predictor = Arc::new(predictor);
         let state = AppState {
             predictor,
             explainer,

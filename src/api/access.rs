@@ -104,6 +104,36 @@ pub const TABLE: &[(&str, &str, Rule)] = &[
         "/admin/models/{name}/unload",
         Rule::Scoped(Scope::Admin),
     ),
+    (
+        "PUT",
+        "/admin/models/{name}/shadow",
+        Rule::Scoped(Scope::Admin),
+    ),
+    (
+        "DELETE",
+        "/admin/models/{name}/shadow",
+        Rule::Scoped(Scope::Admin),
+    ),
+    (
+        "PUT",
+        "/admin/models/{name}/canary",
+        Rule::Scoped(Scope::Admin),
+    ),
+    (
+        "DELETE",
+        "/admin/models/{name}/canary",
+        Rule::Scoped(Scope::Admin),
+    ),
+    (
+        "POST",
+        "/admin/models/{name}/canary/promote",
+        Rule::Scoped(Scope::Admin),
+    ),
+    (
+        "POST",
+        "/admin/models/{name}/canary/rollback",
+        Rule::Scoped(Scope::Admin),
+    ),
 ];
 
 /// The rule for a matched route. `None`: the route exists with other methods only (the 405

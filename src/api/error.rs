@@ -113,6 +113,14 @@ impl From<AdminError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "model_not_found", e.to_string())
             }
             AdminError::Repository(e) => ApiError::internal(e),
+            AdminError::Invalid(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_traffic",
+                e.to_string(),
+            ),
+            AdminError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "traffic_conflict", e.to_string())
+            }
         }
     }
 }

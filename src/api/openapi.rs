@@ -6,7 +6,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::access::{rule, Rule};
-use super::routes::{admin, explain, health, metrics, models, monitoring, predict};
+use super::routes::{admin, explain, health, metrics, models, monitoring, predict, traffic};
 use super::state::AppState;
 use super::v1;
 use super::v2::routes as v2;
@@ -45,6 +45,10 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::repository_index))
         .routes(routes!(admin::load_model))
         .routes(routes!(admin::unload_model))
+        .routes(routes!(traffic::set_shadow, traffic::clear_shadow))
+        .routes(routes!(traffic::set_canary, traffic::clear_canary))
+        .routes(routes!(traffic::promote_canary))
+        .routes(routes!(traffic::roll_back_canary))
 }
 
 /// Every route but the admin API.

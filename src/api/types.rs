@@ -9,7 +9,7 @@ use validator::{Validate, ValidationError};
 
 use crate::engine::{TensorData, TensorSpec};
 use crate::inference::Prediction;
-use crate::repository::{valid_model_name, Manifest, Task};
+use crate::repository::{valid_model_name, Manifest, Task, TrafficPlan};
 
 fn model_name(name: &str) -> Result<(), ValidationError> {
     if valid_model_name(name) {
@@ -206,6 +206,9 @@ pub struct ModelDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contract: Option<ContractBody>,
     pub versions: Vec<VersionBody>,
+    /// The shadow and canary in force (the card's, or what the admin API set); a version they
+    /// name that is not `ready` takes no traffic.
+    pub traffic: TrafficPlan,
     /// A problem with the model as a whole (unreadable manifest, no versions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -304,13 +307,15 @@ pub struct AdminResult {
     pub changes: Vec<AdminChange>,
     /// The model's versions after the change (empty once unloaded).
     pub versions: Vec<VersionBody>,
+    /// The shadow and canary in force after the change.
+    pub traffic: TrafficPlan,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AdminChange {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
-    /// `ready`, `rejected`, `failed`, `unloaded`, `removed` or `card_rejected`.
+    /// `ready`, `rejected`, `failed`, `unloaded`, `removed`, `card_rejected` or `rolled_back`.
     pub action: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

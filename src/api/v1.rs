@@ -109,6 +109,7 @@ pub async fn predict(
                 model: Some(name),
                 version: None,
                 protocol: Protocol::Http,
+                route_key: None,
             },
             &request.instances,
             &request_id_of(request_id),
@@ -160,6 +161,7 @@ pub async fn explain(
         model: Some(name),
         version: None,
         protocol: Protocol::Http,
+        route_key: None,
     };
     let answer = explain_instances(&state, target, &request.instances, &request.options()).await?;
     Ok(answer.into_response())

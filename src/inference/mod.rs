@@ -12,7 +12,9 @@ mod instances;
 mod json_instance;
 mod prediction;
 mod predictor;
+mod shadow;
 mod tensors;
+mod traffic;
 
 pub use crate::monitoring::Protocol;
 pub use contract::{FeatureSpec, InputContract, ModelContract, OutputContract};
@@ -26,4 +28,6 @@ pub use instances::{decode as decode_instances, ContractViolation, ViolationKind
 pub use json_instance::Instance;
 pub use prediction::{predictions, Prediction, RawOutput};
 pub use predictor::{InferOutcome, Limits, PredictOutcome, Predictor, Target};
+pub use shadow::{compare, Mirror};
 pub use tensors::{check_tensors, InputTensor};
+pub use traffic::{Routed, Traffic};

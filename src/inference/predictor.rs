@@ -11,6 +11,7 @@ use super::instances::decode;
 use super::json_instance::Instance;
 use super::prediction::{predictions, Prediction};
 use super::tensors::{check_tensors, protocol_outputs, InputTensor};
+use super::traffic::{Routed, Traffic};
 use crate::auth::Access;
 use crate::capture::Capture;
 use crate::engine::Tensor;
@@ -36,6 +37,8 @@ pub struct Target<'a> {
     pub model: Option<&'a str>,
     pub version: Option<u64>,
     pub protocol: Protocol,
+    /// Keeps a sticky canary's choice for requests with the same key (`X-Route-Key`).
+    pub route_key: Option<&'a str>,
 }
 
 /// A successful prediction with its provenance and timings.
@@ -58,6 +61,8 @@ pub struct Predictor {
     access: Option<Access>,
     /// Data capture for retraining, when on.
     capture: Option<CaptureHook>,
+    /// Canary and shadow routing (`traffic.rs`); None: every request goes to the default.
+    traffic: Option<Arc<Traffic>>,
 }
 
 impl Predictor {
@@ -68,7 +73,27 @@ impl Predictor {
             log,
             access: None,
             capture: None,
+            traffic: None,
         }
+    }
+
+    /// Splits requests that name no version by each model's canary and shadow.
+    pub fn with_traffic(mut self, traffic: Arc<Traffic>) -> Predictor {
+        self.traffic = Some(traffic);
+        self
+    }
+
+    pub fn traffic(&self) -> Option<&Arc<Traffic>> {
+        self.traffic.as_ref()
+    }
+
+    /// The version a request goes to (split by the traffic plan when there is one).
+    fn route(&self, target: Target<'_>) -> Result<Routed, PredictError> {
+        let catalog = self.store.snapshot();
+        Ok(match &self.traffic {
+            Some(traffic) => traffic.route(&catalog, target)?,
+            None => Routed::plain(catalog.resolve(target.model, target.version)?),
+        })
     }
 
     /// Applies `access`'s per-model rate limit to every request.
@@ -117,10 +142,8 @@ impl Predictor {
         id: &str,
     ) -> Result<PredictOutcome, PredictError> {
         let started = Instant::now();
-        let loaded = self
-            .store
-            .snapshot()
-            .resolve(target.model, target.version)?;
+        let routed = self.route(target)?;
+        let loaded = routed.loaded.clone();
         let result = async {
             self.admit_model(&loaded)?;
             self.check_count(instances.len())?;
@@ -151,6 +174,13 @@ impl Predictor {
         }
         .await;
         self.record(&loaded, &result, target.protocol, started);
+        if let (Some(traffic), false) = (&self.traffic, rate_limited(&result)) {
+            let answers = result
+                .as_ref()
+                .map(|r| r.predictions.as_slice())
+                .map_err(|_| ());
+            traffic.answered(routed, answers, started.elapsed(), instances);
+        }
         let run = result?;
         Ok(PredictOutcome {
             model: loaded.model.clone(),
@@ -180,10 +210,8 @@ impl Predictor {
         id: Option<&str>,
     ) -> Result<InferOutcome, PredictError> {
         let started = Instant::now();
-        let loaded = self
-            .store
-            .snapshot()
-            .resolve(target.model, target.version)?;
+        let routed = self.route(target)?;
+        let loaded = routed.loaded.clone();
         let result = async {
             self.admit_model(&loaded)?;
             let (tensors, rows) = check_tensors(&loaded.contract, inputs)?;
@@ -200,6 +228,9 @@ impl Predictor {
         }
         .await;
         self.record(&loaded, &result, target.protocol, started);
+        if let (Some(traffic), false) = (&self.traffic, rate_limited(&result)) {
+            traffic.answered_tensors(&routed, result.is_ok(), started.elapsed());
+        }
         let run = result?;
         let outputs = loaded
             .contract
@@ -332,6 +363,11 @@ impl Predictor {
             compute: run.compute,
         })
     }
+}
+
+/// A refusal by the model's rate limit says nothing about the version that would have answered.
+fn rate_limited(result: &Result<Executed, PredictError>) -> bool {
+    matches!(result, Err(PredictError::RateLimited(_)))
 }
 
 /// What one engine run produced.

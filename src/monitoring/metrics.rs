@@ -20,6 +20,7 @@ use super::grpc_metrics::GrpcFamilies;
 use super::plan_metrics::{PlanFamilies, PlanSeries};
 use super::quality_metrics::QualityFamilies;
 use super::retire::drop_series;
+use super::traffic_metrics::TrafficFamilies;
 use crate::engine::{BatchPolicy, JobObserver, PlanObserver, SkipReason};
 
 /// Latency buckets in seconds, 50 us to 10 s: tiny tabular models answer in tens of microseconds.
@@ -49,6 +50,8 @@ pub struct Metrics {
     plans: PlanFamilies,
     /// Data capture (`capture_metrics.rs`).
     capture: Arc<CaptureFamilies>,
+    /// Shadow, canary and rollback series (`traffic_metrics.rs`).
+    traffic: TrafficFamilies,
     /// Resolved HTTP series by route, then (method, status): read lock-free on every request,
     /// extended (copy and swap) the first time a combination is seen.
     http_series: ArcSwap<HashMap<String, Vec<HttpSeries>>>,
@@ -135,6 +138,7 @@ impl Metrics {
             grpc: GrpcFamilies::new(LATENCY_BUCKETS),
             plans: PlanFamilies::new(),
             capture: Arc::new(CaptureFamilies::new()),
+            traffic: TrafficFamilies::new(LATENCY_BUCKETS),
             http_series: Default::default(),
             http_requests: counter(
                 "infera_http_requests_total",
@@ -283,7 +287,8 @@ impl Metrics {
             .chain(m.explain.collectors())
             .chain(m.grpc.collectors())
             .chain(m.plans.collectors())
-            .chain(m.capture.collectors());
+            .chain(m.capture.collectors())
+            .chain(m.traffic.collectors());
         for c in collectors.into_iter().chain(families) {
             m.registry.register(c).expect("metric names are unique");
         }
@@ -364,6 +369,10 @@ impl Metrics {
         &self.grpc
     }
 
+    pub fn traffic(&self) -> &TrafficFamilies {
+        &self.traffic
+    }
+
     pub fn http_in_flight(&self) -> &IntGauge {
         &self.http_in_flight
     }
@@ -403,6 +412,7 @@ impl Metrics {
         drop_series(&self.max_batch_size, model, v);
         self.plans.forget(model, v);
         self.quality.forget(model, v);
+        self.traffic.forget(model, v);
     }
 
     /// Per-version handles, resolved once at load so the hot path does no label lookups.

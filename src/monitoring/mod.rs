@@ -14,6 +14,7 @@ mod plan_metrics;
 mod quality;
 mod quality_metrics;
 mod retire;
+mod traffic_metrics;
 mod webhook;
 
 pub use access_metrics::AccessFamilies;
@@ -32,4 +33,5 @@ pub use monitor::{
 };
 pub use quality::{QualityKind, QualityMonitor, QualitySummary, Score, Truth};
 pub use quality_metrics::{QualityFamilies, VersionQuality};
+pub use traffic_metrics::{Comparison, ShadowOutcome, TrafficFamilies};
 pub use webhook::{now, Delivery, Event, Notifier, WebhookConfig};

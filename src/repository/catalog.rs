@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use super::gate::GateStage;
 use super::manifest::Manifest;
+use super::traffic::TrafficPlan;
 use crate::engine::{CompiledModel, ModelQueue};
 use crate::explain::Background;
 use crate::inference::ModelContract;
@@ -85,6 +86,8 @@ pub struct ModelEntry {
     /// A changed card on disk that could not be parsed; the model keeps serving with the card
     /// it had (see `reload.rs`).
     pub card_error: Option<String>,
+    /// Shadow and canary versions in force (the card's, or the admin API's).
+    pub traffic: TrafficPlan,
 }
 
 impl ModelEntry {
@@ -96,17 +99,20 @@ impl ModelEntry {
             error: None,
             versions: BTreeMap::new(),
             card_error: None,
+            traffic: TrafficPlan::default(),
         }
     }
 
-    /// The version served when a request names none: the highest ready version; when none is
-    /// ready, the highest that is still loading or failed (so the request learns why).
+    /// The version served when a request names none: the highest ready version that is not
+    /// the shadow or the canary (those only when no other is ready); when none is ready, the
+    /// highest that is still loading or failed (so the request learns why).
     pub fn default_version(&self) -> Option<u64> {
-        let ready = self
-            .versions
-            .iter()
-            .rev()
-            .find(|(_, s)| matches!(s, VersionState::Ready(_)));
+        let ready_where = |other: bool| {
+            self.versions.iter().rev().find(|(v, s)| {
+                matches!(s, VersionState::Ready(_)) && (other || !self.traffic.names(**v))
+            })
+        };
+        let ready = ready_where(false).or_else(|| ready_where(true));
         let pending = || {
             self.versions
                 .iter()

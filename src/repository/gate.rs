@@ -37,6 +37,8 @@ pub enum GateStage {
     Golden,
     /// `eval.json` scored against the card's `[gate]` targets and the serving version.
     Eval,
+    /// Served as a canary and rolled back (by its rule or the admin API).
+    Canary,
 }
 
 impl GateStage {
@@ -47,6 +49,7 @@ impl GateStage {
             GateStage::Contract => "contract",
             GateStage::Golden => "golden",
             GateStage::Eval => "eval",
+            GateStage::Canary => "canary",
         }
     }
 }

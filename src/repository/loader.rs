@@ -11,6 +11,7 @@ use super::error::RepositoryError;
 use super::layout::PROFILE_FILE;
 use super::layout::{Layout, VersionDir};
 use super::manifest::{Manifest, Runtime};
+use super::traffic::TrafficOverride;
 use crate::engine::{BatchPolicy, CompiledModel, LoadOptions, Tensor, TensorData, WorkerPool};
 use crate::inference::{InputContract, ModelContract, OutputContract};
 use crate::monitoring::{
@@ -38,12 +39,17 @@ pub fn initial_catalog(
             .iter()
             .map(|v| (v.version, VersionState::Loading))
             .collect();
+        let traffic = TrafficOverride::default().apply(
+            manifest.as_ref().and_then(|m| m.shadow.as_ref()),
+            manifest.as_ref().and_then(|m| m.canary.as_ref()),
+        );
         let entry = ModelEntry {
             name: dir.name.clone(),
             manifest,
             error,
             versions,
             card_error: None,
+            traffic,
         };
         models.insert(dir.name.clone(), Arc::new(entry));
     }

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 pub use super::capture_card::CaptureCard;
 use super::error::RepositoryError;
 pub use super::runtime_card::{Runtime, MAX_PLAN_CACHE};
+use super::traffic::{Canary, Shadow};
 
 /// What kind of answer a model gives; decides how its outputs are presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -80,6 +81,12 @@ pub struct Manifest {
     /// Data capture for this model: sampling rate, fields, redacted features.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<CaptureCard>,
+    /// A version that receives a mirrored share of the requests (see `traffic.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Shadow>,
+    /// A version that answers a share of the requests, with its rollback rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
 }
 
 /// `[monitoring]`: what counts as good enough in production.
@@ -428,6 +435,7 @@ impl Manifest {
         if let Some(versions) = &self.versions {
             versions.check()?;
         }
+        super::traffic::check_sections(self.shadow.as_ref(), self.canary.as_ref())?;
         if let Some(gate) = &self.gate {
             gate.check()?;
         }

@@ -12,6 +12,8 @@ mod loader;
 pub mod manifest;
 mod reload;
 mod runtime_card;
+pub mod traffic;
+mod traffic_admin;
 mod watch;
 
 pub use background::BACKGROUND_FILE;
@@ -29,4 +31,6 @@ pub use manifest::{
     PolicyKind, Runtime, Task, TrainingData, Versions,
 };
 pub use reload::{AdminError, Change, ReloadReport, Reloader};
+pub use traffic::{Canary, RollbackRule, Shadow, TrafficPlan};
+pub use traffic_admin::RollbackTrigger;
 pub use watch::{watch, RepositoryWatcher, WatchConfig};

@@ -16,10 +16,11 @@ use thiserror::Error;
 
 use super::catalog::{LoadedVersion, ModelEntry, ModelStore, VersionState};
 use super::error::RepositoryError;
-use super::gate::{self, GateReport};
+use super::gate::{self, GateReport, GateStage};
 use super::layout::{self, ModelDir, VersionDir};
 use super::loader::{load_version, LoadContext};
 use super::manifest::{Manifest, PolicyKind};
+use super::traffic::{TrafficOverride, TrafficPlan};
 use crate::monitoring::{now, Event};
 
 /// What a reload changed, one line per version touched.
@@ -59,9 +60,9 @@ impl ReloadReport {
 
 /// What a version was loaded from: size and modification time of each of its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Fingerprint(Vec<Option<(u64, SystemTime)>>);
+pub(super) struct Fingerprint(Vec<Option<(u64, SystemTime)>>);
 
-fn fingerprint(dir: &VersionDir) -> Fingerprint {
+pub(super) fn fingerprint(dir: &VersionDir) -> Fingerprint {
     let files = [
         Some(&dir.model_file),
         dir.golden_file.as_ref(),
@@ -87,7 +88,18 @@ struct ModelPass<'a> {
     /// The card differs from the one the versions were loaded with: every version is re-gated.
     card_changed: bool,
     seen: &'a mut HashMap<(String, u64), Fingerprint>,
+    /// Versions rolled back from a canary: refused until their files change.
+    rolled: &'a HashMap<(String, u64), RolledBack>,
+    /// The shadow and canary in force.
+    plan: TrafficPlan,
     report: &'a mut ReloadReport,
+}
+
+/// A version rolled back from a canary, and what its files were then.
+#[derive(Debug, Clone)]
+pub(super) struct RolledBack {
+    pub(super) files: Fingerprint,
+    pub(super) reason: String,
 }
 
 impl ModelPass<'_> {
@@ -102,12 +114,25 @@ impl ModelPass<'_> {
             && self.seen.get(&(self.dir.name.clone(), vdir.version)) == Some(&fingerprint(vdir))
     }
 
+    /// The refusal of a version rolled back from a canary whose files have not changed since.
+    fn rolled_back(&self, vdir: &VersionDir) -> Option<VersionState> {
+        let rolled = self.rolled.get(&(self.dir.name.clone(), vdir.version))?;
+        (rolled.files == fingerprint(vdir)).then(|| VersionState::Rejected {
+            stage: GateStage::Canary,
+            reason: rolled.reason.clone(),
+        })
+    }
+
     /// Versions on disk the walk did not reach are unloaded, except refused ones, which stay
     /// visible as refused until their files change.
     fn settle_rest(&mut self, versions: &mut BTreeMap<u64, VersionState>) {
         for vdir in &self.dir.versions {
             let v = vdir.version;
             if versions.contains_key(&v) {
+                continue;
+            }
+            if let Some(refused) = self.rolled_back(vdir) {
+                versions.insert(v, refused);
                 continue;
             }
             let state = match self.old(v) {
@@ -138,6 +163,11 @@ pub struct Reloader {
     seen: Mutex<HashMap<(String, u64), Fingerprint>>,
     /// Models unloaded through the admin API: left out of the catalog until loaded again.
     held: Mutex<BTreeSet<String>>,
+    /// Shadow and canary settings made through the admin API, over the cards; a model's is
+    /// dropped when its card changes.
+    pub(super) overrides: Mutex<BTreeMap<String, TrafficOverride>>,
+    /// Versions rolled back from a canary (see `traffic_admin.rs`).
+    pub(super) rolled: Mutex<HashMap<(String, u64), RolledBack>>,
 }
 
 /// Why an admin request on the repository could not be carried out.
@@ -147,6 +177,12 @@ pub enum AdminError {
     NotInRepository(String),
     #[error(transparent)]
     Repository(#[from] RepositoryError),
+    /// A shadow or canary setting that cannot apply.
+    #[error("{0}")]
+    Invalid(String),
+    /// The model is not in a state that allows the change (no canary to promote...).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl std::fmt::Debug for Reloader {
@@ -171,6 +207,8 @@ impl Reloader {
             ctx,
             seen: Mutex::new(HashMap::new()),
             held: Mutex::new(BTreeSet::new()),
+            overrides: Mutex::new(BTreeMap::new()),
+            rolled: Mutex::new(HashMap::new()),
         }
     }
 
@@ -218,6 +256,30 @@ impl Reloader {
     /// be read leaves the catalog as it is.
     pub fn reload(&self) -> Result<ReloadReport, RepositoryError> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        self.reload_locked(&mut seen)
+    }
+
+    /// Waits for any reload in progress and holds off the next one meanwhile.
+    pub(super) fn lock_seen(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, u64), Fingerprint>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn store(&self) -> &ModelStore {
+        &self.store
+    }
+
+    pub(super) fn ctx(&self) -> &LoadContext {
+        &self.ctx
+    }
+
+    /// A reload pass, under the caller's hold of `seen`.
+    pub(super) fn reload_locked(
+        &self,
+        seen: &mut HashMap<(String, u64), Fingerprint>,
+    ) -> Result<ReloadReport, RepositoryError> {
+        let seen = &mut *seen;
         let held = self.held();
         let mut layout = layout::scan(&self.root)?;
         layout.models.retain(|m| !held.contains(&m.name));
@@ -225,7 +287,7 @@ impl Reloader {
         let catalog = self.store.snapshot();
         for dir in &layout.models {
             let current = catalog.models.get(&dir.name).cloned();
-            let entry = self.reconcile(dir, current.as_deref(), &mut seen, &mut report);
+            let entry = self.reconcile(dir, current.as_deref(), seen, &mut report);
             let name = dir.name.clone();
             self.store.update(|c| {
                 c.models.insert(name.clone(), entry.clone());
@@ -279,12 +341,21 @@ impl Reloader {
             Ok(m) => m.clone().map(Arc::new),
             Err(reason) => return self.bad_card(dir, current, reason, report),
         };
+        let card_changed = current.is_some_and(|c| c.manifest != manifest || c.error.is_some());
+        let plan = self.plan(&dir.name, manifest.as_deref(), card_changed);
+        let rolled = self
+            .rolled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut pass = ModelPass {
             dir,
             current,
-            card_changed: current.is_some_and(|c| c.manifest != manifest || c.error.is_some()),
+            card_changed,
             manifest,
             seen,
+            rolled: &rolled,
+            plan,
             report,
         };
         let mut versions = self.select(&mut pass);
@@ -301,11 +372,26 @@ impl Reloader {
             error,
             versions,
             card_error: None,
+            traffic: pass.plan,
         })
+    }
+
+    /// The model's shadow and canary: the card's, under what the admin API set (which a changed
+    /// card clears).
+    fn plan(&self, model: &str, card: Option<&Manifest>, card_changed: bool) -> TrafficPlan {
+        let mut overrides = self.overrides.lock().unwrap_or_else(|e| e.into_inner());
+        if card_changed {
+            overrides.remove(model);
+        }
+        overrides.get(model).cloned().unwrap_or_default().apply(
+            card.and_then(|m| m.shadow.as_ref()),
+            card.and_then(|m| m.canary.as_ref()),
+        )
     }
 
     /// Walks the versions from the highest down, as the policy selects them, keeping unchanged
     /// ones and admitting new or changed ones, until the policy's count of ready versions is met.
+    /// The shadow and canary versions are loaded besides, and do not count.
     fn select(&self, pass: &mut ModelPass<'_>) -> BTreeMap<u64, VersionState> {
         let policy = pass
             .manifest
@@ -322,7 +408,12 @@ impl Reloader {
         let mut serving = 0usize;
         for vdir in pass.dir.versions.iter().rev() {
             let v = vdir.version;
-            if serving >= want || listed.is_some_and(|l| !l.contains(&v)) {
+            let planned = pass.plan.names(v);
+            if !planned && (serving >= want || listed.is_some_and(|l| !l.contains(&v))) {
+                continue;
+            }
+            if let Some(refused) = pass.rolled_back(vdir) {
+                versions.insert(v, refused);
                 continue;
             }
             let state = match (pass.unchanged(vdir), pass.old(v)) {
@@ -345,9 +436,12 @@ impl Reloader {
                     state
                 }
             };
-            if let VersionState::Ready(l) = &state {
-                serving += 1;
-                serving_ref = serving_ref.or(Some(l.clone()));
+            match &state {
+                VersionState::Ready(l) if !planned => {
+                    serving += 1;
+                    serving_ref = serving_ref.or(Some(l.clone()));
+                }
+                _ => {}
             }
             versions.insert(v, state);
         }
@@ -388,6 +482,7 @@ impl Reloader {
             error: Some(reason.to_string()),
             versions,
             card_error: None,
+            traffic: TrafficPlan::default(),
         })
     }
 

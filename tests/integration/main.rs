@@ -25,5 +25,6 @@ mod overload;
 mod server;
 mod shapes;
 mod strings;
+mod traffic;
 mod updates;
 mod v2;

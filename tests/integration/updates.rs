@@ -14,11 +14,11 @@ use crate::common::{eventually, get, loaded, metric, post, repo_with, shipped_mo
 use crate::onnx::{f32_tensor, int_attr, io, node, write, F32, I64};
 use infera::repository::WatchConfig;
 
-const IRIS_ROW: [f64; 4] = [6.7, 3.0, 5.2, 2.3];
+pub(crate) const IRIS_ROW: [f64; 4] = [6.7, 3.0, 5.2, 2.3];
 
 /// Copies `from` into `<model>/.incoming-<v>` and renames it to `<model>/<v>`: the documented way
 /// to publish a version (a half-written directory is never seen under a version name).
-fn publish(repo: &Path, model: &str, from: &Path, v: u64, extra: impl FnOnce(&Path)) {
+pub(crate) fn publish(repo: &Path, model: &str, from: &Path, v: u64, extra: impl FnOnce(&Path)) {
     let staging = repo.join(model).join(format!(".incoming-{v}"));
     crate::common::copy_dir(from, &staging);
     extra(&staging);
@@ -26,7 +26,7 @@ fn publish(repo: &Path, model: &str, from: &Path, v: u64, extra: impl FnOnce(&Pa
 }
 
 /// `eval.json` from a version's golden rows, labelled with the reference classes.
-fn write_eval(dir: &Path) {
+pub(crate) fn write_eval(dir: &Path) {
     let golden: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
     let eval = json!({"inputs": golden["inputs"], "labels": golden["outputs"]["label"]});
@@ -34,7 +34,7 @@ fn write_eval(dir: &Path) {
 }
 
 /// An iris-shaped classifier that always answers class 0 (same inputs and outputs as iris v1).
-fn write_worse_iris(dir: &Path) {
+pub(crate) fn write_worse_iris(dir: &Path) {
     let scratch = tempfile::tempdir().unwrap();
     let graph = GraphProto {
         node: vec![
@@ -71,13 +71,13 @@ fn write_worse_iris(dir: &Path) {
     std::fs::remove_file(dir.join("golden.json")).ok();
 }
 
-fn append_card(repo: &Path, model: &str, extra: &str) {
+pub(crate) fn append_card(repo: &Path, model: &str, extra: &str) {
     let path = repo.join(model).join("model.toml");
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     std::fs::write(path, format!("{text}\n{extra}")).unwrap();
 }
 
-fn version_state(card: &Value, v: u64) -> (String, String) {
+pub(crate) fn version_state(card: &Value, v: u64) -> (String, String) {
     let entry = card["versions"]
         .as_array()
         .unwrap()

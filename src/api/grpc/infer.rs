@@ -36,6 +36,7 @@ pub async fn model_infer(
         model: Some(&model_name),
         version: version(&model_name, &model_version)?,
         protocol: Protocol::Grpc,
+        route_key: None,
     };
     // Refuse at once when the model's queue is full, before decoding anything.
     state.predictor.admit(target)?;

@@ -92,7 +92,7 @@ pub async fn unload_model(
 }
 
 /// Runs a reload off the async runtime (it loads models and waits for any reload in progress).
-async fn run(
+pub(super) async fn run(
     state: &AppState,
     name: String,
     op: impl FnOnce(&Reloader, &str) -> Result<ReloadReport, AdminError> + Send + 'static,
@@ -107,7 +107,7 @@ async fn run(
     Ok(outcome?)
 }
 
-fn result(state: &AppState, name: &str, report: ReloadReport) -> AdminResult {
+pub(super) fn result(state: &AppState, name: &str, report: ReloadReport) -> AdminResult {
     let catalog = state.predictor.store().snapshot();
     AdminResult {
         model: name.to_string(),
@@ -124,6 +124,11 @@ fn result(state: &AppState, name: &str, report: ReloadReport) -> AdminResult {
             .models
             .get(name)
             .map(|e| version_bodies(e))
+            .unwrap_or_default(),
+        traffic: catalog
+            .models
+            .get(name)
+            .map(|e| e.traffic.clone())
             .unwrap_or_default(),
     }
 }

@@ -187,6 +187,7 @@ pub async fn explain_model(
         model: Some(&name),
         version: None,
         protocol: Protocol::Http,
+        route_key: None,
     };
     explain(&state, target, &request.instances, &request.options()).await
 }
@@ -221,6 +222,7 @@ pub async fn explain_version(
         model: Some(&name),
         version: Some(version),
         protocol: Protocol::Http,
+        route_key: None,
     };
     explain(&state, target, &request.instances, &request.options()).await
 }

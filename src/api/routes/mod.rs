@@ -7,3 +7,4 @@ pub mod metrics;
 pub mod models;
 pub mod monitoring;
 pub mod predict;
+pub mod traffic;

@@ -89,6 +89,7 @@ pub async fn get_model(
         card: entry.manifest.as_deref().cloned().unwrap_or_default(),
         contract: default_contract(entry).map(contract_body),
         versions,
+        traffic: entry.traffic.clone(),
         error: entry.error.clone(),
         card_error: entry.card_error.clone(),
     }))

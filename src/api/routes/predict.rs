@@ -1,6 +1,7 @@
 //! `POST /predict` and the per-model predict routes.
 
 use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::HeaderMap;
 use axum::Extension;
 use axum::Json;
 use tower_http::request_id::RequestId;
@@ -32,12 +33,14 @@ use crate::inference::{Protocol, Target};
 pub async fn predict_default(
     State(state): State<AppState>,
     request_id: Option<Extension<RequestId>>,
+    headers: HeaderMap,
     ValidJson(request): ValidJson<PredictRequest>,
 ) -> Result<(Extension<Usage>, Json<PredictResponse>), ApiError> {
     let target = Target {
         model: request.model.as_deref(),
         version: None,
         protocol: Protocol::Http,
+        route_key: route_key(&headers),
     };
     run(&state, target, request_id, &request).await
 }
@@ -64,12 +67,14 @@ pub async fn predict_model(
     State(state): State<AppState>,
     Path(name): Path<String>,
     request_id: Option<Extension<RequestId>>,
+    headers: HeaderMap,
     body: Request,
 ) -> Result<(Extension<Usage>, Json<PredictResponse>), ApiError> {
     let target = Target {
         model: Some(&name),
         version: None,
         protocol: Protocol::Http,
+        route_key: route_key(&headers),
     };
     state.predictor.admit(target)?;
     let ValidJson(request) = ValidJson::<PredictRequest>::from_request(body, &state).await?;
@@ -109,6 +114,7 @@ pub async fn predict_version(
             model: Some(&name),
             version: Some(v),
             protocol: Protocol::Http,
+            route_key: None,
         })?;
     }
     let ValidJson(request) = ValidJson::<PredictRequest>::from_request(body, &state).await?;
@@ -120,11 +126,18 @@ pub async fn predict_version(
             model: Some(&name),
             version: Some(version),
             protocol: Protocol::Http,
+            route_key: None,
         },
         request_id,
         &request,
     )
     .await
+}
+
+/// The `X-Route-Key` header: a sticky canary sends every request with the same key to the same
+/// version (only a hash of it is used; it is never logged or used as a metric label).
+pub fn route_key(headers: &HeaderMap) -> Option<&str> {
+    headers.get("x-route-key").and_then(|v| v.to_str().ok())
 }
 
 /// A version path segment: a positive integer, else the version does not exist.

@@ -403,6 +403,7 @@ async fn run_infer(
                 model: Some(name),
                 version,
                 protocol: Protocol::Http,
+                route_key: None,
             },
             inputs,
             request.id.as_deref(),
