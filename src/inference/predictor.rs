@@ -220,16 +220,25 @@ impl Predictor {
                 .capture
                 .as_ref()
                 .and_then(|c| c.sample(&loaded, &tensors));
+            let mirrored = routed.wants_mirror().then(|| (tensors.clone(), rows));
             let run = self.execute(&loaded, tensors, rows, started).await?;
             if let (Some(c), Some(s)) = (&self.capture, sampled) {
                 c.record(&loaded, s, &run.predictions, id, started);
             }
-            Ok(run)
+            Ok((run, mirrored))
         }
         .await;
+        let (result, mirrored) = match result {
+            Ok((run, mirrored)) => (Ok(run), mirrored),
+            Err(e) => (Err(e), None),
+        };
         self.record(&loaded, &result, target.protocol, started);
         if let (Some(traffic), false) = (&self.traffic, rate_limited(&result)) {
-            traffic.answered_tensors(&routed, result.is_ok(), started.elapsed());
+            let answers = result
+                .as_ref()
+                .map(|r| r.predictions.as_slice())
+                .map_err(|_| ());
+            traffic.answered_tensors(routed, answers, started.elapsed(), mirrored);
         }
         let run = result?;
         let outputs = loaded

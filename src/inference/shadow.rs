@@ -15,6 +15,7 @@ use super::instances::decode;
 use super::json_instance::Instance;
 use super::prediction::{predictions, Prediction};
 use super::traffic::CanaryRun;
+use crate::engine::Tensor;
 use crate::monitoring::{Comparison, Metrics, ShadowOutcome};
 use crate::repository::LoadedVersion;
 
@@ -37,14 +38,22 @@ pub struct Mirror {
     timeout: Duration,
 }
 
-/// One mirrored request: the answered one's instances and answers, and the version to ask.
+/// One mirrored request: the answered one's inputs and answers, and the version to ask.
 #[derive(Debug)]
 pub struct MirrorJob {
     pub answered_by: Arc<LoadedVersion>,
     pub mirror_to: Arc<LoadedVersion>,
-    pub instances: Vec<Instance>,
+    pub input: MirrorInput,
     pub answers: Vec<Prediction>,
     pub sink: Sink,
+}
+
+/// What the mirrored version is asked: the JSON instances (REST `/predict` family), decoded
+/// through its own contract, or the checked input tensors of a tensor protocol (V2, gRPC).
+#[derive(Debug)]
+pub enum MirrorInput {
+    Instances(Vec<Instance>),
+    Tensors { tensors: Vec<Tensor>, rows: usize },
 }
 
 /// Releases a mirror slot when dropped.
@@ -90,7 +99,7 @@ impl Mirror {
         tokio::spawn(async move {
             let _slot = slot;
             let started = Instant::now();
-            let result = ask(&job.mirror_to, &job.instances, deadline).await;
+            let result = ask(&job.mirror_to, job.input, deadline).await;
             let took = started.elapsed();
             let to = &job.mirror_to;
             match (result, &job.sink) {
@@ -127,19 +136,25 @@ impl Mirror {
     }
 }
 
-/// Runs the instances on `version`, through its own contract and queue.
+/// Runs the input on `version`, through its own contract and queue.
 async fn ask(
     version: &LoadedVersion,
-    instances: &[Instance],
+    input: MirrorInput,
     deadline: Instant,
 ) -> Result<Vec<Prediction>, String> {
-    let inputs = decode(&version.contract.input, instances).map_err(|e| e.to_string())?;
+    let (inputs, rows) = match input {
+        MirrorInput::Instances(instances) => (
+            decode(&version.contract.input, &instances).map_err(|e| e.to_string())?,
+            instances.len(),
+        ),
+        MirrorInput::Tensors { tensors, rows } => (tensors, rows),
+    };
     let run = version
         .queue
         .run(inputs, deadline)
         .await
         .map_err(|e| e.to_string())?;
-    predictions(&version.contract, &run.outputs, instances.len())
+    predictions(&version.contract, &run.outputs, rows)
 }
 
 /// Compares two versions' answers to the same instances: same label (classifiers), or values

@@ -16,7 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::json_instance::Instance;
 use super::prediction::Prediction;
 use super::predictor::Target;
-use super::shadow::{Mirror, MirrorJob, Sink};
+use super::shadow::{Mirror, MirrorInput, MirrorJob, Sink};
+use crate::engine::Tensor;
 use crate::monitoring::{Comparison, Metrics};
 use crate::repository::{
     Canary, Catalog, LoadedVersion, Reloader, ResolveError, RollbackRule, RollbackTrigger,
@@ -47,6 +48,11 @@ pub struct Routed {
 }
 
 impl Routed {
+    /// Whether this request is to be mirrored once answered (its inputs must then be kept).
+    pub fn wants_mirror(&self) -> bool {
+        self.mirror.is_some()
+    }
+
     /// A request that is not split.
     pub fn plain(loaded: Arc<LoadedVersion>) -> Routed {
         Routed {
@@ -139,17 +145,35 @@ impl Traffic {
             self.mirror.start(MirrorJob {
                 answered_by: routed.loaded,
                 mirror_to,
-                instances: instances.to_vec(),
+                input: MirrorInput::Instances(instances.to_vec()),
                 answers: answers.to_vec(),
                 sink,
             });
         }
     }
 
-    /// Records a routed tensor-protocol request (no mirror: only the canary's window).
-    pub fn answered_tensors(&self, routed: &Routed, ok: bool, took: Duration) {
+    /// Records a routed tensor-protocol request: the canary's window, then its mirror, if any
+    /// (`mirrored` holds the checked input tensors, copied before the run when `wants_mirror`).
+    pub fn answered_tensors(
+        &self,
+        routed: Routed,
+        outcome: Result<&[Prediction], ()>,
+        took: Duration,
+        mirrored: Option<(Vec<Tensor>, usize)>,
+    ) {
         if let Some((run, to_canary)) = &routed.canary {
-            run.record(*to_canary, ok, took);
+            run.record(*to_canary, outcome.is_ok(), took);
+        }
+        if let (Some((mirror_to, sink)), Ok(answers), Some((tensors, rows))) =
+            (routed.mirror, outcome, mirrored)
+        {
+            self.mirror.start(MirrorJob {
+                answered_by: routed.loaded,
+                mirror_to,
+                input: MirrorInput::Tensors { tensors, rows },
+                answers: answers.to_vec(),
+                sink,
+            });
         }
     }
 

@@ -74,6 +74,44 @@ async fn wait_for_metric(app: &Router, series: &str, at_least: f64) -> String {
 }
 
 #[tokio::test]
+async fn tensor_protocol_requests_are_mirrored_to_the_shadow_too() {
+    let repo = iris_with_worse_v2("[shadow]\nversion = 2\nfraction = 1.0\n");
+    let app = loaded(repo.path(), &[]).router();
+    let rows = golden_rows();
+    let mut served_zero = 0usize;
+    for row in &rows {
+        let body = json!({"inputs": [{
+            "name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": row
+        }]});
+        let r = post(&app, "/v2/models/iris/infer", &body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let answer = r.json();
+        assert_eq!(answer["model_version"], "1", "the serving version answers");
+        let label = answer["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == "label")
+            .unwrap()["data"][0]
+            .clone();
+        served_zero += usize::from(label == 0);
+    }
+    assert!(served_zero > 0 && served_zero < rows.len());
+    let series = |name: &str| format!(r#"{name}{{model="iris",version="2"}}"#);
+    let text = wait_for_metric(
+        &app,
+        &series("infera_shadow_instances_total"),
+        rows.len() as f64,
+    )
+    .await;
+    assert_eq!(
+        metrics_value(&text, &series("infera_shadow_agreements_total")),
+        served_zero as f64,
+        "V2 tensors reach the shadow, which answers class 0 on every row"
+    );
+}
+
+#[tokio::test]
 async fn a_shadow_never_changes_the_answer_and_its_agreement_is_measured() {
     let repo = iris_with_worse_v2("[shadow]\nversion = 2\nfraction = 1.0\n");
     let app = loaded(repo.path(), &[]).router();
