@@ -98,7 +98,10 @@ def run(args: argparse.Namespace, label: str, extra_server: list[str], headers: 
                "--phases", "examples,coverage,fuzzing,stateful",
                "--max-examples", str(args.max_examples), "--max-time", str(args.max_time),
                "--seed", str(args.seed), "--request-timeout", "10", "--no-color",
-               "--workers", "2"]
+               # One worker: hypothesis parses source with `ast` in every worker thread, and
+               # CPython 3.11's AST constructor is not thread-safe ("AST constructor recursion
+               # depth mismatch", CPython gh-106905); with two workers a run hit it.
+               "--workers", "1"]
         for header in headers:
             cmd += ["--header", header]
         print(f"== schemathesis, {label}", flush=True)
