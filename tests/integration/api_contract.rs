@@ -48,11 +48,18 @@ async fn post_on_the_v1_status_route_is_405_before_the_body_is_read() {
 async fn a_body_that_is_not_json_is_a_documented_415() {
     let app = shipped().router();
     let spec = infera::api::spec();
-    for uri in ["/v1/models/iris:predict", "/models/iris/feedback"] {
+    for uri in [
+        "/v1/models/iris:predict",
+        "/models/iris/feedback",
+        "/models/iris/explain",
+        "/models/iris/versions/1/explain",
+    ] {
         let reply = call(&app, Method::POST, uri, Some("text/plain"), "{}").await;
         let (_, kind) = reply.error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
         assert_eq!(kind, "unsupported_media_type");
-        let path = uri.replace("iris", "{name}");
+        let path = uri
+            .replace("iris", "{name}")
+            .replace("/versions/1/", "/versions/{version}/");
         let responses = &spec.paths.paths[&path].post.as_ref().unwrap().responses;
         for status in ["413", "415", "422"] {
             assert!(

@@ -166,7 +166,7 @@ impl From<ExplainOutcome> for ExplainResponse {
     post,
     path = "/models/{name}/explain",
     tag = "explain",
-    params(("name" = String, Path, description = "Model name")),
+    params(("name" = String, Path, example = "iris", description = "Model name")),
     request_body = ExplainRequest,
     responses(
         (status = 200, description = "One explanation per instance", body = ExplainResponse),
@@ -199,8 +199,8 @@ pub async fn explain_model(
     path = "/models/{name}/versions/{version}/explain",
     tag = "explain",
     params(
-        ("name" = String, Path, description = "Model name"),
-        ("version" = u64, Path, description = "Model version (positive integer)"),
+        ("name" = String, Path, example = "iris", description = "Model name"),
+        ("version" = u64, Path, example = 1, description = "Model version (positive integer)"),
     ),
     request_body = ExplainRequest,
     responses(
