@@ -90,11 +90,12 @@ async fn the_served_spec_asks_for_a_key_only_when_the_server_has_keys() {
     std::fs::write(
         &keys,
         format!(
-            "[[keys]]\nname = \"app\"\nsha256 = \"{}\"\nscopes = [\"predict\"]\n",
+            "[[keys]]\nname = \"app\"\nsha256 = \"{}\"\nscopes = [\"predict\", \"admin\"]\n",
             infera::auth::hash_key("app-key-0123456789")
         ),
     )
     .unwrap();
+    // With the admin scope on some key, so the admin API (part of the committed spec) is mounted.
     let keyed = loaded(
         &shipped_models(),
         &["--api-keys-file", keys.to_str().unwrap()],
