@@ -17,7 +17,8 @@ limits (--max-connections 10000, --header-timeout-ms 10000, --max-body-bytes 4 M
 
 After each phase it reads the server's RSS (/proc/PID/status VmRSS) and, at the end, prints a
 Markdown table: good-request p50 / p99 and their ratio to the quiet p99, good requests per
-second, the abusive answers by status class, connection errors, RSS. The verdict lines check the
+second, the abusive answers by status class, connection errors, RSS, and the CPU seconds infera
+and this script (the attacker) used in the phase. The verdict lines check the
 issue's bar: every hostile pass's p99 within 2x of the quiet one, RSS after passes 2..N within
 10% of RSS after pass 1, no 5xx other than 503, and the process alive. Exit 1 if a check fails.
 Only the standard library is used.
@@ -272,6 +273,12 @@ def rss_mib(pid: int) -> float:
     return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (/proc/PID/stat utime, stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def good_load(loadgen: str, base: str, body: Path, seconds: float, conns: int) -> dict:
     out = subprocess.run([loadgen, "--url", base + GOOD_PATH, "--body", str(body),
                           "--connections", str(conns), "--duration-secs", str(int(seconds)),
@@ -280,7 +287,7 @@ def good_load(loadgen: str, base: str, body: Path, seconds: float, conns: int) -
 
 
 def phase(name: str, good: dict, abuse: Abuse | None, counter: Counter | None, rss: float,
-          quiet_p99: float | None) -> dict:
+          quiet_p99: float | None, cpu: tuple[float, float | None]) -> dict:
     ok = good["latency_us"]["ok"]
     return {"phase": name, "p50_ms": ok["p50"] / 1000, "p99_ms": ok["p99"] / 1000,
             "ratio": (ok["p99"] / quiet_p99) if quiet_p99 else 1.0, "ok_rps": good["ok_rps"],
@@ -289,13 +296,15 @@ def phase(name: str, good: dict, abuse: Abuse | None, counter: Counter | None, r
             "abuse_5xx": dict(abuse.kinds_5xx) if abuse else {},
             "abuse_errors": abuse.errors if abuse else 0,
             "abuse_sent": abuse.sent if abuse else 0,
-            "conns": dict(counter) if counter else {}, "rss_mib": rss}
+            "conns": dict(counter) if counter else {}, "rss_mib": rss,
+            "infera_cpu_s": cpu[0], "attacker_cpu_s": cpu[1]}
 
 
 def table(rows: list[dict]) -> str:
     out = ["| phase | good p50 ms | good p99 ms | p99 / quiet | good req/s | good non-200 | "
-           "abusive sent | abusive answers | conn. errors | idle / slow conns opened | RSS MiB |",
-           "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|"]
+           "abusive sent | abusive answers | conn. errors | idle / slow conns opened | RSS MiB | "
+           "infera CPU s | attacker CPU s |",
+           "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|"]
     for r in rows:
         answers = ", ".join(f"{k}: {v}" for k, v in sorted(r["abuse"].items())) or "-"
         conns = r["conns"]
@@ -303,7 +312,8 @@ def table(rows: list[dict]) -> str:
                   if conns else "-")
         out.append(f"| {r['phase']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['ratio']:.2f} | "
                    f"{r['ok_rps']:.0f} | {r['good_errors']} | {r['abuse_sent'] or '-'} | {answers} | "
-                   f"{r['abuse_errors']} | {opened} | {r['rss_mib']:.1f} |")
+                   f"{r['abuse_errors']} | {opened} | {r['rss_mib']:.1f} | {r['infera_cpu_s']:.1f} | "
+                   + (f"{r['attacker_cpu_s']:.1f} |" if r["attacker_cpu_s"] is not None else "- |"))
     return "\n".join(out)
 
 
@@ -334,25 +344,31 @@ def main() -> int:
     rows: list[dict] = []
     try:
         good_load(args.loadgen, base, body, 3, args.connections)  # warm-up
+        cpu0 = cpu_seconds(proc.pid)
         quiet = good_load(args.loadgen, base, body, seconds, args.connections)
         quiet_p99 = quiet["latency_us"]["ok"]["p99"]
-        rows.append(phase("quiet", quiet, None, None, rss_mib(proc.pid), None))
+        rows.append(phase("quiet", quiet, None, None, rss_mib(proc.pid), None,
+                          (cpu_seconds(proc.pid) - cpu0, None)))
         print(f"quiet: p99 {quiet_p99 / 1000:.2f} ms", flush=True)
         for n in range(1, args.passes + 1):
             result: dict = {}
             t = threading.Thread(target=lambda: result.update(
                 good=good_load(args.loadgen, base, body, seconds, args.connections)))
+            cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
             t.start()
             abuse, counter = asyncio.run(hostile(host, int(port), args, seconds, seed=n))
             t.join()
+            cpu = (cpu_seconds(proc.pid) - cpu0, time.process_time() - own0)
             time.sleep(1)  # let the server close what the attackers left
             if proc.poll() is not None:
                 raise SystemExit(f"infera died in pass {n} (exit {proc.returncode})")
             rows.append(phase(f"hostile pass {n}", result["good"], abuse, counter,
-                              rss_mib(proc.pid), quiet_p99))
+                              rss_mib(proc.pid), quiet_p99, cpu))
             print(f"pass {n}: {rows[-1]}", flush=True)
+        cpu0 = cpu_seconds(proc.pid)
         after = good_load(args.loadgen, base, body, seconds, args.connections)
-        rows.append(phase("quiet after", after, None, None, rss_mib(proc.pid), quiet_p99))
+        rows.append(phase("quiet after", after, None, None, rss_mib(proc.pid), quiet_p99,
+                          (cpu_seconds(proc.pid) - cpu0, None)))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
