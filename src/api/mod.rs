@@ -41,6 +41,9 @@ pub fn router(state: AppState) -> Router {
     let (api, spec) = routes.split_for_parts();
     let mut spec = spec;
     openapi::finish(&mut spec);
+    if !state.access.enabled() {
+        openapi::without_keys(&mut spec);
+    }
     let per_request = ServiceBuilder::new()
         .layer(axum::middleware::from_fn(middleware::sanitize_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::default()))
@@ -66,10 +69,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             middleware::response_headers,
         ));
-    let v1 = Router::new().route(
-        "/v1/models/{name}",
-        axum::routing::get(v1::status).post(v1::predict),
-    );
+    let v1 = Router::new().route("/v1/models/{name}", axum::routing::any(v1::dispatch));
     api.merge(v1)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(not_found)

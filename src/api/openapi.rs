@@ -136,6 +136,20 @@ pub fn finish(spec: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// The document a server without API keys serves: the same operations with no security
+/// requirement and no 401 / 403 answers, because that server never asks for a key (the
+/// committed `openapi/openapi.json` describes a server with a keys file).
+pub fn without_keys(spec: &mut utoipa::openapi::OpenApi) {
+    for item in spec.paths.paths.values_mut() {
+        for (_, operation) in operations(item) {
+            if operation.security.take().is_some() {
+                operation.responses.responses.remove("401");
+                operation.responses.responses.remove("403");
+            }
+        }
+    }
+}
+
 fn operations(
     item: &mut utoipa::openapi::PathItem,
 ) -> Vec<(axum::http::Method, &mut utoipa::openapi::path::Operation)> {

@@ -2,6 +2,7 @@
 
 mod access;
 mod admin;
+mod api_contract;
 mod batching;
 mod capture;
 mod capture_paths;

@@ -57,7 +57,7 @@ pub async fn repository_index(State(state): State<AppState>) -> Json<RepositoryI
     post,
     path = "/admin/models/{name}/load",
     tag = "admin",
-    params(("name" = String, Path, description = "A model directory of the repository")),
+    params(("name" = String, Path, example = "diabetes", description = "A model directory of the repository")),
     responses(
         (status = 200, description = "What changed, and the model's versions now", body = AdminResult),
         (status = 404, description = "No such model directory in the repository", body = ErrorBody),
@@ -77,7 +77,7 @@ pub async fn load_model(
     post,
     path = "/admin/models/{name}/unload",
     tag = "admin",
-    params(("name" = String, Path, description = "Model name")),
+    params(("name" = String, Path, example = "diabetes", description = "Model name")),
     responses(
         (status = 200, description = "What changed", body = AdminResult),
         (status = 404, description = "Unknown model", body = ErrorBody),

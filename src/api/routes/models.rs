@@ -66,7 +66,7 @@ pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
     get,
     path = "/models/{name}",
     tag = "models",
-    params(("name" = String, Path, description = "Model name")),
+    params(("name" = String, Path, example = "iris", description = "Model name")),
     responses(
         (status = 200, description = "Model card, contract and versions", body = ModelDetail),
         (status = 404, description = "Unknown model", body = ErrorBody),

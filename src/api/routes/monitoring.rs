@@ -92,13 +92,15 @@ pub struct FeedbackResponse {
     post,
     path = "/models/{name}/feedback",
     tag = "monitoring",
-    params(("name" = String, Path, description = "Model name")),
+    params(("name" = String, Path, example = "iris", description = "Model name")),
     request_body = FeedbackRequest,
     responses(
         (status = 200, description = "Feedback joined with the kept predictions", body = FeedbackResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 404, description = "Unknown model", body = ErrorBody),
-        (status = 422, description = "An item gives no answer or several", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "Well-formed JSON of the wrong shape, or an item that gives no answer or several", body = ErrorBody),
     )
 )]
 pub async fn feedback(
@@ -180,7 +182,7 @@ fn capture_feedback(state: &AppState, model: &str, items: &[FeedbackItem]) {
     get,
     path = "/models/{name}/monitoring",
     tag = "monitoring",
-    params(("name" = String, Path, description = "Model name")),
+    params(("name" = String, Path, example = "iris", description = "Model name")),
     responses(
         (status = 200, description = "Accuracy, drift, windows, status and the reference used", body = MonitoringView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -205,8 +207,8 @@ pub async fn monitoring(
     path = "/models/{name}/versions/{version}/monitoring",
     tag = "monitoring",
     params(
-        ("name" = String, Path, description = "Model name"),
-        ("version" = u64, Path, description = "Model version"),
+        ("name" = String, Path, example = "iris", description = "Model name"),
+        ("version" = u64, Path, example = 1, description = "Model version"),
     ),
     responses(
         (status = 200, description = "Accuracy, drift, windows, status and the reference used", body = MonitoringView),

@@ -50,7 +50,7 @@ pub async fn predict_default(
     post,
     path = "/models/{name}/predict",
     tag = "inference",
-    params(("name" = String, Path, description = "Model name")),
+    params(("name" = String, Path, example = "iris", description = "Model name")),
     request_body = PredictRequest,
     responses(
         (status = 200, description = "One prediction per instance", body = PredictResponse),
@@ -88,8 +88,8 @@ pub async fn predict_model(
     path = "/models/{name}/versions/{version}/predict",
     tag = "inference",
     params(
-        ("name" = String, Path, description = "Model name"),
-        ("version" = u64, Path, description = "Model version (positive integer)"),
+        ("name" = String, Path, example = "iris", description = "Model name"),
+        ("version" = u64, Path, example = 1, description = "Model version (positive integer)"),
     ),
     request_body = PredictRequest,
     responses(

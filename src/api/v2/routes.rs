@@ -146,7 +146,7 @@ pub(in crate::api) fn metadata(
     get,
     path = "/v2/models/{name}",
     tag = "v2",
-    params(("name" = String, Path)),
+    params(("name" = String, Path, example = "iris")),
     responses((status = 200, body = ModelMetadata), (status = 404, body = V2Error), (status = 503, body = V2Error))
 )]
 pub async fn model_metadata(
@@ -161,7 +161,7 @@ pub async fn model_metadata(
     get,
     path = "/v2/models/{name}/versions/{version}",
     tag = "v2",
-    params(("name" = String, Path), ("version" = String, Path)),
+    params(("name" = String, Path, example = "iris"), ("version" = String, Path, example = "1")),
     responses((status = 200, body = ModelMetadata), (status = 404, body = V2Error), (status = 503, body = V2Error))
 )]
 pub async fn version_metadata(
@@ -216,7 +216,7 @@ fn model_ready_answer(
     get,
     path = "/v2/models/{name}/ready",
     tag = "v2",
-    params(("name" = String, Path)),
+    params(("name" = String, Path, example = "iris")),
     responses((status = 200, body = ModelReadyBody), (status = 503, body = ModelReadyBody), (status = 404, body = V2Error))
 )]
 pub async fn model_ready(
@@ -231,7 +231,7 @@ pub async fn model_ready(
     get,
     path = "/v2/models/{name}/versions/{version}/ready",
     tag = "v2",
-    params(("name" = String, Path), ("version" = String, Path)),
+    params(("name" = String, Path, example = "iris"), ("version" = String, Path, example = "1")),
     responses((status = 200, body = ModelReadyBody), (status = 503, body = ModelReadyBody), (status = 404, body = V2Error))
 )]
 pub async fn version_ready(
@@ -247,7 +247,7 @@ pub async fn version_ready(
     post,
     path = "/v2/models/{name}/infer",
     tag = "v2",
-    params(("name" = String, Path)),
+    params(("name" = String, Path, example = "iris")),
     request_body = InferRequest,
     responses(
         (status = 200, body = InferResponse),
@@ -272,7 +272,7 @@ pub async fn infer(
     post,
     path = "/v2/models/{name}/versions/{version}/infer",
     tag = "v2",
-    params(("name" = String, Path), ("version" = String, Path)),
+    params(("name" = String, Path, example = "iris"), ("version" = String, Path, example = "1")),
     request_body = InferRequest,
     responses(
         (status = 200, body = InferResponse),
