@@ -31,9 +31,14 @@ COPY tests ./tests
 # crt-static + an explicit --target gives a fully static glibc binary (build scripts and proc
 # macros stay dynamic because they are built for the host), so the runtime stage needs no libc.
 # Symbols are stripped (about 10 MB less); debug info is already off in the release profile.
+# Whole-program (fat) LTO with one codegen unit drops the code no path reaches across crates
+# (arrow/parquet, tonic, tract carry much of it): a smaller image, at the price of a longer
+# final link. Only the image is built this way; `cargo build --release` stays fast.
 # Generic x86-64 code: no target-cpu=native, the image must run on any x86-64 machine.
 ENV RUSTFLAGS="-C target-feature=+crt-static" \
     CARGO_PROFILE_RELEASE_STRIP=symbols \
+    CARGO_PROFILE_RELEASE_LTO=fat \
+    CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
     CARGO_TERM_COLOR=never \
     CARGO_NET_RETRY=5
 RUN --mount=type=cache,id=infera-cargo-registry,target=/usr/local/cargo/registry \
