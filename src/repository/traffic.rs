@@ -19,11 +19,12 @@ pub const MAX_ROLLBACK_WINDOW: usize = 100_000;
 #[serde(deny_unknown_fields)]
 pub struct Shadow {
     /// The version that receives the mirrored requests; kept loaded by the version policy.
-    #[schema(example = 2)]
+    #[serde(deserialize_with = "version_number")]
+    #[schema(example = 2, minimum = 1)]
     pub version: u64,
     /// Share of the requests mirrored, in (0, 1] (default 1).
     #[serde(default = "one")]
-    #[schema(example = 0.1)]
+    #[schema(example = 0.1, exclusive_minimum = 0.0, maximum = 1.0)]
     pub fraction: f64,
 }
 
@@ -32,10 +33,11 @@ pub struct Shadow {
 #[serde(deny_unknown_fields)]
 pub struct Canary {
     /// The candidate version; kept loaded by the version policy, never the default version.
-    #[schema(example = 2)]
+    #[serde(deserialize_with = "version_number")]
+    #[schema(example = 2, minimum = 1)]
     pub version: u64,
     /// Share of the requests (that name no version) it answers, in [0, 1].
-    #[schema(example = 0.1)]
+    #[schema(example = 0.1, minimum = 0.0, maximum = 1.0)]
     pub fraction: f64,
     /// Route by a hash of the request's `X-Route-Key` header when it has one, so one key
     /// always meets the same version (default false: each request is drawn at random).
@@ -54,28 +56,45 @@ pub struct RollbackRule {
     /// Largest share of failed canary requests above the stable version's own share over its
     /// last `window` requests, in [0, 1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = 0.05)]
+    #[schema(example = 0.05, minimum = 0.0, maximum = 1.0)]
     pub max_error_rate: Option<f64>,
     /// Largest p99 latency of successful canary requests, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = 50.0)]
+    #[schema(example = 50.0, exclusive_minimum = 0.0)]
     pub max_p99_ms: Option<f64>,
     /// Least share of canary instances whose label (or value, within 1e-6 relative) agrees with
     /// the stable version's, in [0, 1]. The stable version then runs off the request path on
     /// canary requests to compare.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = 0.9)]
+    #[schema(example = 0.9, minimum = 0.0, maximum = 1.0)]
     pub min_agreement: Option<f64>,
     /// Requests (instances for agreement) in the window (default 200).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100_000)]
     pub window: Option<usize>,
     /// Least requests (instances for agreement) in the window before it judges (default 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub min_samples: Option<usize>,
 }
 
 fn one() -> f64 {
     1.0
+}
+
+/// A version number, also when a client's JSON writes it as a whole float (`2.0`), as JSON
+/// Schema's `integer` allows.
+fn version_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(v) = n.as_u64() {
+        return Ok(v);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Ok(f as u64),
+        _ => Err(serde::de::Error::custom(format!(
+            "a version is a whole number >= 1, got {n}"
+        ))),
+    }
 }
 
 impl RollbackRule {

@@ -432,6 +432,11 @@ def monitoring_settings(models_dir, model):
         return tomllib.load(f).get("monitoring", {})
 
 
+def card_has(models_dir, model, section):
+    with open(os.path.join(models_dir, model, "model.toml"), "rb") as f:
+        return section in tomllib.load(f)
+
+
 def send_traffic(infera, models_dir, models, rounds_instances):
     """Valid predictions for every model (golden inputs), feedback for them, and a few errors."""
     predicted = {}
@@ -527,6 +532,14 @@ def cmd_prometheus(prom_url, infera, dashboard_path, models_dir, *flags):
         "infera_feature_drift_psi": (not profiles, "no model version has a profile.json"),
         "infera_prediction_drift_psi": (not profiles, "no model version has a profile.json"),
         "infera_rate_limited_total": (True, "the test container sets no rate limit"),
+        "infera_shadow_": (
+            not any(card_has(models_dir, m, "shadow") for m in models),
+            "no model card sets [shadow] (the admin API is off without an admin key)",
+        ),
+        "infera_canary_": (
+            not any(card_has(models_dir, m, "canary") for m in models),
+            "no model card sets [canary] (the admin API is off without an admin key)",
+        ),
     }
     # The feedback sent above gives known answers: every tenth class wrong, regression values off
     # by 5 and 3 in turn.

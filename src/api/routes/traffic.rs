@@ -21,7 +21,9 @@ use crate::repository::{Canary, RollbackTrigger, Shadow};
     request_body = Shadow,
     responses(
         (status = 200, description = "The shadow applies; the model's versions now", body = AdminResult),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
         (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 415, description = "The body is not declared as application/json", body = ErrorBody),
         (status = 422, description = "A fraction out of range, or a version not in the repository", body = ErrorBody),
     )
 )]
@@ -65,7 +67,9 @@ pub async fn clear_shadow(
     request_body = Canary,
     responses(
         (status = 200, description = "The canary applies; the model's versions now", body = AdminResult),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
         (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 415, description = "The body is not declared as application/json", body = ErrorBody),
         (status = 422, description = "A setting out of range, or a version not in the repository", body = ErrorBody),
     )
 )]
