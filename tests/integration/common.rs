@@ -235,3 +235,33 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// A V2 binary-extension inference (`header` JSON, then `tail` bytes): the status, the JSON
+/// head of the answer and its binary tail (empty for a JSON-only answer).
+pub async fn binary_infer(
+    app: &Router,
+    model: &str,
+    header: &Value,
+    tail: &[u8],
+) -> (StatusCode, Value, Vec<u8>) {
+    let header = header.to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend_from_slice(tail);
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/v2/models/{model}/infer"))
+        .header("content-type", "application/octet-stream")
+        .header("inference-header-content-length", header.len())
+        .body(Body::from(body))
+        .unwrap();
+    let reply = app.clone().oneshot(request).await.unwrap();
+    let status = reply.status();
+    let json_len: Option<usize> = reply
+        .headers()
+        .get("inference-header-content-length")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let bytes = reply.into_body().collect().await.unwrap().to_bytes();
+    let json_len = json_len.unwrap_or(bytes.len());
+    let head: Value = serde_json::from_slice(&bytes[..json_len]).unwrap();
+    (status, head, bytes[json_len..].to_vec())
+}

@@ -2,11 +2,11 @@
 //! and out through V2 JSON, the V2 binary extension and /predict, and outputs named and ordered
 //! as in the graph even where tract's optimiser replaces the output node.
 
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{json, Value};
 use tract_onnx::pb::tensor_proto::DataType as OnnxType;
 
-use crate::common::{get, loaded, post};
+use crate::common::{binary_infer, get, loaded, post};
 use crate::onnx::{io, node, write};
 
 /// ONNX element type, V2 datatype name, card name, little-endian encoder for small integers.
@@ -85,38 +85,15 @@ fn adder(repo: &std::path::Path, name: &str, elem: OnnxType) {
     );
 }
 
-async fn binary_infer(app: &axum::Router, model: &str, header: &Value, data: &[u8]) -> Vec<u8> {
-    let header = header.to_string();
-    let mut body = header.clone().into_bytes();
-    body.extend_from_slice(data);
-    let request = axum::http::Request::builder()
-        .method(Method::POST)
-        .uri(format!("/v2/models/{model}/infer"))
-        .header("content-type", "application/octet-stream")
-        .header("inference-header-content-length", header.len())
-        .body(axum::body::Body::from(body))
-        .unwrap();
-    let response = tower::ServiceExt::oneshot(app.clone(), request)
-        .await
-        .unwrap();
-    let status = response.status();
-    let json_len: Option<usize> = response
-        .headers()
-        .get("inference-header-content-length")
-        .and_then(|v| v.to_str().ok()?.parse().ok());
-    let bytes = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    assert_eq!(status, StatusCode::OK, "{model}: {:?}", bytes);
-    let json_len = json_len.expect("binary reply names its JSON header length");
-    let head: Value = serde_json::from_slice(&bytes[..json_len]).unwrap();
+async fn binary_ok(app: &axum::Router, model: &str, header: &Value, data: &[u8]) -> Vec<u8> {
+    let (status, head, tail) = binary_infer(app, model, header, data).await;
+    assert_eq!(status, StatusCode::OK, "{model}: {head}");
     assert_eq!(
         head["outputs"][0]["shape"],
         json!([2, 2]),
         "{model}: {head}"
     );
-    bytes[json_len..].to_vec()
+    tail
 }
 
 #[tokio::test]
@@ -161,7 +138,7 @@ async fn every_numeric_datatype_is_served_as_declared_in_json_binary_and_predict
         let mut want = Vec::new();
         [2, 4, 6, 8].iter().for_each(|x| want.extend((case.le)(*x)));
         assert_eq!(
-            binary_infer(&app, model, &header, &bytes).await,
+            binary_ok(&app, model, &header, &bytes).await,
             want,
             "{model}"
         );

@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::{copy_dir, get, loaded, post, Reply};
+use crate::common::{binary_infer, copy_dir, get, loaded, post, Reply};
 
 const MODELS: [&str; 4] = [
     "str_logreg_clf_iris",
@@ -46,39 +46,6 @@ fn bytes_layout(items: &[&str]) -> Vec<u8> {
         out.extend_from_slice(s.as_bytes());
     }
     out
-}
-
-async fn binary_infer(
-    app: &axum::Router,
-    model: &str,
-    header: &Value,
-    tail: &[u8],
-) -> (StatusCode, Value, Vec<u8>) {
-    let header = header.to_string();
-    let mut body = header.clone().into_bytes();
-    body.extend_from_slice(tail);
-    let request = axum::http::Request::builder()
-        .method(Method::POST)
-        .uri(format!("/v2/models/{model}/infer"))
-        .header("content-type", "application/octet-stream")
-        .header("inference-header-content-length", header.len())
-        .body(axum::body::Body::from(body))
-        .unwrap();
-    let reply = tower::ServiceExt::oneshot(app.clone(), request)
-        .await
-        .unwrap();
-    let status = reply.status();
-    let json_len: Option<usize> = reply
-        .headers()
-        .get("inference-header-content-length")
-        .map(|v| v.to_str().unwrap().parse().unwrap());
-    let bytes = http_body_util::BodyExt::collect(reply.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let json_len = json_len.unwrap_or(bytes.len());
-    let head: Value = serde_json::from_slice(&bytes[..json_len]).unwrap();
-    (status, head, bytes[json_len..].to_vec())
 }
 
 #[tokio::test]
