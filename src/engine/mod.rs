@@ -2,6 +2,7 @@
 //! CPU worker threads that runs them. Nothing here knows about HTTP; the only file that names
 //! tract types is `runtime/` (loading, plan execution, tensor conversion).
 
+mod dispatch;
 mod error;
 mod ml;
 mod pool;

@@ -6,14 +6,13 @@
 //! post takes one batch from the queue, re-posts the queue if work remains (so another worker can
 //! serve it in parallel, and other models' posts get their turn), then runs the batch.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
-use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
+use crossbeam_channel::{unbounded, Receiver, TryRecvError};
 
+use super::dispatch::Dispatcher;
 use super::queue::{BatchPolicy, JobObserver, ModelQueue};
 use super::runtime::{single_threaded_scope, CompiledModel};
 
@@ -41,50 +40,13 @@ impl Default for PoolConfig {
     }
 }
 
-/// What the queues share with the pool.
-pub(crate) struct PoolShared {
-    /// Wake-up posts, at most one per queue at a time (see [`ModelQueue::schedule`]).
-    wake: ArcSwapOption<Sender<Arc<ModelQueue>>>,
-    /// Posts waiting in the wake-up channel (for tests and the queue-bound invariant).
-    pending: AtomicUsize,
-    pub(crate) retry_after: Duration,
-    running: AtomicUsize,
-}
-
-impl PoolShared {
-    /// Posts `queue` for a worker; false once the pool has shut down. Only
-    /// [`ModelQueue::schedule`] calls this, after winning the queue's `posted` flag.
-    pub(crate) fn wake(&self, queue: Arc<ModelQueue>) -> bool {
-        let guard = self.wake.load();
-        let Some(tx) = guard.as_ref() else {
-            return false;
-        };
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        if tx.send(queue).is_err() {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-            return false;
-        }
-        true
-    }
-
-    /// Whether the pool still takes work.
-    pub(crate) fn is_open(&self) -> bool {
-        self.wake.load().is_some()
-    }
-
-    pub(crate) fn running_inc(&self) {
-        self.running.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn running_dec(&self) {
-        self.running.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+/// The dispatcher the pool's queues post themselves on.
+type PoolDispatch = Dispatcher<Arc<ModelQueue>>;
 
 /// A fixed set of inference threads serving every model version's queue. The threads live as
 /// long as the pool or any of its queues (or until [`WorkerPool::close`]).
 pub struct WorkerPool {
-    shared: Arc<PoolShared>,
+    shared: Arc<PoolDispatch>,
     config: PoolConfig,
     handles: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -102,12 +64,7 @@ impl WorkerPool {
     pub fn start(config: PoolConfig) -> std::io::Result<WorkerPool> {
         let workers = config.workers.max(1);
         let (tx, rx) = unbounded::<Arc<ModelQueue>>();
-        let shared = Arc::new(PoolShared {
-            wake: ArcSwapOption::from_pointee(tx),
-            retry_after: config.retry_after,
-            running: AtomicUsize::new(0),
-            pending: AtomicUsize::new(0),
-        });
+        let shared = Arc::new(Dispatcher::new(tx, config.retry_after));
         let mut handles = Vec::with_capacity(workers);
         for i in 0..workers {
             let (rx, idle_poll, shared) = (rx.clone(), config.idle_poll, shared.clone());
@@ -145,17 +102,17 @@ impl WorkerPool {
 
     /// Model calls running on a worker right now.
     pub fn running(&self) -> usize {
-        self.shared.running.load(Ordering::Relaxed)
+        self.shared.running()
     }
 
     /// Wake-up posts waiting for a worker: never more than the number of live queues.
     pub fn pending_wakeups(&self) -> usize {
-        self.shared.pending.load(Ordering::Relaxed)
+        self.shared.pending()
     }
 
     /// Stops taking jobs; workers finish what is queued and exit, without waiting for them.
     pub fn close(&self) {
-        self.shared.wake.store(None);
+        self.shared.close();
     }
 
     /// Stops taking jobs, lets the workers finish what is queued, and joins them.
@@ -172,9 +129,9 @@ impl WorkerPool {
     }
 }
 
-fn worker_loop(rx: Receiver<Arc<ModelQueue>>, shared: &PoolShared, idle_poll: Duration) {
+fn worker_loop(rx: Receiver<Arc<ModelQueue>>, shared: &PoolDispatch, idle_poll: Duration) {
     while let Some(queue) = next_post(&rx, idle_poll) {
-        shared.pending.fetch_sub(1, Ordering::Relaxed);
+        shared.taken();
         queue.serve_post();
     }
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::oneshot;
 
+use super::dispatch::Dispatcher;
 use super::error::EngineError;
-use super::pool::PoolShared;
 use super::runtime::CompiledModel;
 use super::tensor::Tensor;
 
@@ -96,7 +96,7 @@ pub struct ModelQueue {
     policy: BatchPolicy,
     jobs: ArrayQueue<Job>,
     observer: Arc<dyn JobObserver>,
-    pool: Arc<PoolShared>,
+    pool: Arc<Dispatcher<Arc<ModelQueue>>>,
     /// True while a wake-up post for this queue sits in the pool's channel: enqueuers post only
     /// when they flip it from false, so the channel holds at most one post per queue.
     posted: AtomicBool,
@@ -116,7 +116,7 @@ impl ModelQueue {
         model: Arc<CompiledModel>,
         mut policy: BatchPolicy,
         observer: Arc<dyn JobObserver>,
-        pool: Arc<PoolShared>,
+        pool: Arc<Dispatcher<Arc<ModelQueue>>>,
     ) -> ModelQueue {
         policy.max_batch_size = policy.max_batch_size.max(1);
         policy.queue_capacity = policy.queue_capacity.max(1);
@@ -156,7 +156,7 @@ impl ModelQueue {
     fn overloaded(&self) -> EngineError {
         EngineError::Overloaded {
             capacity: self.policy.queue_capacity,
-            retry_after: self.pool.retry_after,
+            retry_after: self.pool.retry_after(),
         }
     }
 
