@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use infera::contract::{decode_instances, Instance};
 use infera::engine::{
     BatchPolicy, CompiledModel, JobObserver, ModelQueue, PoolConfig, SkipReason, Tensor,
     TensorData, WorkerPool,
 };
-use infera::inference::{decode_instances, Instance, ModelContract};
-use infera::repository::Manifest;
+use infera::repository::{build_contract, Manifest};
 use serde_json::Value;
 
 /// The allocator the server binary uses (src/main.rs), so the figures match it.
@@ -216,7 +216,7 @@ fn pool_concurrent(c: &mut Criterion) {
 fn decode(c: &mut Criterion) {
     let (model, rows) = digits();
     let manifest = Manifest::read(&models().join("digits/model.toml")).unwrap();
-    let contract = ModelContract::build(Some(&manifest), model.signature()).unwrap();
+    let contract = build_contract(Some(&manifest), model.signature()).unwrap();
     let mut group = c.benchmark_group("digits_parse_and_decode");
     for n in [1usize, 64] {
         let text = serde_json::to_vec(&rows.iter().cycle().take(n).collect::<Vec<_>>()).unwrap();

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod contract;
 pub mod engine;
 pub mod explain;
 pub mod inference;

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use super::contract::{FeatureSpec, InputContract};
 use super::json_instance::Instance;
+use super::{FeatureSpec, InputContract};
 use crate::engine::{DataType, Tensor, TensorData, TensorSpec};
 
 /// Which rule an instance broke.

@@ -1,7 +1,7 @@
 //! Turning output tensors into per-instance answers: label and probabilities for classifiers,
 //! a value for regressors, the tensors themselves for raw models.
 
-use super::contract::{ModelContract, OutputContract};
+use super::{ModelContract, OutputContract};
 use crate::engine::{DataType, Tensor, TensorData};
 
 /// One instance's answer.
@@ -152,9 +152,8 @@ fn row_slice(t: &Tensor, row: usize) -> TensorData {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::{InputContract, Task};
     use crate::engine::{Dim, ModelSignature, TensorSpec};
-    use crate::inference::InputContract;
-    use crate::repository::Task;
 
     fn classifier(with_label: bool) -> ModelContract {
         let mut outputs = vec![TensorSpec {

@@ -2,8 +2,8 @@
 //! against a model's contract: names, element types, shapes, a common batch size, finite values
 //! and, for tabular models, the features' valid ranges.
 
-use super::contract::{InputContract, ModelContract};
 use super::instances::{check_range, violation, ContractViolation, ViolationKind};
+use super::{InputContract, ModelContract};
 use crate::engine::{Tensor, TensorData, TensorSpec};
 
 /// One input tensor as a client sent it: batch dimension first, or for a model without a batch

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
-use super::contract::InputContract;
-use super::prediction::Prediction;
 use crate::capture::{
     now_ms, sampled_at, Capture, CapturedOutput, Fields, PredictionBatch, Record,
 };
+use crate::contract::InputContract;
+use crate::contract::Prediction;
 use crate::engine::Tensor;
 use crate::repository::LoadedVersion;
 

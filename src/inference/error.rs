@@ -2,8 +2,8 @@
 
 use thiserror::Error;
 
-use super::instances::ContractViolation;
 use crate::auth::RateLimited;
+use crate::contract::ContractViolation;
 use crate::engine::EngineError;
 use crate::repository::ResolveError;
 

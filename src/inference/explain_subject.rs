@@ -4,9 +4,9 @@
 
 use super::error::PredictError;
 use super::explain_error::ExplainError;
-use super::instances::decode;
-use super::json_instance::Instance;
 use super::{InputContract, ModelContract, OutputContract};
+use crate::contract::decode_instances as decode;
+use crate::contract::Instance;
 use crate::engine::{DataType, Tensor, TensorData};
 use crate::repository::LoadedVersion;
 

@@ -18,8 +18,8 @@ use super::explain_error::ExplainError;
 use super::explain_subject::{
     instance_rows, output_table, subject, target_column, tensor, Input, Subject,
 };
-use super::json_instance::Instance;
 use super::predictor::Target;
+use crate::contract::Instance;
 use crate::engine::Tensor;
 use crate::explain::{self, Background, Coalitions, Method, Occlusion};
 use crate::monitoring::Metrics;

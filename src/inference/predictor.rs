@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use super::capture_hook::CaptureHook;
 use super::error::PredictError;
-use super::instances::decode;
-use super::json_instance::Instance;
-use super::prediction::{predictions, Prediction};
-use super::tensors::{check_tensors, protocol_outputs, InputTensor};
+pub use super::target::Target;
 use super::traffic::{Routed, Traffic};
 use crate::auth::Access;
 use crate::capture::Capture;
+use crate::contract::decode_instances as decode;
+use crate::contract::Instance;
+use crate::contract::{check_tensors, protocol_outputs, InputTensor};
+use crate::contract::{predictions, Prediction};
 use crate::engine::Tensor;
 use crate::monitoring::{Observed, PredictionLog, Protocol};
 use crate::repository::{LoadedVersion, ModelStore};
@@ -28,17 +29,6 @@ pub struct Limits {
     /// Time from the start of prediction (body parsed) to the answer; past it a queued job is
     /// dropped and the caller told so.
     pub timeout: Duration,
-}
-
-/// Which model version a request means (None picks the default model / highest version), and
-/// the front-end it came through (the model series' `protocol` label).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Target<'a> {
-    pub model: Option<&'a str>,
-    pub version: Option<u64>,
-    pub protocol: Protocol,
-    /// Keeps a sticky canary's choice for requests with the same key (`X-Route-Key`).
-    pub route_key: Option<&'a str>,
 }
 
 /// A successful prediction with its provenance and timings.

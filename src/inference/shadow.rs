@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::instances::decode;
-use super::json_instance::Instance;
-use super::prediction::{predictions, Prediction};
-use super::traffic::CanaryRun;
+use super::canary_run::CanaryRun;
+use crate::contract::decode_instances as decode;
+use crate::contract::Instance;
+use crate::contract::{predictions, Prediction};
 use crate::engine::Tensor;
 use crate::monitoring::{Comparison, Metrics, ShadowOutcome};
 use crate::repository::LoadedVersion;

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::layout::{VersionDir, PROFILE_FILE};
+use crate::contract::{InputContract, ModelContract};
 use crate::explain::Background;
-use crate::inference::{InputContract, ModelContract};
 use crate::monitoring::ReferenceProfile;
 
 /// The background file beside `model.onnx`.

@@ -9,12 +9,12 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use thiserror::Error;
 
-use super::gate::GateStage;
+use super::gate_stage::GateStage;
 use super::manifest::Manifest;
 use super::traffic::TrafficPlan;
+use crate::contract::ModelContract;
 use crate::engine::{CompiledModel, ModelQueue};
 use crate::explain::Background;
-use crate::inference::ModelContract;
 use crate::monitoring::{ModelMetrics, ModelMonitor};
 
 /// A model version that is loaded, checked against its manifest and warmed up.

@@ -2,43 +2,42 @@
 //! (`classlabels_strings`) names its classes itself, so its label output is a string and the
 //! contract's labels are those names.
 
-use super::contract::{ModelContract, OutputContract};
+use crate::contract::{ModelContract, OutputContract};
 
-impl ModelContract {
-    /// Takes the graph's class names (`graph`) when the card lists no labels (`card` empty); a
-    /// card that lists labels for such a model must list the same names in the same order, since
-    /// the label output is matched against them.
-    pub fn with_graph_labels(
-        mut self,
-        graph: Option<&[String]>,
-        card: &[String],
-    ) -> Result<ModelContract, String> {
-        let Some(graph) = graph else {
-            return Ok(self);
-        };
-        if let OutputContract::Classification { labels, .. } = &mut self.output {
-            if graph.len() != labels.len() {
-                return Err(format!(
-                    "the graph names {} classes but the probabilities have {}",
-                    graph.len(),
-                    labels.len()
-                ));
-            }
-            if !card.is_empty() && card != graph {
-                return Err(format!(
-                    "the manifest's labels {card:?} differ from the graph's class labels {graph:?}"
-                ));
-            }
-            *labels = graph.to_vec();
+/// Takes the graph's class names (`graph`) when the card lists no labels (`card` empty); a
+/// card that lists labels for such a model must list the same names in the same order, since
+/// the label output is matched against them.
+pub fn with_graph_labels(
+    mut contract: ModelContract,
+    graph: Option<&[String]>,
+    card: &[String],
+) -> Result<ModelContract, String> {
+    let Some(graph) = graph else {
+        return Ok(contract);
+    };
+    if let OutputContract::Classification { labels, .. } = &mut contract.output {
+        if graph.len() != labels.len() {
+            return Err(format!(
+                "the graph names {} classes but the probabilities have {}",
+                graph.len(),
+                labels.len()
+            ));
         }
-        Ok(self)
+        if !card.is_empty() && card != graph {
+            return Err(format!(
+                "the manifest's labels {card:?} differ from the graph's class labels {graph:?}"
+            ));
+        }
+        *labels = graph.to_vec();
     }
+    Ok(contract)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::with_graph_labels;
     use crate::engine::{DataType, Dim, ModelSignature, TensorSpec};
-    use crate::inference::ModelContract;
+    use crate::repository::contract_build::build_contract;
 
     fn string_classifier() -> ModelSignature {
         let spec = |name: &str, dtype, shape| TensorSpec {
@@ -64,24 +63,30 @@ mod tests {
     #[test]
     fn graph_names_become_the_labels_and_a_card_must_agree() {
         let names = vec!["ham".to_string(), "spam".to_string()];
-        let c = ModelContract::build(None, &string_classifier())
-            .unwrap()
-            .with_graph_labels(Some(&names), &[])
-            .unwrap();
+        let c = with_graph_labels(
+            build_contract(None, &string_classifier()).unwrap(),
+            Some(&names),
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.labels(), ["ham", "spam"]);
         let swapped = vec!["spam".to_string(), "ham".to_string()];
-        let err = ModelContract::build(None, &string_classifier())
-            .unwrap()
-            .with_graph_labels(Some(&names), &swapped)
-            .unwrap_err();
+        let err = with_graph_labels(
+            build_contract(None, &string_classifier()).unwrap(),
+            Some(&names),
+            &swapped,
+        )
+        .unwrap_err();
         assert!(
             err.contains("differ from the graph's class labels"),
             "{err}"
         );
         let three = vec!["a".to_string(), "b".to_string(), "c".to_string()];
-        assert!(ModelContract::build(None, &string_classifier())
-            .unwrap()
-            .with_graph_labels(Some(&three), &[])
-            .is_err());
+        assert!(with_graph_labels(
+            build_contract(None, &string_classifier()).unwrap(),
+            Some(&three),
+            &[],
+        )
+        .is_err());
     }
 }

@@ -1,118 +1,31 @@
-//! A model version's contract: the manifest checked against the ONNX graph. It decides how
-//! instances are read and how outputs are presented, and rejects manifests that contradict the
-//! graph.
+//! Builds a version's contract: the model card checked against the ONNX graph. It decides how
+//! instances are read and how outputs are presented, and rejects cards that contradict the graph.
 
 use std::collections::HashMap;
 
-use crate::engine::{DataType, Dim, ModelSignature, TensorSpec};
-use crate::repository::{Manifest, Task};
+use super::manifest::{Manifest, Task};
+use crate::contract::{FeatureSpec, InputContract, ModelContract, OutputContract};
+use crate::engine::{Dim, ModelSignature, TensorSpec};
 
-/// One named input column with its valid range.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FeatureSpec {
-    pub name: String,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-}
-
-/// How instances are read.
-#[derive(Debug, Clone, PartialEq)]
-pub enum InputContract {
-    /// One float input `[batch, F]`: an instance is an array of F numbers, or, when the manifest
-    /// names the features, an object of them.
-    Tabular {
-        features: Vec<FeatureSpec>,
-        /// Feature name -> column, when the manifest names the features.
-        index: HashMap<String, usize>,
-        dtype: DataType,
-    },
-    /// Any other graph: an instance is a (nested) array for a single-input model, or an object
-    /// keyed by input name.
-    Tensors { inputs: Vec<TensorSpec> },
-}
-
-impl InputContract {
-    /// True when some input has a variable dimension besides the batch: an instance's size is
-    /// then known only from the request.
-    pub fn has_variable_rows(&self) -> bool {
-        match self {
-            InputContract::Tabular { .. } => false,
-            InputContract::Tensors { inputs } => inputs.iter().any(TensorSpec::has_variable_rows),
-        }
-    }
-
-    /// Elements one instance carries across all inputs (from the contract, not the request;
-    /// variable dimensions count as 1).
-    /// Saturates: a contract too large to count is refused by any finite limit.
-    pub fn row_elements(&self) -> usize {
-        match self {
-            InputContract::Tabular { features, .. } => features.len(),
-            InputContract::Tensors { inputs } => inputs
-                .iter()
-                .map(|s| {
-                    s.row_shape()
-                        .iter()
-                        .fold(1usize, |a, d| a.saturating_mul(*d))
-                })
-                .fold(0usize, usize::saturating_add),
-        }
-    }
-}
-
-/// How outputs are presented.
-#[derive(Debug, Clone, PartialEq)]
-pub enum OutputContract {
-    Classification {
-        /// Index of the integer class output, when the graph has one (else argmax).
-        label: Option<usize>,
-        /// Index of the `[batch, classes]` probability output.
-        probabilities: usize,
-        /// Class index -> name.
-        labels: Vec<String>,
-    },
-    Regression {
-        value: usize,
-    },
-    Raw,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelContract {
-    pub task: Task,
-    pub input: InputContract,
-    pub output: OutputContract,
-    pub signature: ModelSignature,
-}
-
-impl ModelContract {
-    /// Checks `manifest` against `signature` and builds the contract. The error says what
-    /// contradicts what.
-    pub fn build(
-        manifest: Option<&Manifest>,
-        signature: &ModelSignature,
-    ) -> Result<ModelContract, String> {
-        let empty = Manifest::default();
-        let manifest = manifest.unwrap_or(&empty);
-        let input = input_contract(manifest, signature)?;
-        let task = manifest
-            .task
-            .unwrap_or_else(|| infer_task(manifest, signature));
-        let output = output_contract(task, manifest, signature)?;
-        Ok(ModelContract {
-            task,
-            input,
-            output,
-            signature: signature.clone(),
-        })
-    }
-
-    /// Names of the classes, for classifiers.
-    pub fn labels(&self) -> &[String] {
-        match &self.output {
-            OutputContract::Classification { labels, .. } => labels,
-            _ => &[],
-        }
-    }
+/// Checks `manifest` against `signature` and builds the contract. The error says what
+/// contradicts what.
+pub fn build_contract(
+    manifest: Option<&Manifest>,
+    signature: &ModelSignature,
+) -> Result<ModelContract, String> {
+    let empty = Manifest::default();
+    let manifest = manifest.unwrap_or(&empty);
+    let input = input_contract(manifest, signature)?;
+    let task = manifest
+        .task
+        .unwrap_or_else(|| infer_task(manifest, signature));
+    let output = output_contract(task, manifest, signature)?;
+    Ok(ModelContract {
+        task,
+        input,
+        output,
+        signature: signature.clone(),
+    })
 }
 
 fn is_tabular(spec: &TensorSpec) -> bool {
@@ -337,6 +250,7 @@ fn output_contract(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::DataType;
 
     fn spec(name: &str, dtype: DataType, shape: Vec<Dim>) -> TensorSpec {
         TensorSpec {
@@ -379,7 +293,7 @@ mod tests {
 
     #[test]
     fn bare_classifier_is_inferred() {
-        let c = ModelContract::build(None, &classifier(4, 3)).unwrap();
+        let c = build_contract(None, &classifier(4, 3)).unwrap();
         assert_eq!(c.task, Task::Classification);
         assert_eq!(c.labels(), ["0", "1", "2"]);
         assert!(matches!(&c.input, InputContract::Tabular { index, .. } if index.is_empty()));
@@ -391,7 +305,7 @@ mod tests {
             features: features(5),
             ..Manifest::default()
         };
-        let err = ModelContract::build(Some(&m), &classifier(4, 3)).unwrap_err();
+        let err = build_contract(Some(&m), &classifier(4, 3)).unwrap_err();
         assert!(
             err.contains("lists 5 features but input x takes 4"),
             "{err}"
@@ -404,7 +318,7 @@ mod tests {
             labels: vec!["a".into(), "b".into()],
             ..Manifest::default()
         };
-        let err = ModelContract::build(Some(&m), &classifier(4, 3)).unwrap_err();
+        let err = build_contract(Some(&m), &classifier(4, 3)).unwrap_err();
         assert!(
             err.contains("2 labels but output probabilities has 3 classes"),
             "{err}"
@@ -421,7 +335,7 @@ mod tests {
             }),
             ..Manifest::default()
         };
-        let err = ModelContract::build(Some(&m), &classifier(4, 3)).unwrap_err();
+        let err = build_contract(Some(&m), &classifier(4, 3)).unwrap_err();
         assert!(err.contains("\"nope\""), "{err}");
     }
 
@@ -441,7 +355,7 @@ mod tests {
             labels: vec!["a".into()],
             ..Manifest::default()
         };
-        let err = ModelContract::build(Some(&m), &sig).unwrap_err();
+        let err = build_contract(Some(&m), &sig).unwrap_err();
         assert!(
             err.contains("labels only applies to classification"),
             "{err}"
@@ -454,7 +368,7 @@ mod tests {
             }),
             ..Manifest::default()
         };
-        let err = ModelContract::build(Some(&m), &classifier(4, 3)).unwrap_err();
+        let err = build_contract(Some(&m), &classifier(4, 3)).unwrap_err();
         assert!(
             err.contains("[outputs] value only applies to regression"),
             "{err}"
@@ -473,7 +387,7 @@ mod tests {
             batched: true,
             batching: Default::default(),
         };
-        let c = ModelContract::build(None, &sig).unwrap();
+        let c = build_contract(None, &sig).unwrap();
         assert_eq!(c.output, OutputContract::Regression { value: 0 });
     }
 
@@ -493,14 +407,14 @@ mod tests {
             batched: true,
             batching: Default::default(),
         };
-        let c = ModelContract::build(None, &sig).unwrap();
+        let c = build_contract(None, &sig).unwrap();
         assert_eq!(c.task, Task::Raw);
         assert!(matches!(c.input, InputContract::Tensors { .. }));
         let m = Manifest {
             features: features(192),
             ..Manifest::default()
         };
-        assert!(ModelContract::build(Some(&m), &sig)
+        assert!(build_contract(Some(&m), &sig)
             .unwrap_err()
             .contains("named features"));
     }

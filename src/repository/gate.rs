@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::catalog::LoadedVersion;
+pub use super::gate_stage::GateStage;
 use super::golden::{check as check_golden, GoldenFile};
 use super::layout::VersionDir;
 use super::manifest::{Gate, Manifest};
-use crate::inference::{
+use crate::contract::{
     decode_instances, predictions, InputContract, Instance, ModelContract, OutputContract,
     Prediction,
 };
@@ -24,35 +25,6 @@ pub const MAX_EVAL_BYTES: u64 = 64 * 1024 * 1024;
 pub const MAX_EVAL_ROWS: usize = 100_000;
 /// Rows per model call while scoring.
 const EVAL_CHUNK: usize = 256;
-
-/// The stages of the gate, in the order they run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GateStage {
-    /// Compile, check the card against the graph, warm up.
-    Load,
-    /// Same inputs and outputs as the serving version (or a declared breaking change).
-    Contract,
-    /// `golden.json` reproduced.
-    Golden,
-    /// `eval.json` scored against the card's `[gate]` targets and the serving version.
-    Eval,
-    /// Served as a canary and rolled back (by its rule or the admin API).
-    Canary,
-}
-
-impl GateStage {
-    /// Also a metric label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GateStage::Load => "load",
-            GateStage::Contract => "contract",
-            GateStage::Golden => "golden",
-            GateStage::Eval => "eval",
-            GateStage::Canary => "canary",
-        }
-    }
-}
 
 /// How one stage went.
 #[derive(Debug, Clone, Serialize)]
@@ -237,7 +209,7 @@ pub fn compatible(candidate: &ModelContract, serving: &ModelContract) -> Result<
             InputContract::Tabular { features: a, .. },
             InputContract::Tabular { features: b, .. },
         ) => {
-            let names = |f: &[crate::inference::FeatureSpec]| {
+            let names = |f: &[crate::contract::FeatureSpec]| {
                 f.iter().map(|f| f.name.clone()).collect::<Vec<_>>()
             };
             if names(a) != names(b) {

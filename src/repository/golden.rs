@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::catalog::LoadedVersion;
 use super::error::RepositoryError;
+use crate::contract::{decode_instances, Instance};
 use crate::engine::{Tensor, TensorData};
-use crate::inference::{decode_instances, Instance};
 
 fn default_tolerance() -> f64 {
     1e-5

@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 
 use super::background::load_background;
 use super::catalog::{Catalog, LoadedVersion, ModelEntry, VersionState};
+use super::class_names::with_graph_labels;
+use super::contract_build::build_contract;
 use super::error::RepositoryError;
 use super::layout::PROFILE_FILE;
 use super::layout::{Layout, VersionDir};
 use super::manifest::{Manifest, Runtime};
 use super::traffic::TrafficOverride;
+use crate::contract::{InputContract, ModelContract, OutputContract};
 use crate::engine::{BatchPolicy, CompiledModel, LoadOptions, Tensor, TensorData, WorkerPool};
-use crate::inference::{InputContract, ModelContract, OutputContract};
 use crate::monitoring::{
     DriftMonitor, Metrics, ModelMonitor, MonitorSettings, Notifier, QualityKind, ReferenceProfile,
     Subject,
@@ -122,8 +124,8 @@ pub fn load_version(
         }
     })?;
     let card_labels = manifest.map_or(&[][..], |m| m.labels.as_slice());
-    let contract = ModelContract::build(manifest, compiled.signature())
-        .and_then(|c| c.with_graph_labels(compiled.class_labels(), card_labels))
+    let contract = build_contract(manifest, compiled.signature())
+        .and_then(|c| with_graph_labels(c, compiled.class_labels(), card_labels))
         .map_err(|reason| RepositoryError::Contract {
             model: model.to_string(),
             version,

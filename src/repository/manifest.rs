@@ -9,28 +9,7 @@ pub use super::capture_card::CaptureCard;
 use super::error::RepositoryError;
 pub use super::runtime_card::{Runtime, MAX_PLAN_CACHE};
 use super::traffic::{Canary, Shadow};
-
-/// What kind of answer a model gives; decides how its outputs are presented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Task {
-    /// Class index, label name and per-class probabilities.
-    Classification,
-    /// One number per instance.
-    Regression,
-    /// The output tensors as they are.
-    Raw,
-}
-
-impl Task {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Task::Classification => "classification",
-            Task::Regression => "regression",
-            Task::Raw => "raw",
-        }
-    }
-}
+pub use crate::contract::Task;
 
 /// The model card: purpose, ownership, provenance, quality and the input/output contract.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -4,8 +4,11 @@
 mod background;
 mod capture_card;
 mod catalog;
+mod class_names;
+mod contract_build;
 mod error;
 mod gate;
+mod gate_stage;
 mod golden;
 mod layout;
 mod loader;
@@ -18,6 +21,7 @@ mod watch;
 
 pub use background::BACKGROUND_FILE;
 pub use catalog::{Catalog, LoadedVersion, ModelEntry, ModelStore, ResolveError, VersionState};
+pub use contract_build::build_contract;
 pub use error::RepositoryError;
 pub use gate::{
     compatible, evaluate as evaluate_gate, score as score_eval, EvalScore, EvalSet, GateReport,

@@ -16,6 +16,7 @@ mod golden;
 mod graph_types;
 mod grpc;
 mod hardening;
+mod layers;
 mod metrics;
 mod model_limits;
 mod models;

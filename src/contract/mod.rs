@@ -1,0 +1,131 @@
+//! A model version's contract: what its instances and tensors must look like and how its outputs
+//! are presented, plus the codecs that apply it. The repository builds a contract when it loads
+//! a version (the card checked against the graph: `repository/contract_build.rs`) and stores it
+//! in the catalog; `inference` decodes requests and presents answers with it; the validation gate
+//! uses the same codecs on golden and evaluation rows. Depends only on `engine`.
+
+mod instances;
+mod json_instance;
+mod prediction;
+mod tensors;
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::engine::{DataType, ModelSignature, TensorSpec};
+
+pub use instances::{decode as decode_instances, ContractViolation, ViolationKind};
+pub use json_instance::Instance;
+pub use prediction::{predictions, Prediction, RawOutput};
+pub use tensors::{check_tensors, protocol_outputs, InputTensor};
+
+/// What kind of answer a model gives; decides how its outputs are presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Class index, label name and per-class probabilities.
+    Classification,
+    /// One number per instance.
+    Regression,
+    /// The output tensors as they are.
+    Raw,
+}
+
+impl Task {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Classification => "classification",
+            Task::Regression => "regression",
+            Task::Raw => "raw",
+        }
+    }
+}
+
+/// One named input column with its valid range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSpec {
+    pub name: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// How instances are read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputContract {
+    /// One float input `[batch, F]`: an instance is an array of F numbers, or, when the manifest
+    /// names the features, an object of them.
+    Tabular {
+        features: Vec<FeatureSpec>,
+        /// Feature name -> column, when the manifest names the features.
+        index: HashMap<String, usize>,
+        dtype: DataType,
+    },
+    /// Any other graph: an instance is a (nested) array for a single-input model, or an object
+    /// keyed by input name.
+    Tensors { inputs: Vec<TensorSpec> },
+}
+
+impl InputContract {
+    /// True when some input has a variable dimension besides the batch: an instance's size is
+    /// then known only from the request.
+    pub fn has_variable_rows(&self) -> bool {
+        match self {
+            InputContract::Tabular { .. } => false,
+            InputContract::Tensors { inputs } => inputs.iter().any(TensorSpec::has_variable_rows),
+        }
+    }
+
+    /// Elements one instance carries across all inputs (from the contract, not the request;
+    /// variable dimensions count as 1).
+    /// Saturates: a contract too large to count is refused by any finite limit.
+    pub fn row_elements(&self) -> usize {
+        match self {
+            InputContract::Tabular { features, .. } => features.len(),
+            InputContract::Tensors { inputs } => inputs
+                .iter()
+                .map(|s| {
+                    s.row_shape()
+                        .iter()
+                        .fold(1usize, |a, d| a.saturating_mul(*d))
+                })
+                .fold(0usize, usize::saturating_add),
+        }
+    }
+}
+
+/// How outputs are presented.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputContract {
+    Classification {
+        /// Index of the integer class output, when the graph has one (else argmax).
+        label: Option<usize>,
+        /// Index of the `[batch, classes]` probability output.
+        probabilities: usize,
+        /// Class index -> name.
+        labels: Vec<String>,
+    },
+    Regression {
+        value: usize,
+    },
+    Raw,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelContract {
+    pub task: Task,
+    pub input: InputContract,
+    pub output: OutputContract,
+    pub signature: ModelSignature,
+}
+
+impl ModelContract {
+    /// Names of the classes, for classifiers.
+    pub fn labels(&self) -> &[String] {
+        match &self.output {
+            OutputContract::Classification { labels, .. } => labels,
+            _ => &[],
+        }
+    }
+}
