@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates the zoo's two built models (nothing downloaded, nothing committed but this script).
+"""Generates the zoo's built models (nothing downloaded, nothing committed but this script).
 
 - `encoder`: a small transformer encoder written with the onnx helper API, weights drawn from a
   seeded normal distribution. Inputs `input_ids` and `attention_mask`, both INT64
@@ -10,8 +10,15 @@
   where it is used.
 - `encoder-int8`: the same graph through onnxruntime's `quantize_dynamic` (weights int8,
   activations quantised at run time: DynamicQuantizeLinear + MatMulInteger).
+- `cnn`: a small image classifier (two Conv + Relu, MaxPool, GlobalAveragePool, a dense layer and
+  Softmax), input `image` FP32 `[batch, 3, height, width]`, outputs `logits` and `probabilities`.
+- `cnn-fp16`: the same network with FP16 inputs, weights, arithmetic and outputs.
+- `cnn-qdq`, `cnn-qop`: `cnn` through onnxruntime's static quantisation (calibrated on seeded
+  random images; uint8 activations, int8 weights), in the QDQ format (QuantizeLinear /
+  DequantizeLinear around float Conv and MatMul, per-channel weights) and the QOperator format
+  (QLinearConv, QLinearMatMul).
 
-Both go into the zoo model repository, `<out>/<name>/1/model.onnx`, beside the fetched models.
+All go into the zoo model repository, `<out>/<name>/1/model.onnx`, beside the fetched models.
 
     python3 tests/zoo/generate.py [--out DIR]      # needs onnx and onnxruntime (the zoo venv)
 """
@@ -138,6 +145,70 @@ def encoder() -> onnx.ModelProto:
     return model
 
 
+def cnn(dtype=np.float32, onnx_type=TensorProto.FLOAT) -> onnx.ModelProto:
+    """A small CNN classifier with variable batch, height and width, in `dtype` throughout."""
+    rng = np.random.default_rng(21)
+
+    def weight(name, *shape):
+        scale = np.sqrt(2.0 / np.prod(shape[1:]))
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(dtype), name)
+
+    def bias(name, n):
+        return numpy_helper.from_array((0.1 * rng.standard_normal(n)).astype(dtype), name)
+
+    inits = [weight("conv1.w", 8, 3, 3, 3), bias("conv1.b", 8),
+             weight("conv2.w", 16, 8, 3, 3), bias("conv2.b", 16),
+             weight("fc.w", 16, 10), bias("fc.b", 10)]
+    nodes = [
+        helper.make_node("Conv", ["image", "conv1.w", "conv1.b"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "conv2.w", "conv2.b"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "fc.w"], ["dense"]),
+        helper.make_node("Add", ["dense", "fc.b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    inputs = [helper.make_tensor_value_info("image", onnx_type, ["batch", 3, "height", "width"])]
+    outputs = [helper.make_tensor_value_info("logits", onnx_type, ["batch", 10]),
+               helper.make_tensor_value_info("probabilities", onnx_type, ["batch", 10])]
+    graph = helper.make_graph(nodes, "cnn", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="infera tests/zoo/generate.py")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def quantised_cnn(tmp: Path, data: bytes) -> dict:
+    """`cnn` statically quantised by onnxruntime in the QDQ and QOperator formats."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Images(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(5)
+            self.batches = iter([{"image": rng.standard_normal((1, 3, 32, 32), np.float32)}
+                                 for _ in range(16)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    src = tmp / "cnn.onnx"
+    src.write_bytes(data)
+    out = {}
+    for name, fmt in (("cnn-qdq", QuantFormat.QDQ), ("cnn-qop", QuantFormat.QOperator)):
+        dst = tmp / f"{name}.onnx"
+        quantize_static(str(src), str(dst), Images(), quant_format=fmt,
+                        op_types_to_quantize=["Conv", "MatMul"],
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=fmt == QuantFormat.QDQ)
+        out[name] = dst.read_bytes()
+    return out
+
+
 def fp16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     """The same graph with every FP32 weight stored as FP16 and cast back to FP32 where used
     (how FP16 exports with FP32 inputs and outputs keep their weights)."""
@@ -180,6 +251,11 @@ def generate(out: Path) -> None:
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
                          op_types_to_quantize=["MatMul"])
         write(out, "encoder-int8", dst.read_bytes())
+        image_model = cnn().SerializeToString()
+        write(out, "cnn", image_model)
+        write(out, "cnn-fp16", cnn(np.float16, TensorProto.FLOAT16).SerializeToString())
+        for name, quantised in quantised_cnn(Path(tmp), image_model).items():
+            write(out, name, quantised)
 
 
 def main() -> None:

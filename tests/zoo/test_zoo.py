@@ -80,6 +80,11 @@ def speech(n, seed, sr=16000):
     return x.astype(np.float32)[None]
 
 
+def image(batch, h, w, seed):
+    """Standard-normal pixels, NCHW float32 (what the generated CNN was calibrated on)."""
+    return np.random.default_rng(seed).standard_normal((batch, 3, h, w)).astype(np.float32)
+
+
 def token_batch(batch, seq, seed):
     rng = np.random.default_rng(seed)
     ids = rng.integers(1, 1000, (batch, seq), dtype=np.int64)
@@ -162,6 +167,27 @@ ZOO_MODELS = {
     "encoder-int8": Model(1e-3, True, {
         "1x7": [token_batch(1, 7, 110)],
         "3x16": [token_batch(3, 16, 111)],
+    }),
+    # generated: a CNN classifier, image [-1, 3, -1, -1]
+    "cnn": Model(1e-4, True, {
+        "1x32x32": [{"image": image(1, 32, 32, 120)}],
+        "3x24x40": [{"image": image(3, 24, 40, 121)}],
+    }),
+    # generated: the CNN in FP16 throughout (inputs, weights, arithmetic, outputs); 1e-2 is a
+    # few FP16 steps (one step is 1/1024 of the value), as the two runtimes round differently
+    "cnn-fp16": Model(1e-2, True, {
+        "1x32x32": [{"image": image(1, 32, 32, 122).astype(np.float16)}],
+        "3x24x40": [{"image": image(3, 24, 40, 123).astype(np.float16)}],
+    }),
+    # generated: static quantisation, QDQ format (QuantizeLinear / DequantizeLinear)
+    "cnn-qdq": Model(1e-3, True, {
+        "1x32x32": [{"image": image(1, 32, 32, 124)}],
+        "2x48x64": [{"image": image(2, 48, 64, 125)}],
+    }),
+    # generated: static quantisation, QOperator format (QLinearConv, QLinearMatMul)
+    "cnn-qop": Model(1e-3, True, {
+        "1x32x32": [{"image": image(1, 32, 32, 126)}],
+        "2x48x64": [{"image": image(2, 48, 64, 127)}],
     }),
 }
 
@@ -333,8 +359,8 @@ def infer_predict(server, model, inputs, outputs, batch_axis):
 def _raw_output(prediction, name):
     # a raw model's prediction: {"outputs": {name: {"datatype", "shape", "data" (flat)}}}
     out = prediction["outputs"][name]
-    assert out["datatype"] == "f32", out["datatype"]
-    return np.asarray(out["data"], np.float32).reshape(out["shape"])
+    dtype = {"f32": np.float32, "f16": np.float16}[out["datatype"]]
+    return np.asarray(out["data"], dtype).reshape(out["shape"])
 
 
 # --- the comparison -----------------------------------------------------------------------------
