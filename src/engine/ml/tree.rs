@@ -108,217 +108,144 @@ impl Forest {
     /// Parses the `nodes_*` and `<leaf>_*` attributes (`leaf` is "class" or "target").
     pub fn parse(node: &NodeProto, leaf: &str, n_targets: usize) -> TractResult<Forest> {
         let name = format!("{} ({})", node.name, node.op_type);
-        let tree_ids = attrs::indices(node, "nodes_treeids")?;
-        let node_ids = attrs::indices(node, "nodes_nodeids")?;
-        let features = attrs::indices(node, "nodes_featureids")?;
-        let modes = attrs::strings(node, "nodes_modes")?;
-        let values = attrs::required_floats(node, "nodes_values")?;
-        let true_ids = attrs::indices(node, "nodes_truenodeids")?;
-        let false_ids = attrs::indices(node, "nodes_falsenodeids")?;
-        let nan_true = attrs::ints(node, "nodes_missing_value_tracks_true")?;
-        let n = node_ids.len();
-        ensure!(n > 0, "{name}: the ensemble has no nodes");
-        for (attr, len) in [
-            ("nodes_treeids", tree_ids.len()),
-            ("nodes_featureids", features.len()),
-            ("nodes_modes", modes.len()),
-            ("nodes_values", values.len()),
-            ("nodes_truenodeids", true_ids.len()),
-            ("nodes_falsenodeids", false_ids.len()),
-        ] {
-            ensure!(
-                len == n,
-                "{name}: attribute {attr} has {len} entries, nodes_nodeids has {n}"
-            );
-        }
-        // nodes_missing_value_tracks_true may be shorter than the node list: the rest are 0.
-
-        let mut index: HashMap<(usize, usize), usize> = HashMap::with_capacity(n);
-        for i in 0..n {
-            if index.insert((tree_ids[i], node_ids[i]), i).is_some() {
-                bail!(
-                    "{name}: node {} of tree {} is defined twice",
-                    node_ids[i],
-                    tree_ids[i]
-                );
-            }
-        }
-        let mut parsed_modes = Vec::with_capacity(n);
-        for m in &modes {
-            match Mode::parse(m) {
-                Some(mode) => parsed_modes.push(mode),
-                None => bail!("{name}: node mode {m} is not supported (supported: BRANCH_LEQ, BRANCH_LT, BRANCH_GTE, BRANCH_GT, BRANCH_EQ, BRANCH_NEQ, LEAF)"),
-            }
-        }
-
-        // Leaf entries per (tree, node), in attribute order.
-        let leaf_trees = attrs::indices(node, &format!("{leaf}_treeids"))?;
-        let leaf_nodes = attrs::indices(node, &format!("{leaf}_nodeids"))?;
-        let leaf_ids = attrs::indices(node, &format!("{leaf}_ids"))?;
-        let leaf_values = attrs::required_floats(node, &format!("{leaf}_weights"))?;
-        let m = leaf_ids.len();
-        for (attr, len) in [
-            ("treeids", leaf_trees.len()),
-            ("nodeids", leaf_nodes.len()),
-            ("weights", leaf_values.len()),
-        ] {
-            ensure!(
-                len == m,
-                "{name}: attribute {leaf}_{attr} has {len} entries, {leaf}_ids has {m}"
-            );
-        }
-        let mut entries: HashMap<usize, Vec<(u32, f64)>> = HashMap::new();
-        for k in 0..m {
-            let at = *index.get(&(leaf_trees[k], leaf_nodes[k])).ok_or_else(|| {
-                format_err!(
-                    "{name}: a leaf weight refers to node {} of tree {}, which does not exist",
-                    leaf_nodes[k],
-                    leaf_trees[k]
-                )
-            })?;
-            ensure!(
-                leaf_ids[k] < n_targets,
-                "{name}: leaf writes to {leaf} {} but there are {n_targets}",
-                leaf_ids[k]
-            );
-            entries
-                .entry(at)
-                .or_default()
-                .push((leaf_ids[k] as u32, leaf_values[k]));
-        }
-
-        // Every branch's children must exist in its tree.
-        for i in 0..n {
-            if parsed_modes[i].is_some() {
-                for child in [true_ids[i], false_ids[i]] {
-                    ensure!(
-                        index.contains_key(&(tree_ids[i], child)),
-                        "{name}: node {} of tree {} points to missing node {child}",
-                        node_ids[i],
-                        tree_ids[i]
-                    );
-                }
-            }
-        }
-        // Trees are runs of consecutive equal tree ids; a tree's root is the first node of its
-        // run (onnxruntime's rule).
-        let roots: Vec<usize> = (0..n)
-            .filter(|&i| i == 0 || tree_ids[i] != tree_ids[i - 1])
-            .collect();
-        let children = |i: usize| -> [usize; 2] {
-            [
-                index[&(tree_ids[i], true_ids[i])],
-                index[&(tree_ids[i], false_ids[i])],
-            ]
-        };
-        check_acyclic(&roots, &parsed_modes, children).map_err(|node| {
-            format_err!(
-                "{name}: node {} of tree {} is its own descendant (a cycle)",
-                node_ids[node],
-                tree_ids[node]
-            )
-        })?;
-
-        // Lay each tree out depth-first, false child right after its parent. Nodes shared by
-        // several parents (LightGBM's categorical chains) are placed once.
+        let nodes = NodeAttrs::read(node, &name)?;
+        let index = nodes.index(&name)?;
+        let mut leaves = LeafEntries::read(node, leaf, n_targets, &index, &name)?;
+        let roots = nodes.check_links(&index, &name)?;
         let mut forest = Forest {
-            nodes: Vec::with_capacity(n),
-            branches: Vec::with_capacity(n),
+            nodes: Vec::with_capacity(nodes.len()),
+            branches: Vec::with_capacity(nodes.len()),
             roots: Vec::with_capacity(roots.len()),
-            leaf_targets: Vec::with_capacity(m),
-            leaf_weights: Vec::with_capacity(m),
+            leaf_targets: Vec::with_capacity(leaves.count),
+            leaf_weights: Vec::with_capacity(leaves.count),
             n_targets,
             max_feature: 0,
             uniform: None,
             single_target: n_targets == 1,
         };
-        let mut placed: HashMap<usize, u32> = HashMap::with_capacity(n);
+        forest.lay_out(&nodes, &index, &roots, &mut leaves, &name)?;
+        forest.uniform = forest.uniform_mode();
+        Ok(forest)
+    }
+
+    /// Lays each tree out depth-first, false child right after its parent. Nodes shared by
+    /// several parents (LightGBM's categorical chains) are placed once.
+    fn lay_out(
+        &mut self,
+        nodes: &NodeAttrs,
+        index: &NodeIndex,
+        roots: &[usize],
+        leaves: &mut LeafEntries,
+        name: &str,
+    ) -> TractResult<()> {
+        let mut placed: HashMap<usize, u32> = HashMap::with_capacity(nodes.len());
         let mut fixups: Vec<(u32, usize, bool)> = Vec::new();
-        for &root in &roots {
+        for &root in roots {
             if let Some(at) = placed.get(&root) {
-                forest.roots.push(*at);
+                self.roots.push(*at);
                 continue;
             }
-            forest.roots.push(forest.nodes.len() as u32);
+            self.roots.push(self.nodes.len() as u32);
             let mut stack = vec![root];
             while let Some(i) = stack.pop() {
                 if placed.contains_key(&i) {
                     continue;
                 }
-                let at = forest.nodes.len() as u32;
+                let at = self.nodes.len() as u32;
                 placed.insert(i, at);
-                match parsed_modes[i] {
+                match nodes.modes[i] {
                     Some(mode) => {
-                        forest.max_feature = forest.max_feature.max(features[i]);
-                        ensure!(
-                            features[i] < LEAF as usize,
-                            "{name}: feature id {} is too large",
-                            features[i]
-                        );
-                        forest.nodes.push(Node {
-                            feature: features[i] as u32,
-                            threshold: values[i] as f32,
-                            true_next: 0,
-                            false_next: 0,
-                        });
-                        forest.branches.push(Branch {
-                            mode,
-                            nan_true: nan_true.get(i).is_some_and(|v| *v == 1),
-                            threshold: values[i],
-                        });
-                        let [t, f] = children(i);
+                        self.push_branch(nodes, i, mode, name)?;
+                        let [t, f] = nodes.children(index, i);
                         fixups.push((at, t, true));
                         fixups.push((at, f, false));
                         stack.push(t);
                         stack.push(f);
                     }
-                    None => {
-                        let start = forest.leaf_targets.len() as u32;
-                        for (target, weight) in entries.remove(&i).unwrap_or_default() {
-                            forest.leaf_targets.push(target);
-                            forest.leaf_weights.push(weight);
-                        }
-                        let end = forest.leaf_targets.len() as u32;
-                        forest.nodes.push(Node {
-                            feature: LEAF,
-                            threshold: 0.0,
-                            true_next: start,
-                            false_next: end,
-                        });
-                        forest.branches.push(Branch {
-                            mode: Mode::Leq,
-                            nan_true: false,
-                            threshold: 0.0,
-                        });
-                    }
+                    None => self.push_leaf(leaves.take(i)),
                 }
             }
         }
         for (at, target, is_true) in fixups {
             let to = placed[&target];
-            let node = &mut forest.nodes[at as usize];
+            let node = &mut self.nodes[at as usize];
             if is_true {
                 node.true_next = to;
             } else {
                 node.false_next = to;
             }
         }
+        Ok(())
+    }
+
+    /// Appends branch node `i` (its children are linked once every node is placed).
+    fn push_branch(
+        &mut self,
+        nodes: &NodeAttrs,
+        i: usize,
+        mode: Mode,
+        name: &str,
+    ) -> TractResult<()> {
+        let feature = nodes.features[i];
+        ensure!(
+            feature < LEAF as usize,
+            "{name}: feature id {feature} is too large"
+        );
+        self.max_feature = self.max_feature.max(feature);
+        self.nodes.push(Node {
+            feature: feature as u32,
+            threshold: nodes.values[i] as f32,
+            true_next: 0,
+            false_next: 0,
+        });
+        self.branches.push(Branch {
+            mode,
+            nan_true: nodes.nan_true.get(i).is_some_and(|v| *v == 1),
+            threshold: nodes.values[i],
+        });
+        Ok(())
+    }
+
+    /// Appends a leaf with its (target, weight) entries.
+    fn push_leaf(&mut self, entries: Vec<(u32, f64)>) {
+        let start = self.leaf_targets.len() as u32;
+        for (target, weight) in entries {
+            self.leaf_targets.push(target);
+            self.leaf_weights.push(weight);
+        }
+        let end = self.leaf_targets.len() as u32;
+        self.nodes.push(Node {
+            feature: LEAF,
+            threshold: 0.0,
+            true_next: start,
+            false_next: end,
+        });
+        self.branches.push(Branch {
+            mode: Mode::Leq,
+            nan_true: false,
+            threshold: 0.0,
+        });
+    }
+
+    /// The one comparison every branch uses, when the fast walk may assume it: no branch sends
+    /// NaN to its true child and every threshold fits an f32 exactly (double tensors need the
+    /// general walk otherwise).
+    fn uniform_mode(&self) -> Option<Mode> {
         let inner = || {
-            forest
-                .nodes
+            self.nodes
                 .iter()
-                .zip(&forest.branches)
+                .zip(&self.branches)
                 .filter(|(n, _)| n.feature != LEAF)
                 .map(|(_, b)| b)
         };
         let first = inner().next().map(|b| b.mode);
         let any_nan = inner().any(|b| b.nan_true);
-        // Thresholds that f32 cannot hold exactly (double tensors) need the general walk.
         let exact = inner().all(|b| f64::from(b.threshold as f32) == b.threshold);
         if !any_nan && exact && inner().all(|b| Some(b.mode) == first) {
-            forest.uniform = first.or(Some(Mode::Leq));
+            first.or(Some(Mode::Leq))
+        } else {
+            None
         }
-        Ok(forest)
     }
 
     /// Scores `rows` instances (row-major `x`, `width` features each) into
@@ -493,6 +420,169 @@ fn combine(s: &mut Score, w: f64, aggregate: Aggregate) {
         }
     }
     s.set = true;
+}
+
+/// (tree id, node id) -> position in the node attributes.
+type NodeIndex = HashMap<(usize, usize), usize>;
+
+/// The `nodes_*` attributes of a tree ensemble, checked to have one entry per node.
+struct NodeAttrs {
+    tree_ids: Vec<usize>,
+    node_ids: Vec<usize>,
+    features: Vec<usize>,
+    /// None for a leaf.
+    modes: Vec<Option<Mode>>,
+    values: Vec<f64>,
+    true_ids: Vec<usize>,
+    false_ids: Vec<usize>,
+    /// May be shorter than the node list: the rest are 0.
+    nan_true: Vec<i64>,
+}
+
+impl NodeAttrs {
+    fn read(node: &NodeProto, name: &str) -> TractResult<NodeAttrs> {
+        let nodes = NodeAttrs {
+            tree_ids: attrs::indices(node, "nodes_treeids")?,
+            node_ids: attrs::indices(node, "nodes_nodeids")?,
+            features: attrs::indices(node, "nodes_featureids")?,
+            modes: Vec::new(),
+            values: attrs::required_floats(node, "nodes_values")?,
+            true_ids: attrs::indices(node, "nodes_truenodeids")?,
+            false_ids: attrs::indices(node, "nodes_falsenodeids")?,
+            nan_true: attrs::ints(node, "nodes_missing_value_tracks_true")?,
+        };
+        let modes = attrs::strings(node, "nodes_modes")?;
+        let n = nodes.len();
+        ensure!(n > 0, "{name}: the ensemble has no nodes");
+        for (attr, len) in [
+            ("nodes_treeids", nodes.tree_ids.len()),
+            ("nodes_featureids", nodes.features.len()),
+            ("nodes_modes", modes.len()),
+            ("nodes_values", nodes.values.len()),
+            ("nodes_truenodeids", nodes.true_ids.len()),
+            ("nodes_falsenodeids", nodes.false_ids.len()),
+        ] {
+            ensure!(
+                len == n,
+                "{name}: attribute {attr} has {len} entries, nodes_nodeids has {n}"
+            );
+        }
+        let modes = modes
+            .iter()
+            .map(|m| Mode::parse(m).ok_or_else(|| format_err!("{name}: node mode {m} is not supported (supported: BRANCH_LEQ, BRANCH_LT, BRANCH_GTE, BRANCH_GT, BRANCH_EQ, BRANCH_NEQ, LEAF)")))
+            .collect::<TractResult<_>>()?;
+        Ok(NodeAttrs { modes, ..nodes })
+    }
+
+    fn len(&self) -> usize {
+        self.node_ids.len()
+    }
+
+    /// Positions by (tree, node); a node defined twice is an error.
+    fn index(&self, name: &str) -> TractResult<NodeIndex> {
+        let mut index = HashMap::with_capacity(self.len());
+        for i in 0..self.len() {
+            let key = (self.tree_ids[i], self.node_ids[i]);
+            if index.insert(key, i).is_some() {
+                bail!("{name}: node {} of tree {} is defined twice", key.1, key.0);
+            }
+        }
+        Ok(index)
+    }
+
+    /// Positions of branch `i`'s true and false children.
+    fn children(&self, index: &NodeIndex, i: usize) -> [usize; 2] {
+        [
+            index[&(self.tree_ids[i], self.true_ids[i])],
+            index[&(self.tree_ids[i], self.false_ids[i])],
+        ]
+    }
+
+    /// Checks that every branch's children exist in its tree and that no node is its own
+    /// descendant; returns the roots. Trees are runs of consecutive equal tree ids; a tree's
+    /// root is the first node of its run (onnxruntime's rule).
+    fn check_links(&self, index: &NodeIndex, name: &str) -> TractResult<Vec<usize>> {
+        for i in (0..self.len()).filter(|&i| self.modes[i].is_some()) {
+            for child in [self.true_ids[i], self.false_ids[i]] {
+                ensure!(
+                    index.contains_key(&(self.tree_ids[i], child)),
+                    "{name}: node {} of tree {} points to missing node {child}",
+                    self.node_ids[i],
+                    self.tree_ids[i]
+                );
+            }
+        }
+        let roots: Vec<usize> = (0..self.len())
+            .filter(|&i| i == 0 || self.tree_ids[i] != self.tree_ids[i - 1])
+            .collect();
+        check_acyclic(&roots, &self.modes, |i| self.children(index, i)).map_err(|node| {
+            format_err!(
+                "{name}: node {} of tree {} is its own descendant (a cycle)",
+                self.node_ids[node],
+                self.tree_ids[node]
+            )
+        })?;
+        Ok(roots)
+    }
+}
+
+/// A tree ensemble's leaf weights (`{leaf}_*` attributes: `target_*` or `class_*`), grouped by
+/// the node they belong to, in attribute order.
+struct LeafEntries {
+    by_node: HashMap<usize, Vec<(u32, f64)>>,
+    /// Entries in all.
+    count: usize,
+}
+
+impl LeafEntries {
+    fn read(
+        node: &NodeProto,
+        leaf: &str,
+        n_targets: usize,
+        index: &NodeIndex,
+        name: &str,
+    ) -> TractResult<LeafEntries> {
+        let trees = attrs::indices(node, &format!("{leaf}_treeids"))?;
+        let nodes = attrs::indices(node, &format!("{leaf}_nodeids"))?;
+        let ids = attrs::indices(node, &format!("{leaf}_ids"))?;
+        let weights = attrs::required_floats(node, &format!("{leaf}_weights"))?;
+        let m = ids.len();
+        for (attr, len) in [
+            ("treeids", trees.len()),
+            ("nodeids", nodes.len()),
+            ("weights", weights.len()),
+        ] {
+            ensure!(
+                len == m,
+                "{name}: attribute {leaf}_{attr} has {len} entries, {leaf}_ids has {m}"
+            );
+        }
+        let mut by_node: HashMap<usize, Vec<(u32, f64)>> = HashMap::new();
+        for k in 0..m {
+            let at = *index.get(&(trees[k], nodes[k])).ok_or_else(|| {
+                format_err!(
+                    "{name}: a leaf weight refers to node {} of tree {}, which does not exist",
+                    nodes[k],
+                    trees[k]
+                )
+            })?;
+            ensure!(
+                ids[k] < n_targets,
+                "{name}: leaf writes to {leaf} {} but there are {n_targets}",
+                ids[k]
+            );
+            by_node
+                .entry(at)
+                .or_default()
+                .push((ids[k] as u32, weights[k]));
+        }
+        Ok(LeafEntries { by_node, count: m })
+    }
+
+    /// Node `i`'s entries (none for a leaf without weights).
+    fn take(&mut self, i: usize) -> Vec<(u32, f64)> {
+        self.by_node.remove(&i).unwrap_or_default()
+    }
 }
 
 /// Fails with the first node that is its own descendant.
