@@ -22,6 +22,7 @@ models/requirements-conformance.txt:
 
     /tmp/conf-venv/bin/python models/make_conformance_strings.py           # writes models/conformance/str_*
     /tmp/conf-venv/bin/python models/make_conformance_strings.py --only 'str_logreg*'
+    /tmp/conf-venv/bin/python models/make_conformance_strings.py --maps tests/integration/maps
 """
 
 from __future__ import annotations
@@ -55,14 +56,23 @@ from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     RandomForestClassifier,
 )
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.ensemble import AdaBoostClassifier, BaggingClassifier, StackingClassifier, VotingClassifier
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegressionCV, Perceptron, RidgeClassifier, RidgeClassifierCV, SGDClassifier
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.naive_bayes import BernoulliNB, CategoricalNB, ComplementNB, GaussianNB, MultinomialNB
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import MinMaxScaler, StandardScaler, TargetEncoder
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
-from sklearn.svm import SVC, LinearSVC
-from sklearn.tree import DecisionTreeClassifier
+from sklearn.svm import SVC, LinearSVC, NuSVC
+from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 
 SKL2ONNX_OPSET = {"": 15, "ai.onnx.ml": 3}
 N_GOLDEN = 64
@@ -148,20 +158,31 @@ PENGUIN_NUMBERS = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body
 PENGUIN_CATEGORIES = ["island", "sex"]
 
 
-def load_penguins() -> Data:
+def load_penguins(unseen: bool = False, missing: bool = False, binary: bool = False) -> Data:
     """The Palmer penguins (bundled offline by the palmerpenguins package): one graph input per
-    DataFrame column, numbers and strings; rows with a missing value are dropped."""
+    DataFrame column, numbers and strings; rows with a missing value are dropped.
+
+    `unseen`: categories the training split never had in the held-out rows (every 5th row's
+    island is "Atlantis", every 7th row's sex "unknown"); `missing`: rows whose sex is missing
+    are kept, the missing value being the empty string (what a string tensor can carry);
+    `binary`: the label is "Adelie" or "other"."""
     import palmerpenguins
 
-    df = palmerpenguins.load_penguins().dropna(subset=PENGUIN_NUMBERS + PENGUIN_CATEGORIES + ["species"])
+    df = palmerpenguins.load_penguins().dropna(subset=PENGUIN_NUMBERS + ["island", "species"] + ([] if missing else ["sex"]))
     x = df[PENGUIN_CATEGORIES + PENGUIN_NUMBERS].copy()
     for c in PENGUIN_NUMBERS:
         x[c] = x[c].astype(np.float32)
     for c in PENGUIN_CATEGORIES:
-        x[c] = x[c].astype(object)
+        x[c] = x[c].fillna("").astype(object)
     y = df["species"].astype(object).to_numpy()
+    if binary:
+        y = np.where(y == "Adelie", "Adelie", "other").astype(object)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, stratify=y, random_state=SEED)
-    return Data(x_train, y_train, x_test.reset_index(drop=True), y_test, "<columns>", True)
+    x_test = x_test.reset_index(drop=True)
+    if unseen:
+        x_test.loc[x_test.index % 5 == 0, "island"] = "Atlantis"
+        x_test.loc[x_test.index % 7 == 0, "sex"] = "unknown"
+    return Data(x_train, y_train, x_test, y_test, "<columns>", True)
 
 
 def mixed(encoder, model):
@@ -230,6 +251,131 @@ SPECS: list[Spec] = [
     Spec("str_tfidf_word12_logreg_clf_descr", load_text, lambda: make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), lr()), zipmap_variant=False),
     Spec("str_count_word_logreg_clf_descr", load_text, lambda: make_pipeline(CountVectorizer(), lr()), zipmap_variant=False),
     Spec("str_tfidf_char13_logreg_clf_descr", load_text, lambda: make_pipeline(TfidfVectorizer(analyzer="char", ngram_range=(1, 3), min_df=3), lr()), zipmap_variant=False),
+]
+
+
+# --- issue 13, operator half: the remaining classifier families with string labels -------------
+# Every scikit-learn classifier skl2onnx converts (its `sklearn_classifier_list`), trained on class
+# names. Absent, because the exporters cannot: XGBClassifier (xgboost refuses string labels at
+# fit), GaussianProcessClassifier (skl2onnx 1.20 casts the labels to int), OneVsOneClassifier
+# (skl2onnx 1.20 writes a graph that fails ONNX type inference, integer labels too) and
+# QuadraticDiscriminantAnalysis (skl2onnx 1.20's label output is [1, N], not one per row).
+def mlp():
+    return MLPClassifier(hidden_layer_sizes=(16,), max_iter=3_000, random_state=SEED)
+
+
+def svc_lin():
+    return LinearSVC(max_iter=100_000, random_state=SEED)
+
+
+def dt3():
+    return DecisionTreeClassifier(max_depth=3, random_state=SEED)
+
+
+SPECS += [
+    Spec("str_mlp_clf_iris", lambda: load("iris", standardise=True), mlp),
+    Spec("str_mlp_clf_binary_cancer", lambda: load("cancer", standardise=True), mlp),
+    Spec("str_gnb_clf_iris", lambda: load("iris"), GaussianNB),
+    Spec("str_bnb_clf_binary_cancer", lambda: load("cancer", standardise=True), lambda: BernoulliNB(binarize=0.0)),
+    Spec("str_mnb_clf_wine", lambda: load("wine"), MultinomialNB),
+    Spec("str_cnb_clf_wine", lambda: load("wine"), ComplementNB),
+    Spec(
+        "str_ordinal_catnb_clf_iris_words",
+        lambda: load("iris", words=True),
+        lambda: make_pipeline(OrdinalEncoder(), CategoricalNB()),
+    ),
+    Spec("str_sgd_hinge_clf_iris", lambda: load("iris", standardise=True), lambda: SGDClassifier(random_state=SEED)),
+    Spec("str_sgd_log_clf_binary_cancer", lambda: load("cancer", standardise=True), lambda: SGDClassifier(loss="log_loss", random_state=SEED)),
+    Spec("str_sgd_modhuber_clf_wine", lambda: load("wine", standardise=True), lambda: SGDClassifier(loss="modified_huber", random_state=SEED)),
+    Spec("str_perceptron_clf_wine", lambda: load("wine", standardise=True), lambda: Perceptron(random_state=SEED)),
+    # skl2onnx's ridge converters ignore the zipmap option (no probabilities): no ZipMap variant.
+    Spec("str_ridge_clf_wine", lambda: load("wine", standardise=True), RidgeClassifier, zipmap_variant=False),
+    Spec("str_ridge_clf_binary_cancer", lambda: load("cancer", standardise=True), RidgeClassifier, zipmap_variant=False),
+    Spec("str_ridgecv_clf_iris", lambda: load("iris"), RidgeClassifierCV, zipmap_variant=False),
+    Spec("str_logregcv_clf_iris", lambda: load("iris"), lambda: LogisticRegressionCV(max_iter=10_000, cv=3)),
+    Spec("str_lda_clf_wine", lambda: load("wine"), LinearDiscriminantAnalysis),
+    Spec("str_lda_clf_binary_cancer", lambda: load("cancer"), LinearDiscriminantAnalysis),
+    Spec("str_ada_clf_iris", lambda: load("iris"), lambda: AdaBoostClassifier(dt3(), n_estimators=10, random_state=SEED)),
+    Spec("str_ada_clf_binary_cancer", lambda: load("cancer"), lambda: AdaBoostClassifier(n_estimators=20, random_state=SEED)),
+    Spec("str_bagging_clf_wine", lambda: load("wine"), lambda: BaggingClassifier(dt3(), n_estimators=10, random_state=SEED)),
+    Spec(
+        "str_voting_hard_clf_iris",
+        lambda: load("iris"),
+        lambda: VotingClassifier([("lr", lr()), ("dt", dt3()), ("gnb", GaussianNB())], voting="hard", flatten_transform=False),
+    ),
+    Spec(
+        "str_voting_soft_clf_wine",
+        lambda: load("wine", standardise=True),
+        lambda: VotingClassifier([("lr", lr()), ("dt", dt3()), ("gnb", GaussianNB())], voting="soft", flatten_transform=False),
+    ),
+    Spec(
+        "str_stacking_clf_iris",
+        lambda: load("iris"),
+        lambda: StackingClassifier([("dt", dt3()), ("gnb", GaussianNB())], final_estimator=lr()),
+    ),
+    Spec(
+        "str_calibrated_sigmoid_clf_binary_cancer",
+        lambda: load("cancer", standardise=True),
+        lambda: CalibratedClassifierCV(svc_lin(), method="sigmoid", cv=3),
+    ),
+    Spec("str_calibrated_isotonic_clf_iris", lambda: load("iris"), lambda: CalibratedClassifierCV(GaussianNB(), method="isotonic", cv=3)),
+    Spec("str_ovr_logreg_clf_wine", lambda: load("wine", standardise=True), lambda: OneVsRestClassifier(lr())),
+    Spec("str_nusvc_clf_iris", lambda: load("iris"), lambda: NuSVC(probability=True, random_state=SEED)),
+    Spec("str_svc_clf_binary_cancer_sigmoid", lambda: load("cancer", standardise=True, max_train=200), lambda: SVC(kernel="sigmoid", gamma=0.01, random_state=SEED)),
+    Spec("str_svc_clf_wine_linear_proba", lambda: load("wine", standardise=True), lambda: SVC(kernel="linear", probability=True, random_state=SEED)),
+    Spec("str_extratree_clf_iris", lambda: load("iris"), lambda: ExtraTreeClassifier(max_depth=5, random_state=SEED)),
+    Spec("str_rf_clf_iris", lambda: load("iris"), lambda: RandomForestClassifier(n_estimators=15, max_depth=5, random_state=SEED, n_jobs=1)),
+    Spec("str_scaler_logreg_clf_wine", lambda: load("wine"), lambda: make_pipeline(StandardScaler(), lr())),
+    Spec("str_minmax_knn_clf_wine", lambda: load("wine"), lambda: make_pipeline(MinMaxScaler(), KNeighborsClassifier(n_neighbors=5))),
+]
+
+# --- mixed-input pipelines: unknown categories in the held-out rows -----------------------------
+def imputed(strategy: str):
+    return make_pipeline(
+        SimpleImputer(strategy=strategy, missing_values="", fill_value="missing" if strategy == "constant" else None),
+        OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+    )
+
+
+SPECS += [
+    Spec(
+        "str_mixed_onehot_unknown_logreg_clf_penguins",
+        lambda: load_penguins(unseen=True),
+        lambda: mixed(OneHotEncoder(handle_unknown="ignore", sparse_output=False), lr()),
+    ),
+    Spec(
+        "str_mixed_onehot_infrequent_logreg_clf_penguins",
+        # No unseen categories here: skl2onnx 1.20 exports infrequent_if_exist with zeros=0, so
+        # onnxruntime (and infera, alike) refuses a category never seen in training.
+        load_penguins,
+        lambda: mixed(OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=40, sparse_output=False), lr()),
+    ),
+    Spec(
+        "str_mixed_ordinal_unknown_dt_clf_penguins",
+        lambda: load_penguins(unseen=True),
+        lambda: mixed(OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), DecisionTreeClassifier(max_depth=4, random_state=SEED)),
+    ),
+    Spec(
+        "str_mixed_target_logreg_clf_binary_penguins",
+        lambda: load_penguins(unseen=True, binary=True),
+        lambda: mixed(TargetEncoder(random_state=SEED), lr()),
+    ),
+    Spec("str_mixed_imputer_const_logreg_clf_penguins", lambda: load_penguins(missing=True), lambda: mixed(imputed("constant"), lr())),
+    Spec("str_mixed_imputer_mostfreq_rf_clf_penguins", lambda: load_penguins(missing=True, unseen=True), lambda: mixed(imputed("most_frequent"), RandomForestClassifier(n_estimators=10, max_depth=4, random_state=SEED, n_jobs=1))),
+]
+
+# --- text pipelines: word and char n-grams, stop words, case, binary, sublinear tf, max features -
+SPECS += [
+    Spec("str_tfidf_word11_logreg_clf_descr", load_text, lambda: make_pipeline(TfidfVectorizer(), lr())),
+    Spec("str_count_word12_stop_binary_logreg_clf_descr", load_text, lambda: make_pipeline(CountVectorizer(ngram_range=(1, 2), stop_words="english", binary=True), lr())),
+    Spec(
+        "str_tfidf_word12_nolower_sublinear_max_logreg_clf_descr",
+        load_text,
+        lambda: make_pipeline(TfidfVectorizer(ngram_range=(1, 2), lowercase=False, sublinear_tf=True, max_features=400), lr()),
+    ),
+    Spec("str_tfidf_char24_binary_logreg_clf_descr", load_text, lambda: make_pipeline(TfidfVectorizer(analyzer="char", ngram_range=(2, 4), binary=True, max_features=600), lr())),
+    Spec("str_tfidf_word11_mnb_clf_descr", load_text, lambda: make_pipeline(TfidfVectorizer(), MultinomialNB(alpha=0.1))),
+    Spec("str_tfidf_word12_dt_clf_descr", load_text, lambda: make_pipeline(TfidfVectorizer(ngram_range=(1, 2), max_features=300), DecisionTreeClassifier(max_depth=8, random_state=SEED))),
 ]
 
 
@@ -409,11 +555,54 @@ def build(spec: Spec, out: Path) -> list[str]:
     return written
 
 
+def write_map_models(out: Path) -> None:
+    """Graphs with ONNX map inputs, which infera refuses at load (docs/ml-operators.md): a
+    DictVectorizer pipeline as skl2onnx exports it (input `map(string, float)`, one map per
+    call in onnxruntime) and a CastMap graph. onnxruntime runs both; the integration test
+    checks that infera names the operator and the input."""
+    from onnx import TensorProto, helper
+    from sklearn.feature_extraction import DictVectorizer
+    from skl2onnx.common.data_types import DictionaryType
+
+    data = load("iris")
+    names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    dicts = [dict(zip(names, map(float, row))) for row in data.x_train]
+    model = make_pipeline(DictVectorizer(sparse=False), lr()).fit(dicts, data.y_train)
+    onx = convert_sklearn(
+        model,
+        name="dictvec_logreg_clf_iris",
+        initial_types=[("features", DictionaryType(StringTensorType([]), FloatTensorType([])))],
+        options={id(model.steps[-1][1]): {"zipmap": False}},
+        target_opset=SKL2ONNX_OPSET,
+    )
+    row = dict(zip(names, map(float, data.x_test[0])))
+    label = ort_session(onx).run(None, {"features": row})[0]
+    assert label.tolist() == [model.predict([row])[0]], label
+    map_type = helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, None))
+    cast = helper.make_graph(
+        [helper.make_node("CastMap", ["m"], ["y"], domain="ai.onnx.ml", map_form="DENSE", cast_to="TO_FLOAT")],
+        "castmap",
+        [helper.make_value_info("m", map_type)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    cast = helper.make_model(cast, opset_imports=[helper.make_opsetid("", 15), helper.make_opsetid("ai.onnx.ml", 3)])
+    assert ort_session(cast).run(None, {"m": {0: 1.5, 1: 2.5}})[0].tolist() == [[1.5, 2.5]]
+    for name, onx in [("dictvec_logreg_clf_iris", onx), ("castmap", cast)]:
+        d = out / name / "1"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "model.onnx").write_bytes(onx.SerializeToString())
+        print(f"[{name}] map input (refused by infera); onnxruntime runs it")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "conformance"))
     ap.add_argument("--only", action="append", default=[], metavar="GLOB")
+    ap.add_argument("--maps", metavar="DIR", help="write the map-input graphs infera refuses there, and nothing else")
     args = ap.parse_args()
+    if args.maps:
+        write_map_models(Path(args.maps))
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"numpy {np.__version__}, scikit-learn {sklearn.__version__}, skl2onnx {skl2onnx.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}")

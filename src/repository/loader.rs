@@ -15,7 +15,9 @@ use super::layout::{Layout, VersionDir};
 use super::manifest::{Manifest, Runtime};
 use super::traffic::TrafficOverride;
 use crate::contract::{InputContract, ModelContract, OutputContract};
-use crate::engine::{BatchPolicy, CompiledModel, LoadOptions, Tensor, TensorData, WorkerPool};
+use crate::engine::{
+    BatchPolicy, CompiledModel, DataType, LoadOptions, Tensor, TensorData, WorkerPool,
+};
 use crate::monitoring::{
     DriftMonitor, Metrics, ModelMonitor, MonitorSettings, Notifier, QualityKind, ReferenceProfile,
     Subject,
@@ -244,7 +246,10 @@ fn monitor_settings(manifest: Option<&Manifest>) -> MonitorSettings {
 }
 
 /// Runs one all-zero instance so the first real request does not pay for lazy set-up. A model
-/// with variable dimensions besides the batch has no one shape to try: it is not warmed up.
+/// with variable dimensions besides the batch has no one shape to try: it is not warmed up. With
+/// string inputs the instance holds empty strings, which a model may rightly refuse (a
+/// OneHotEncoder with `zeros=0` refuses any unknown category, as onnxruntime does): such a
+/// failure does not fail the load.
 fn warm_up(compiled: &CompiledModel) -> Result<(), String> {
     let inputs_spec = &compiled.signature().inputs;
     if inputs_spec.iter().any(|s| s.has_variable_rows()) {
@@ -263,8 +268,13 @@ fn warm_up(compiled: &CompiledModel) -> Result<(), String> {
             }
         })
         .collect();
-    compiled
-        .run_request(&inputs)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let strings = inputs_spec.iter().any(|s| s.dtype == DataType::String);
+    match compiled.run_request(&inputs) {
+        Ok(_) => Ok(()),
+        Err(e) if strings => {
+            tracing::debug!(error = %e, "warm-up with empty strings refused by the model");
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }

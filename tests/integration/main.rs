@@ -18,6 +18,7 @@ mod grpc;
 mod hardening;
 mod layers;
 mod metrics;
+mod ml_refused;
 mod model_limits;
 mod models;
 mod monitoring;

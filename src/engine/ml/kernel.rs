@@ -22,13 +22,19 @@ pub trait Kernel: Debug + Send + Sync + 'static {
 
     /// Computes every output; inputs arrive with the batch axis first.
     fn eval(&self, inputs: &[TValue]) -> TractResult<TVec<TValue>>;
+
+    /// Refuses, when the plan is typed (at load), an element type of input 0 the kernel does
+    /// not take.
+    fn check_input(&self, _dt: DatumType) -> TractResult<()> {
+        Ok(())
+    }
 }
 
 fn mints(kernel: &dyn Kernel) -> bool {
     kernel
         .outputs()
         .iter()
-        .any(|(_, shape)| matches!(shape, OutShape::RowsThen(_)))
+        .any(|(_, shape)| matches!(shape, OutShape::InputThen(_)))
 }
 
 /// The shape of one output.
@@ -40,9 +46,9 @@ pub enum OutShape {
     SameAsInput,
     /// The shape of input 0 with one more axis of this size at the end.
     InputPlus(usize),
-    /// The batch axis of input 0, then an axis whose size only the data decides (tokens per
-    /// text): a symbol the plan binds from the output when the op has run.
-    RowsThen(Symbol),
+    /// The shape of input 0, then an axis whose size only the data decides (tokens per text):
+    /// a symbol the plan binds from the output when the op has run.
+    InputThen(Symbol),
 }
 
 /// Wraps a kernel as both an inference-time expansion and a typed, evaluable op.
@@ -88,6 +94,7 @@ impl TypedOp for MlOp {
         let input = inputs
             .first()
             .ok_or_else(|| format_err!("{}: no input", self.0.name()))?;
+        self.0.check_input(input.datum_type)?;
         let dims = input.shape.dims();
         let batch = dims
             .first()
@@ -108,7 +115,11 @@ impl TypedOp for MlOp {
                         .cloned()
                         .chain(std::iter::once(n.to_dim()))
                         .collect(),
-                    OutShape::RowsThen(sym) => tvec![batch.clone(), TDim::Sym(sym)],
+                    OutShape::InputThen(sym) => dims
+                        .iter()
+                        .cloned()
+                        .chain(std::iter::once(TDim::Sym(sym)))
+                        .collect(),
                 };
                 dt.fact(dims)
             })
@@ -156,10 +167,14 @@ impl Expansion for MlOp {
                         s.equals(&output.shape[rank as usize], n.to_dim())
                     })?;
                 }
-                OutShape::RowsThen(sym) => {
-                    s.equals(&output.rank, 2)?;
-                    s.equals(&output.shape[0], &inputs[0].shape[0])?;
-                    s.equals(&output.shape[1], TDim::Sym(sym))?;
+                OutShape::InputThen(sym) => {
+                    s.equals(&output.rank, inputs[0].rank.bex() + 1)?;
+                    s.given(&inputs[0].rank, move |s, rank| {
+                        for axis in 0..rank as usize {
+                            s.equals(&output.shape[axis], &inputs[0].shape[axis])?;
+                        }
+                        s.equals(&output.shape[rank as usize], TDim::Sym(sym.clone()))
+                    })?;
                 }
             }
         }

@@ -3,9 +3,12 @@
 //! mixed freely with standard operators.
 
 mod attrs;
+mod feature_extractor;
 mod kernel;
 mod linear;
+mod logsumexp;
 mod post;
+mod refused;
 mod strings;
 mod svm;
 mod text;
@@ -42,6 +45,11 @@ pub fn onnx() -> Onnx {
     reg.insert("StringNormalizer", text::string_normalizer);
     reg.insert("Tokenizer", text::tokenizer);
     reg.insert("TfIdfVectorizer", text::tfidf_vectorizer);
+    reg.insert("ReduceLogSumExp", logsumexp::reduce_log_sum_exp);
+    reg.insert(
+        "ArrayFeatureExtractor",
+        feature_extractor::array_feature_extractor,
+    );
     onnx
 }
 
@@ -57,6 +65,9 @@ pub fn load(path: &Path) -> TractResult<InferenceModel> {
 pub fn load_with(path: &Path, configure: impl FnOnce(Onnx) -> Onnx) -> TractResult<InferenceModel> {
     let onnx = configure(onnx());
     let mut proto = onnx.proto_model_for_path(path)?;
+    if let Some(graph) = &proto.graph {
+        refused::refuse_non_tensor_values(graph)?;
+    }
     normalise(&mut proto);
     let dir = path.parent().and_then(|d| d.to_str());
     let parsed = onnx.parse(&proto, dir)?;

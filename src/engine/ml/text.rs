@@ -152,15 +152,18 @@ impl Kernel for Tokenizer {
     fn outputs(&self) -> Vec<(DatumType, OutShape)> {
         vec![(
             String::datum_type(),
-            OutShape::RowsThen(self.tokens.clone()),
+            OutShape::InputThen(self.tokens.clone()),
         )]
     }
 
+    /// Texts `[N]` give tokens `[N, T]`, texts `[N, C]` tokens `[N, C, T]` (skl2onnx feeds the
+    /// `[N, 1]` graph input straight in when there is no StringNormalizer), `T` the most tokens
+    /// of any text.
     fn eval(&self, inputs: &[TValue]) -> TractResult<TVec<TValue>> {
+        let shape = inputs[0].shape().to_vec();
         ensure!(
-            inputs[0].rank() == 1,
-            "Tokenizer: takes one text per row ([N]), got shape {:?}",
-            inputs[0].shape()
+            matches!(shape.len(), 1 | 2),
+            "Tokenizer: takes texts [N] or [N, C], got shape {shape:?}"
         );
         let texts = strings_of(&inputs[0], "Tokenizer")?;
         let rows: Vec<Vec<&str>> = texts.iter().map(|t| self.tokens(t)).collect();
@@ -182,7 +185,8 @@ impl Kernel for Tokenizer {
             let filled = row.len() + marks;
             out.extend(std::iter::repeat_n(self.pad.clone(), width - filled));
         }
-        Ok(tvec!(strings_tensor(&[rows.len(), width], out)?))
+        let out_shape: Vec<usize> = shape.iter().copied().chain([width]).collect();
+        Ok(tvec!(strings_tensor(&out_shape, out)?))
     }
 }
 
@@ -422,5 +426,18 @@ mod tests {
         assert_eq!(got, vec!["win", "free", "prize", "hi", "#", "#"]);
         let empty = strings_tensor(&[1], vec!["!".into()]).unwrap();
         assert_eq!(t.eval(&[empty]).unwrap()[0].shape(), &[1, 0]);
+        // [N, C] texts (no StringNormalizer in front): [N, C, T], as onnxruntime.
+        let columns = strings_tensor(&[2, 1], vec!["Win big".into(), "no".into()]).unwrap();
+        let out = t.eval(&[columns]).unwrap();
+        assert_eq!(out[0].shape(), &[2, 1, 2]);
+        let got: Vec<String> = out[0]
+            .to_plain_array_view::<String>()
+            .unwrap()
+            .iter()
+            .cloned()
+            .collect();
+        assert_eq!(got, vec!["Win", "big", "no", "#"]);
+        let cube = strings_tensor(&[1, 1, 1], vec!["a".into()]).unwrap();
+        assert!(t.eval(&[cube]).is_err());
     }
 }

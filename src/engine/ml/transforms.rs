@@ -110,6 +110,17 @@ impl Kernel for Imputer {
         "Imputer"
     }
 
+    /// The ONNX Imputer takes float, double, int64 and int32 only. skl2onnx imputes string
+    /// columns with LabelEncoder, ArrayFeatureExtractor and Where instead, which infera runs.
+    fn check_input(&self, dt: DatumType) -> TractResult<()> {
+        ensure!(
+            dt != String::datum_type(),
+            "Imputer: string input is not supported (the ONNX operator takes numbers only; \
+             skl2onnx exports SimpleImputer on strings as LabelEncoder + Where)"
+        );
+        Ok(())
+    }
+
     fn outputs(&self) -> Vec<(DatumType, OutShape)> {
         let dt = if self.floats.is_empty() {
             i64::datum_type()
@@ -497,6 +508,25 @@ mod tests {
             zeros: false,
         };
         assert!(strict.eval(&[input(&[1, 1], &[1f32])]).is_err());
+    }
+
+    #[test]
+    fn imputer_refuses_strings_at_typing() {
+        let imputer = Imputer {
+            floats: vec![5.0],
+            replaced: f64::NAN,
+            ints: vec![],
+            replaced_int: 0,
+        };
+        imputer.check_input(f32::datum_type()).unwrap();
+        let error = imputer
+            .check_input(String::datum_type())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("Imputer: string input is not supported"),
+            "{error}"
+        );
     }
 
     #[test]
