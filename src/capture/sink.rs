@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::record::{FeedbackBatch, PredictionBatch};
-use super::Format;
 
 /// Rows to append, all of one partition.
 pub enum Rows<'a> {
@@ -26,21 +25,6 @@ pub trait SinkFile: Send {
     /// Completes the file, syncs it and renames it to its final name. Returns the final path
     /// and the file's size.
     fn close(self: Box<Self>) -> io::Result<(PathBuf, u64)>;
-}
-
-/// Creates `dir/.<name>.<ext>.tmp` (and `dir`): a predictions file when `names` (the feature
-/// names) is given, else a feedback file.
-pub fn create(
-    format: Format,
-    dir: &Path,
-    name: &str,
-    names: Option<&[String]>,
-) -> io::Result<Box<dyn SinkFile>> {
-    std::fs::create_dir_all(dir)?;
-    Ok(match format {
-        Format::Parquet => Box::new(super::file::OpenFile::create(dir, name, names)?),
-        Format::Jsonl => Box::new(super::jsonl::JsonlFile::create(dir, name, names)?),
-    })
 }
 
 /// Syncs a finished temporary file, renames it to its final name and syncs the directory (so

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use super::file::enforce_retention;
+use super::file::OpenFile;
+use super::jsonl::JsonlFile;
 use super::record::{FeedbackBatch, PredictionBatch, Record};
-use super::sink::{self, Rows, SinkFile};
+use super::sink::{Rows, SinkFile};
 use super::time::{date_of, now_ms};
 use super::{CaptureObserver, CaptureSettings, Format};
 
@@ -203,7 +205,7 @@ impl Writer {
             Record::Predictions(b) => (Pending::Predictions(Vec::new()), Some(b.names.clone())),
             Record::Feedback(_) => (Pending::Feedback(Vec::new()), None),
         };
-        let file = sink::create(format, &dir, &name, names.as_deref())?;
+        let file = create(format, &dir, &name, names.as_deref())?;
         Ok(Partition {
             key,
             format,
@@ -284,6 +286,21 @@ impl Writer {
             self.observer.files_deleted(deleted);
         }
     }
+}
+
+/// Creates `dir/.<name>.<ext>.tmp` (and `dir`): a predictions file when `names` (the feature
+/// names) is given, else a feedback file.
+fn create(
+    format: Format,
+    dir: &std::path::Path,
+    name: &str,
+    names: Option<&[String]>,
+) -> std::io::Result<Box<dyn SinkFile>> {
+    std::fs::create_dir_all(dir)?;
+    Ok(match format {
+        Format::Parquet => Box::new(OpenFile::create(dir, name, names)?),
+        Format::Jsonl => Box::new(JsonlFile::create(dir, name, names)?),
+    })
 }
 
 /// Lowers the calling thread's scheduling priority (Linux: `setpriority` on a thread id
