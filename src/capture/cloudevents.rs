@@ -286,3 +286,25 @@ fn without_url(e: &reqwest::Error) -> String {
         None => kind.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SinkUrl;
+
+    #[test]
+    fn a_sink_url_never_shows_its_credentials_or_query() {
+        let url: SinkUrl = "https://logger:s3cret@events.example:8443/in?token=abc"
+            .parse()
+            .unwrap();
+        for shown in [url.to_string(), format!("{url:?}")] {
+            assert!(
+                !shown.contains("s3cret") && !shown.contains("logger"),
+                "{shown}"
+            );
+            assert!(!shown.contains("abc"), "{shown}");
+            assert!(shown.contains("https://events.example:8443/in"), "{shown}");
+        }
+        assert!("ftp://x/".parse::<SinkUrl>().is_err());
+        assert!("not a url".parse::<SinkUrl>().is_err());
+    }
+}
