@@ -379,10 +379,14 @@ impl ShapeArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Data capture")]
 pub struct CaptureArgs {
-    /// Write sampled predictions and all feedback as Parquet files under this directory
+    /// Write sampled predictions and all feedback as files under this directory
     /// (`<model>/<version>/date=YYYY-MM-DD/<replica>-<seq>.parquet`). Unset: no capture.
     #[arg(long, env = "INFERA_CAPTURE_DIR")]
     pub capture_dir: Option<PathBuf>,
+    /// File format: `parquet` (Snappy Parquet) or `jsonl` (gzip-compressed JSON lines,
+    /// `.jsonl.gz`); a model card's `[capture] format` overrides it for its predictions.
+    #[arg(long, env = "INFERA_CAPTURE_FORMAT", default_value = "parquet")]
+    pub capture_format: String,
     /// Fraction of prediction requests captured, 0 to 1 (feedback is always captured).
     #[arg(long, env = "INFERA_CAPTURE_SAMPLE_RATE", default_value_t = 1.0)]
     pub capture_sample_rate: f64,
@@ -418,6 +422,25 @@ pub struct CaptureArgs {
     /// directory never write the same file.
     #[arg(long, env = "INFERA_CAPTURE_REPLICA")]
     pub capture_replica: Option<String>,
+    /// Also post every captured prediction as CloudEvents (KServe payload logger format) to
+    /// this http(s) URL; credentials in it are sent as Basic auth and never logged. Works with
+    /// or without --capture-dir.
+    #[arg(long, env = "INFERA_CAPTURE_URL")]
+    pub capture_url: Option<crate::capture::SinkUrl>,
+    /// Requests waiting to be posted to --capture-url at most; past it events are dropped and
+    /// counted in `infera_capture_events_total{outcome="dropped"}`.
+    #[arg(long, env = "INFERA_CAPTURE_URL_QUEUE", default_value_t = 1024)]
+    pub capture_url_queue: usize,
+    /// Posts to --capture-url under way at most.
+    #[arg(long, env = "INFERA_CAPTURE_URL_IN_FLIGHT", default_value_t = 8)]
+    pub capture_url_in_flight: usize,
+    /// Timeout of one post to --capture-url, in milliseconds.
+    #[arg(long, env = "INFERA_CAPTURE_URL_TIMEOUT_MS", default_value_t = 2000)]
+    pub capture_url_timeout_ms: u64,
+    /// `ce-namespace` of the posted events (KServe: the InferenceService's namespace); not
+    /// sent when unset.
+    #[arg(long, env = "INFERA_CAPTURE_NAMESPACE")]
+    pub capture_namespace: Option<String>,
 }
 
 impl CaptureArgs {
@@ -430,6 +453,18 @@ impl CaptureArgs {
         }
         crate::capture::Fields::parse(&self.capture_fields)
             .map_err(|e| format!("--capture-fields: {e}"))?;
+        crate::capture::Format::parse(&self.capture_format)
+            .map_err(|e| format!("--capture-format: {e}"))?;
+        if self.capture_url.is_some()
+            && (self.capture_url_queue == 0
+                || self.capture_url_in_flight == 0
+                || self.capture_url_timeout_ms == 0)
+        {
+            return Err(
+                "--capture-url-queue, --capture-url-in-flight and --capture-url-timeout-ms must be > 0"
+                    .into(),
+            );
+        }
         if self.capture_queue == 0 || self.capture_flush_ms == 0 || self.capture_max_file_secs == 0
         {
             return Err(
@@ -440,11 +475,28 @@ impl CaptureArgs {
         Ok(())
     }
 
-    /// The writer's settings, or None when capture is off.
+    /// The writer's settings, or None when capture is off (neither a directory nor a URL).
     pub fn settings(&self) -> Option<crate::capture::CaptureSettings> {
-        let dir = self.capture_dir.clone()?;
+        if self.capture_dir.is_none() && self.capture_url.is_none() {
+            return None;
+        }
+        let replica = match &self.capture_replica {
+            Some(r) => crate::capture::replica_name(r),
+            None => crate::capture::host_name(),
+        };
+        let http = self
+            .capture_url
+            .clone()
+            .map(|url| crate::capture::HttpSinkSettings {
+                url,
+                queue: self.capture_url_queue,
+                in_flight: self.capture_url_in_flight,
+                timeout: Duration::from_millis(self.capture_url_timeout_ms),
+                namespace: self.capture_namespace.clone(),
+                replica: replica.clone(),
+            });
         Some(crate::capture::CaptureSettings {
-            dir,
+            dir: self.capture_dir.clone(),
             sample_rate: self.capture_sample_rate,
             fields: crate::capture::Fields::parse(&self.capture_fields).ok()?,
             redact: self.capture_redact.clone(),
@@ -453,10 +505,9 @@ impl CaptureArgs {
             max_file_age: Duration::from_secs(self.capture_max_file_secs),
             flush_every: Duration::from_millis(self.capture_flush_ms),
             max_total_bytes: self.capture_max_total_bytes,
-            replica: match &self.capture_replica {
-                Some(r) => crate::capture::replica_name(r),
-                None => crate::capture::host_name(),
-            },
+            replica,
+            format: crate::capture::Format::parse(&self.capture_format).ok()?,
+            http,
         })
     }
 }

@@ -214,13 +214,15 @@ impl Infera {
     }
 }
 
-/// Starts the capture writer when `--capture-dir` is set.
+/// Starts capture when `--capture-dir` or `--capture-url` is set.
 fn start_capture(args: &ServeArgs, metrics: &Arc<Metrics>) -> anyhow::Result<Option<Capture>> {
     let Some(settings) = args.capture.settings() else {
         return Ok(None);
     };
-    let dir = settings.dir.clone();
-    tracing::info!(dir = %dir.display(), rate = settings.sample_rate, replica = %settings.replica, "data capture on");
+    let dir = settings.dir.clone().unwrap_or_default();
+    // The URL is shown without its credentials (SinkUrl's Display).
+    let url = settings.http.as_ref().map(|h| h.url.to_string());
+    tracing::info!(dir = %dir.display(), url = ?url, rate = settings.sample_rate, replica = %settings.replica, "data capture on");
     let observer: Arc<dyn crate::capture::CaptureObserver> = metrics.capture().clone();
     let capture = Capture::start(settings, observer)
         .with_context(|| format!("starting capture into {}", dir.display()))?;

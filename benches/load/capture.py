@@ -69,27 +69,46 @@ def parquet_rows(root: Path) -> int | None:
         import pyarrow.parquet as pq
     except ImportError:
         return None
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in root.rglob("*.parquet"))
+    import gzip
+    parquet = sum(pq.ParquetFile(p).metadata.num_rows for p in root.rglob("*.parquet"))
+    jsonl = sum(sum(1 for _ in gzip.open(p)) for p in root.rglob("*.jsonl.gz"))
+    return parquet + jsonl
 
 
-def run(args, work: Path, body: Path, capture: bool, tag: str) -> dict:
+def cpu_seconds(pid: int, thread: str | None = None) -> float:
+    """User + system CPU time so far of a process (all its threads), or of its threads named
+    `thread`, from /proc/PID/stat (/proc/PID/task/TID/stat)."""
+    def stat(path: Path) -> float:
+        fields = path.read_text().rsplit(")", 1)[1].split()
+        # After the command name: state is field 3, utime field 14, stime field 15 (1-based).
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if thread is None:
+        return stat(Path(f"/proc/{pid}/stat"))
+    return sum(stat(t / "stat") for t in Path(f"/proc/{pid}/task").iterdir()
+               if (t / "comm").read_text().strip() == thread)
+
+
+def run(args, work: Path, body: Path, capture: bool, tag: str, binary: str | None = None) -> dict:
     port = free_port()
-    argv = [args.infera, "--model-repository", str(ROOT / "models"), "--port", str(port),
+    argv = [binary or args.infera, "--model-repository", str(ROOT / "models"), "--port", str(port),
             "--log", "warn"]
     cap_dir = work / f"capture-{tag}"
     if capture:
         argv += ["--capture-dir", str(cap_dir), "--capture-sample-rate", "1",
-                 "--capture-replica", "bench"]
+                 "--capture-replica", "bench", *args.capture_flag]
     log = open(work / f"infera-{tag}.log", "w")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base + "/health/ready", proc)
+        cpu_before = cpu_seconds(proc.pid)
         out = subprocess.run(
             [args.loadgen, "--url", base + "/models/digits/predict", "--body", str(body),
              "--connections", str(args.connections), "--duration-secs", str(args.seconds),
              "--warmup-secs", "1", "--threads", "1"],
             capture_output=True, text=True, check=True).stdout
+        cpu = cpu_seconds(proc.pid) - cpu_before
+        writer_cpu = cpu_seconds(proc.pid, "infera-capture")
         report = json.loads(out)
         metrics = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
     finally:
@@ -105,11 +124,16 @@ def run(args, work: Path, body: Path, capture: bool, tag: str) -> dict:
         "p50_ms": ok["p50"] / 1000,
         "p99_ms": ok["p99"] / 1000,
         "load": os.getloadavg()[0],
+        # Server CPU per request, warm-up included (its requests are not in `requests`, so this
+        # slightly overstates both sides alike).
+        "cpu_us": cpu / max(report["requests"], 1) * 1e6,
     }
     if capture:
         row["queued"] = metric(metrics, 'infera_capture_rows_total{kind="prediction",outcome="queued"}')
         row["dropped"] = metric(metrics, 'infera_capture_rows_total{kind="prediction",outcome="dropped"}')
         row["rows_in_files"] = parquet_rows(cap_dir)
+        # The writer thread's CPU per row it took (whole run, warm-up included).
+        row["writer_us"] = writer_cpu / max(row["queued"], 1) * 1e6
     return row
 
 
@@ -120,30 +144,50 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compare", metavar="BIN",
+                    help="another infera binary (e.g. the main branch's) run with capture in every round too")
+    ap.add_argument("--capture-flag", action="append", default=[],
+                    help="extra server flag for the capture runs (repeat), e.g. --capture-format=jsonl")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="infera-capture-bench-"))
     golden = json.loads((ROOT / "models/digits/1/golden.json").read_text())
     body = work / "digits1.json"
     body.write_text(json.dumps({"instances": golden["inputs"][:1]}))
-    print("| Round | Capture | Requests | req/s | non-2xx | errors | p50 | p99 | rows queued / dropped / in files | load avg |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    ratios, failed = [], False
+    print("| Round | Capture | Requests | req/s | non-2xx | errors | p50 | p99 | server CPU/req | writer CPU/row | rows queued / dropped / in files | load avg |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    ratios, cpu_ratios, cmp_ratios, failed = [], [], [], False
+    legs = [(False, None), (True, None)] + ([(True, args.compare)] if args.compare else [])
     for r in range(1, args.rounds + 1):
-        order = [False, True] if r % 2 else [True, False]
+        # Rotate the order between rounds so a machine that gets busier or quieter during the
+        # run favours no leg.
+        order = legs[(r - 1) % len(legs):] + legs[:(r - 1) % len(legs)]
         rows = {}
-        for capture in order:
-            row = run(args, work, body, capture, f"{r}-{'on' if capture else 'off'}")
-            rows[capture] = row
+        for capture, binary in order:
+            tag = f"{r}-{'on' if capture else 'off'}{'-cmp' if binary else ''}"
+            row = run(args, work, body, capture, tag, binary)
+            rows[(capture, binary)] = row
             failed |= row["non_2xx"] > 0 or row["errors"] > 0
             counts = (f"{row['queued']:.0f} / {row['dropped']:.0f} / {row['rows_in_files']}"
                       if capture else "-")
-            print(f"| {r} | {'100%' if capture else 'off'} | {row['requests']:,} | {row['rps']:,.0f} "
+            writer = f"{row['writer_us']:.1f} us" if capture else "-"
+            label = ("100% (compared)" if binary else "100%") if capture else "off"
+            print(f"| {r} | {label} | {row['requests']:,} | {row['rps']:,.0f} "
                   f"| {row['non_2xx']} | {row['errors']} | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms "
-                  f"| {counts} | {row['load']:.1f} |", flush=True)
-        ratios.append(rows[True]["rps"] / rows[False]["rps"])
+                  f"| {row['cpu_us']:.1f} us | {writer} | {counts} | {row['load']:.1f} |", flush=True)
+        off, on = rows[(False, None)], rows[(True, None)]
+        ratios.append(on["rps"] / off["rps"])
+        cpu_ratios.append(on["cpu_us"] / off["cpu_us"])
+        if args.compare:
+            cmp = rows[(True, args.compare)]
+            cmp_ratios.append(cmp["cpu_us"] / off["cpu_us"])
     print()
     print("capture on / off req/s per round: " + ", ".join(f"{x:.3f}" for x in ratios)
           + f"; median {statistics.median(ratios):.3f}")
+    print("capture on / off server CPU per request per round: "
+          + ", ".join(f"{x:.3f}" for x in cpu_ratios) + f"; median {statistics.median(cpu_ratios):.3f}")
+    if cmp_ratios:
+        print("compared binary with capture / off, server CPU per request per round: "
+              + ", ".join(f"{x:.3f}" for x in cmp_ratios) + f"; median {statistics.median(cmp_ratios):.3f}")
     return 1 if failed else 0
 
 

@@ -1,6 +1,13 @@
-//! `infera export`: joins a model's captured predictions (every version, every replica) with
-//! the captured ground truth into one training-ready Parquet file: one column per feature by
-//! name, `prediction`, `label` (null where no ground truth came), `version`, `time`, `id`.
+//! `infera export`: joins a model's captured predictions (every version, every replica, Parquet
+//! or JSON lines) with the captured ground truth into one training-ready Parquet file: one
+//! column per feature by name, `prediction`, `label` (null where no ground truth came),
+//! `version`, `time`, `id`.
+//!
+//! Streaming: the ground truth of the model is held in memory (one entry per feedback id);
+//! predictions are read a chunk at a time and written out as one row group per chunk, so memory
+//! is bounded by the feedback ids plus one chunk, whatever the size of the capture. A first pass
+//! over the predictions finds the union of feature names and the class labels (so the output
+//! schema is known before the first row group); the second pass joins and writes.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -11,16 +18,11 @@ use anyhow::Context;
 use arrow_array::builder::{
     Float64Builder, StringBuilder, TimestampMillisecondBuilder, UInt64Builder,
 };
-use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Float32Type, Float64Type, Int64Type, TimestampMillisecondType, UInt64Type,
-};
-use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 
-use super::schema::FEATURE_NAMES_KEY;
+use super::export_read::{self, Row, Truth};
 use super::time::date_of;
 
 /// What to export.
@@ -52,24 +54,12 @@ pub struct ExportSummary {
     pub files: usize,
 }
 
-/// The ground truth of one id (the latest one sent wins).
-struct Truth {
-    time: i64,
-    label: Option<String>,
-    class_index: Option<i64>,
-    value: Option<f64>,
-}
-
-/// One captured prediction.
-struct Row {
-    id: Option<String>,
-    time: Option<i64>,
-    version: Option<u64>,
-    /// Export column of each of the file's features.
-    columns: Arc<[usize]>,
-    features: Vec<Option<f64>>,
-    label: Option<String>,
-    value: Option<f64>,
+/// What the first pass learns: the output's feature columns and how to name classes.
+struct Plan {
+    names: Vec<String>,
+    classifier: bool,
+    class_labels: HashMap<i64, String>,
+    truths: HashMap<String, Truth>,
 }
 
 /// Runs the export and writes `out` (via a temporary file and a rename).
@@ -82,25 +72,213 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportSummary> {
         opts.capture.display()
     );
     let since_date = opts.since_ms.map(date_of);
-    let mut summary = ExportSummary::default();
-    let mut truths: HashMap<String, Truth> = HashMap::new();
-    let mut names: Vec<String> = Vec::new();
-    let mut rows: Vec<Row> = Vec::new();
-    for (sub, path) in partition_files(&root, since_date.as_deref())? {
-        summary.files += 1;
-        if sub == "feedback" {
-            read_feedback(&path, &mut truths)?;
-        } else {
-            read_predictions(&path, &mut names, &mut rows)?;
-        }
+    let files = partition_files(&root, since_date.as_deref())?;
+    let mut summary = ExportSummary {
+        files: files.len(),
+        ..ExportSummary::default()
+    };
+    let plan = plan(&files, &opts.labels)?;
+    let tmp = opts.out.with_extension("parquet.tmp");
+    let mut out = Output::create(&tmp, &plan)?;
+    let mut seen: HashSet<String> = HashSet::new();
+    for (_, path) in files.iter().filter(|(sub, _)| sub != "feedback") {
+        let file_names = export_read::feature_names(path)?;
+        let columns: Vec<usize> = file_names
+            .iter()
+            .filter_map(|n| plan.names.iter().position(|m| m == n))
+            .collect();
+        export_read::predictions(path, &file_names, &mut |mut rows| {
+            if let Some(since) = opts.since_ms {
+                rows.retain(|r| r.time.is_none_or(|t| t >= since));
+            }
+            out.write(&rows, &columns, &mut seen, &mut summary)
+        })?;
     }
-    if let Some(since) = opts.since_ms {
-        rows.retain(|r| r.time.is_none_or(|t| t >= since));
-    }
-    rows.sort_by_key(|r| r.time);
-    let batch = joined_batch(&names, &rows, &truths, &opts.labels, &mut summary)?;
-    write_atomically(&opts.out, &batch)?;
+    summary.orphan_feedback = plan.truths.len() - seen.len();
+    out.finish()?;
+    fs::rename(&tmp, &opts.out).with_context(|| format!("writing {}", opts.out.display()))?;
     Ok(summary)
+}
+
+/// The first pass: every ground truth, the union of feature names, and the class labels.
+fn plan(files: &[(String, PathBuf)], card_labels: &[String]) -> anyhow::Result<Plan> {
+    let mut plan = Plan {
+        names: Vec::new(),
+        classifier: false,
+        class_labels: HashMap::new(),
+        truths: HashMap::new(),
+    };
+    for (sub, path) in files {
+        if sub == "feedback" {
+            export_read::feedback(path, &mut plan.truths)?;
+            continue;
+        }
+        let names = export_read::feature_names(path)?;
+        for n in &names {
+            if !plan.names.contains(n) {
+                plan.names.push(n.clone());
+            }
+        }
+        export_read::predictions(path, &names, &mut |rows| {
+            for r in rows {
+                if let (Some(label), Some(value)) = (r.label, r.value) {
+                    plan.classifier = true;
+                    plan.class_labels.entry(value as i64).or_insert(label);
+                }
+            }
+            Ok(())
+        })?;
+    }
+    for (i, l) in card_labels.iter().enumerate() {
+        plan.class_labels.insert(i as i64, l.clone());
+    }
+    for tail in TAIL {
+        anyhow::ensure!(
+            !plan.names.iter().any(|n| n == tail),
+            "a feature is named {tail:?}, like an export column"
+        );
+    }
+    Ok(plan)
+}
+
+/// The export's columns after the features.
+const TAIL: [&str; 5] = ["prediction", "label", "version", "time", "id"];
+
+/// The output file, written one row group per chunk.
+struct Output<'a> {
+    plan: &'a Plan,
+    schema: SchemaRef,
+    writer: ArrowWriter<File>,
+}
+
+impl<'a> Output<'a> {
+    fn create(tmp: &Path, plan: &'a Plan) -> anyhow::Result<Output<'a>> {
+        let answer = if plan.classifier {
+            DataType::Utf8
+        } else {
+            DataType::Float64
+        };
+        let mut fields: Vec<Field> = plan
+            .names
+            .iter()
+            .map(|n| Field::new(n, DataType::Float64, true))
+            .collect();
+        fields.extend([
+            Field::new(TAIL[0], answer.clone(), true),
+            Field::new(TAIL[1], answer, true),
+            Field::new(TAIL[2], DataType::UInt64, true),
+            Field::new(
+                TAIL[3],
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new(TAIL[4], DataType::Utf8, true),
+        ]);
+        let schema = Arc::new(Schema::new(fields));
+        let file = File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let writer = ArrowWriter::try_new(file, schema.clone(), None)?;
+        Ok(Output {
+            plan,
+            schema,
+            writer,
+        })
+    }
+
+    /// Joins one chunk with the ground truth and writes it as a row group. `columns[j]` is the
+    /// output column of the file's feature `j`.
+    fn write(
+        &mut self,
+        rows: &[Row],
+        columns: &[usize],
+        seen: &mut HashSet<String>,
+        summary: &mut ExportSummary,
+    ) -> anyhow::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let plan = self.plan;
+        let n = rows.len();
+        let mut features: Vec<Float64Builder> = plan
+            .names
+            .iter()
+            .map(|_| Float64Builder::with_capacity(n))
+            .collect();
+        let mut id = StringBuilder::new();
+        let mut text_pred = StringBuilder::new();
+        let mut text_label = StringBuilder::new();
+        let mut num_pred = Float64Builder::new();
+        let mut num_label = Float64Builder::new();
+        let mut version = UInt64Builder::new();
+        let mut time = TimestampMillisecondBuilder::new().with_timezone("UTC");
+        let mut values: Vec<Option<f64>> = vec![None; plan.names.len()];
+        for r in rows {
+            values.fill(None);
+            for (v, &c) in r.features.iter().zip(columns) {
+                values[c] = *v;
+            }
+            for (b, v) in features.iter_mut().zip(&values) {
+                b.append_option(*v);
+            }
+            let truth = r.id.as_deref().and_then(|i| plan.truths.get(i));
+            match (truth, r.id.as_deref()) {
+                (Some(_), Some(i)) => {
+                    summary.joined += 1;
+                    if !seen.contains(i) {
+                        seen.insert(i.to_string());
+                    }
+                }
+                _ => summary.unlabelled += 1,
+            }
+            id.append_option(r.id.as_deref());
+            if plan.classifier {
+                text_pred.append_option(r.label.as_deref());
+                text_label.append_option(truth.and_then(|t| self.label_of(t)));
+            } else {
+                num_pred.append_option(r.value);
+                num_label.append_option(truth.and_then(|t| t.value));
+            }
+            version.append_option(r.version);
+            time.append_option(r.time);
+        }
+        summary.rows += n;
+        let mut out: Vec<ArrayRef> = features
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        if plan.classifier {
+            out.push(Arc::new(text_pred.finish()));
+            out.push(Arc::new(text_label.finish()));
+        } else {
+            out.push(Arc::new(num_pred.finish()));
+            out.push(Arc::new(num_label.finish()));
+        }
+        out.push(Arc::new(version.finish()));
+        out.push(Arc::new(time.finish()));
+        out.push(Arc::new(id.finish()));
+        self.writer
+            .write(&RecordBatch::try_new(self.schema.clone(), out)?)?;
+        // One row group per chunk: the writer buffers no more than one chunk.
+        self.writer.flush()?;
+        Ok(())
+    }
+
+    /// A classifier's ground truth as a label: as sent, or its class index named.
+    fn label_of(&self, t: &Truth) -> Option<String> {
+        t.label.clone().or_else(|| {
+            let i = t.class_index?;
+            Some(
+                self.plan
+                    .class_labels
+                    .get(&i)
+                    .map_or_else(|| i.to_string(), Clone::clone),
+            )
+        })
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        self.writer.close()?;
+        Ok(())
+    }
 }
 
 /// `(version dir or "feedback", file)` for every closed file of the model.
@@ -125,10 +303,9 @@ fn partition_files(root: &Path, since: Option<&str>) -> anyhow::Result<Vec<(Stri
                 continue;
             }
             for file in read_dir_sorted(&date_dir)? {
-                let visible = file
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.ends_with(".parquet") && !n.starts_with('.'));
+                let visible = file.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    !n.starts_with('.') && (n.ends_with(".parquet") || n.ends_with(".jsonl.gz"))
+                });
                 if visible {
                     out.push((name.clone(), file));
                 }
@@ -145,234 +322,4 @@ fn read_dir_sorted(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .collect();
     paths.sort();
     Ok(paths)
-}
-
-fn batches(path: &Path) -> anyhow::Result<(arrow_schema::Metadata, Vec<RecordBatch>)> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("reading {}", path.display()))?;
-    let meta = builder.schema().metadata().clone();
-    let batches = builder
-        .build()?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("reading {}", path.display()))?;
-    Ok((meta, batches))
-}
-
-fn read_feedback(path: &Path, truths: &mut HashMap<String, Truth>) -> anyhow::Result<()> {
-    let (_, batches) = batches(path)?;
-    for b in batches {
-        let col = |name: &str| {
-            b.column_by_name(name)
-                .with_context(|| format!("{}: no column {name}", path.display()))
-        };
-        let id = col("id")?.as_string::<i32>();
-        let time = col("time")?.as_primitive::<TimestampMillisecondType>();
-        let label = col("label")?.as_string::<i32>();
-        let class_index = col("class_index")?.as_primitive::<Int64Type>();
-        let value = col("value")?.as_primitive::<Float64Type>();
-        for i in 0..b.num_rows() {
-            let truth = Truth {
-                time: time.value(i),
-                label: label.is_valid(i).then(|| label.value(i).to_string()),
-                class_index: class_index.is_valid(i).then(|| class_index.value(i)),
-                value: value.is_valid(i).then(|| value.value(i)),
-            };
-            let newer = truths.get(id.value(i)).is_none_or(|t| t.time <= truth.time);
-            if newer {
-                truths.insert(id.value(i).to_string(), truth);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn read_predictions(
-    path: &Path,
-    names: &mut Vec<String>,
-    rows: &mut Vec<Row>,
-) -> anyhow::Result<()> {
-    let (meta, batches) = batches(path)?;
-    let file_names: Vec<String> = meta
-        .get(FEATURE_NAMES_KEY)
-        .map(|j| serde_json::from_str(j))
-        .transpose()
-        .with_context(|| format!("{}: bad feature names", path.display()))?
-        .unwrap_or_default();
-    let columns: Arc<[usize]> = file_names
-        .iter()
-        .map(|n| match names.iter().position(|m| m == n) {
-            Some(i) => i,
-            None => {
-                names.push(n.clone());
-                names.len() - 1
-            }
-        })
-        .collect();
-    for b in batches {
-        let col = |name: &str| {
-            b.column_by_name(name)
-                .with_context(|| format!("{}: no column {name}", path.display()))
-        };
-        let id = col("id")?.as_string::<i32>();
-        let time = col("time")?.as_primitive::<TimestampMillisecondType>();
-        let version = col("version")?.as_primitive::<UInt64Type>();
-        let features = col("features")?.as_list::<i32>();
-        let label = col("prediction")?.as_string::<i32>();
-        let value = col("prediction_value")?.as_primitive::<Float64Type>();
-        let _ = col("confidence")?.as_primitive::<Float32Type>();
-        for i in 0..b.num_rows() {
-            let values = if features.is_valid(i) {
-                let v = features.value(i);
-                let v = v.as_primitive::<Float64Type>();
-                (0..v.len())
-                    .map(|j| v.is_valid(j).then(|| v.value(j)))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            rows.push(Row {
-                id: id.is_valid(i).then(|| id.value(i).to_string()),
-                time: time.is_valid(i).then(|| time.value(i)),
-                version: version.is_valid(i).then(|| version.value(i)),
-                columns: columns.clone(),
-                features: values,
-                label: label.is_valid(i).then(|| label.value(i).to_string()),
-                value: value.is_valid(i).then(|| value.value(i)),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The training table. Classifiers (predictions carry a label) get string `prediction` and
-/// `label` columns, class indices sent as ground truth mapped to labels through the captured
-/// predictions; regressors get float columns.
-fn joined_batch(
-    names: &[String],
-    rows: &[Row],
-    truths: &HashMap<String, Truth>,
-    card_labels: &[String],
-    summary: &mut ExportSummary,
-) -> anyhow::Result<RecordBatch> {
-    let classifier = rows.iter().any(|r| r.label.is_some());
-    let mut class_labels: HashMap<i64, &str> = rows
-        .iter()
-        .filter_map(|r| Some((r.value? as i64, r.label.as_deref()?)))
-        .collect();
-    for (i, l) in card_labels.iter().enumerate() {
-        class_labels.insert(i as i64, l);
-    }
-    let mut features: Vec<Float64Builder> = names.iter().map(|_| Float64Builder::new()).collect();
-    let mut id = StringBuilder::new();
-    let mut text_pred = StringBuilder::new();
-    let mut text_label = StringBuilder::new();
-    let mut num_pred = Float64Builder::new();
-    let mut num_label = Float64Builder::new();
-    let mut version = UInt64Builder::new();
-    let mut time = TimestampMillisecondBuilder::new().with_timezone("UTC");
-    let mut seen: HashSet<&str> = HashSet::new();
-    for r in rows {
-        let mut values: Vec<Option<f64>> = vec![None; names.len()];
-        for (j, v) in r.features.iter().enumerate() {
-            if let Some(&c) = r.columns.get(j) {
-                values[c] = *v;
-            }
-        }
-        for (b, v) in features.iter_mut().zip(values) {
-            b.append_option(v);
-        }
-        let truth = r.id.as_deref().and_then(|i| truths.get(i));
-        if let Some(i) = r.id.as_deref().filter(|_| truth.is_some()) {
-            seen.insert(i);
-        }
-        if truth.is_some() {
-            summary.joined += 1;
-        } else {
-            summary.unlabelled += 1;
-        }
-        id.append_option(r.id.as_deref());
-        if classifier {
-            text_pred.append_option(r.label.as_deref());
-            let label = truth.and_then(|t| {
-                t.label.clone().or_else(|| {
-                    let i = t.class_index?;
-                    Some(
-                        class_labels
-                            .get(&i)
-                            .map_or_else(|| i.to_string(), |l| l.to_string()),
-                    )
-                })
-            });
-            text_label.append_option(label);
-        } else {
-            num_pred.append_option(r.value);
-            num_label.append_option(truth.and_then(|t| t.value));
-        }
-        version.append_option(r.version);
-        time.append_option(r.time);
-    }
-    summary.rows = rows.len();
-    summary.orphan_feedback = truths.keys().filter(|k| !seen.contains(k.as_str())).count();
-    let answer_type = if classifier {
-        DataType::Utf8
-    } else {
-        DataType::Float64
-    };
-    let mut fields: Vec<Field> = names
-        .iter()
-        .map(|n| Field::new(n, DataType::Float64, true))
-        .collect();
-    let mut columns: Vec<ArrayRef> = features
-        .iter_mut()
-        .map(|b| Arc::new(b.finish()) as ArrayRef)
-        .collect();
-    let (pred, label): (ArrayRef, ArrayRef) = if classifier {
-        (Arc::new(text_pred.finish()), Arc::new(text_label.finish()))
-    } else {
-        (Arc::new(num_pred.finish()), Arc::new(num_label.finish()))
-    };
-    let tail: [(Field, ArrayRef); 5] = [
-        (Field::new("prediction", answer_type.clone(), true), pred),
-        (Field::new("label", answer_type, true), label),
-        (
-            Field::new("version", DataType::UInt64, true),
-            Arc::new(version.finish()),
-        ),
-        (
-            Field::new(
-                "time",
-                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-                true,
-            ),
-            Arc::new(time.finish()),
-        ),
-        (
-            Field::new("id", DataType::Utf8, true),
-            Arc::new(id.finish()),
-        ),
-    ];
-    for (f, c) in tail {
-        anyhow::ensure!(
-            !names.contains(f.name()),
-            "a feature is named {:?}, like an export column",
-            f.name()
-        );
-        fields.push(f);
-        columns.push(c);
-    }
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns,
-    )?)
-}
-
-fn write_atomically(out: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
-    let tmp = out.with_extension("parquet.tmp");
-    let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), None)?;
-    writer.write(batch)?;
-    writer.close()?;
-    fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
-    Ok(())
 }

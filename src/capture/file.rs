@@ -1,14 +1,13 @@
-//! One open capture file: written under a hidden `.…parquet.tmp` name, row groups flushed
-//! periodically, closed (footer written, fsync) and renamed to its final name. A reader never
-//! sees a half-written `.parquet` file: the rename is the commit. Also start-up clean-up of
-//! files a killed process left open, and the retention limit.
+//! One open Parquet capture file: written under a hidden `.…parquet.tmp` name, row groups
+//! flushed periodically, closed (footer written, fsync) and renamed to its final name. A reader
+//! never sees a half-written `.parquet` file: the rename is the commit. Also, for every format,
+//! start-up clean-up of files a killed process left open, and the retention limit.
 
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -16,21 +15,32 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
-pub const TMP_SUFFIX: &str = ".parquet.tmp";
+use super::schema::{feedback_rows, feedback_schema, prediction_rows, predictions_schema};
+use super::sink::{commit, Rows, SinkFile};
+
+/// Suffix of a file being written (any format).
+pub const TMP_SUFFIX: &str = ".tmp";
+/// Final suffixes of closed capture files.
+pub const CLOSED_SUFFIXES: [&str; 2] = [".parquet", ".jsonl.gz"];
 
 /// An open, growing Parquet file.
 pub struct OpenFile {
     tmp: PathBuf,
     path: PathBuf,
+    schema: SchemaRef,
     writer: ArrowWriter<File>,
-    pub opened: Instant,
+    opened: Instant,
 }
 
 impl OpenFile {
-    /// Creates `dir/.<name>.parquet.tmp` (and `dir`), to become `dir/<name>.parquet`.
-    pub fn create(dir: &Path, name: &str, schema: SchemaRef) -> io::Result<OpenFile> {
-        fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".{name}{TMP_SUFFIX}"));
+    /// Creates `dir/.<name>.parquet.tmp`, to become `dir/<name>.parquet`: a predictions file
+    /// with these feature names, or a feedback file.
+    pub fn create(dir: &Path, name: &str, names: Option<&[String]>) -> io::Result<OpenFile> {
+        let schema = match names {
+            Some(names) => predictions_schema(names),
+            None => feedback_schema(),
+        };
+        let tmp = dir.join(format!(".{name}.parquet{TMP_SUFFIX}"));
         let path = dir.join(format!("{name}.parquet"));
         let file = File::create(&tmp)?;
         // Dictionaries only where values repeat (model name, class label): hashing every
@@ -43,38 +53,41 @@ impl OpenFile {
             .set_column_dictionary_enabled(ColumnPath::from("prediction"), true)
             .set_column_dictionary_enabled(ColumnPath::from("label"), true)
             .build();
-        let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(io_error)?;
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(io_error)?;
         Ok(OpenFile {
             tmp,
             path,
+            schema,
             writer,
             opened: Instant::now(),
         })
     }
+}
 
+impl SinkFile for OpenFile {
     /// Writes rows as one row group, on disk when this returns (not yet readable: no footer).
-    pub fn append(&mut self, rows: &RecordBatch) -> io::Result<()> {
-        self.writer.write(rows).map_err(io_error)?;
+    fn append(&mut self, rows: Rows<'_>) -> io::Result<()> {
+        let batch = match rows {
+            Rows::Predictions(b) => prediction_rows(&self.schema, b),
+            Rows::Feedback(b) => feedback_rows(&self.schema, b),
+        }
+        .map_err(io::Error::other)?;
+        self.writer.write(&batch).map_err(io_error)?;
         self.writer.flush().map_err(io_error)
     }
 
-    pub fn bytes(&self) -> u64 {
+    fn bytes(&self) -> u64 {
         self.writer.bytes_written() as u64
     }
 
-    /// Writes the footer, syncs and renames to the final name. Returns the file's size.
-    pub fn close(self) -> io::Result<(PathBuf, u64)> {
+    fn opened(&self) -> Instant {
+        self.opened
+    }
+
+    /// Writes the footer, syncs and renames to the final name.
+    fn close(self: Box<Self>) -> io::Result<(PathBuf, u64)> {
         let file = self.writer.into_inner().map_err(io_error)?;
-        file.sync_all()?;
-        let bytes = file.metadata()?.len();
-        drop(file);
-        fs::rename(&self.tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            // Make the rename itself durable.
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
+        let bytes = commit(file, &self.tmp, &self.path)?;
         Ok((self.path, bytes))
     }
 }
@@ -106,7 +119,14 @@ pub fn remove_leftovers(root: &Path, replica: &str) -> usize {
     let mut found = Vec::new();
     files_under(
         root,
-        &|n| n.starts_with(&prefix) && n.ends_with(TMP_SUFFIX),
+        &|n| {
+            // `.<replica>-<seq>.<ext>.tmp`: the digits keep replica `pod` off `pod-a`'s files.
+            let seq = n
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split('.').next());
+            seq.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                && n.ends_with(TMP_SUFFIX)
+        },
         &mut found,
     );
     found
@@ -119,7 +139,8 @@ pub fn remove_leftovers(root: &Path, replica: &str) -> usize {
 /// `max_bytes`. Returns how many were deleted.
 pub fn enforce_retention(root: &Path, max_bytes: u64) -> usize {
     let mut found = Vec::new();
-    files_under(root, &|n| n.ends_with(".parquet"), &mut found);
+    let closed = |n: &str| !n.starts_with('.') && CLOSED_SUFFIXES.iter().any(|s| n.ends_with(s));
+    files_under(root, &closed, &mut found);
     let mut total: u64 = found.iter().map(|(_, m)| m.len()).sum();
     if total <= max_bytes {
         return 0;

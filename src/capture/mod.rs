@@ -6,10 +6,14 @@
 //! queue: a full queue drops the message and counts it; capture never slows or fails a request.
 //! No HTTP types here; no dependency on `inference` (it hands plain records in).
 
+mod cloudevents;
 mod export;
+mod export_read;
 mod file;
+mod jsonl;
 mod record;
 mod schema;
+mod sink;
 mod time;
 mod writer;
 
@@ -21,9 +25,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Sender, TrySendError};
 
+pub use cloudevents::{HttpSinkSettings, SinkUrl, REQUEST_TYPE, RESPONSE_TYPE};
 pub use export::{export, ExportOptions, ExportSummary};
 pub use record::{CapturedOutput, FeedbackBatch, FeedbackItem, PredictionBatch, Record};
-pub use schema::{FEATURE_NAMES_KEY, KIND_KEY};
+pub use schema::{FEATURE_NAMES_KEY, FEATURE_PREFIX, KIND_KEY};
 pub use time::{date_of, now_ms, parse_date_ms};
 
 /// Which fields are written (unselected ones are null columns, so every file has one schema).
@@ -78,10 +83,36 @@ impl Fields {
     }
 }
 
+/// The format of capture files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// `<name>.parquet`: Snappy-compressed Parquet.
+    #[default]
+    Parquet,
+    /// `<name>.jsonl.gz`: gzip-compressed JSON lines.
+    Jsonl,
+}
+
+impl Format {
+    pub const NAMES: [&'static str; 2] = ["parquet", "jsonl"];
+
+    pub fn parse(name: &str) -> Result<Format, String> {
+        match name.trim() {
+            "parquet" => Ok(Format::Parquet),
+            "jsonl" => Ok(Format::Jsonl),
+            other => Err(format!(
+                "unknown capture format {other:?} (known: {})",
+                Format::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
 /// Everything the writer needs to know.
 #[derive(Debug, Clone)]
 pub struct CaptureSettings {
-    pub dir: PathBuf,
+    /// Where files go; None: no files (only the HTTP sink).
+    pub dir: Option<PathBuf>,
     /// Fraction of requests captured, 0 to 1.
     pub sample_rate: f64,
     pub fields: Fields,
@@ -97,6 +128,10 @@ pub struct CaptureSettings {
     pub max_total_bytes: u64,
     /// This replica's name in file names (`[A-Za-z0-9._-]`).
     pub replica: String,
+    /// The server's file format (a model card may choose another for its predictions).
+    pub format: Format,
+    /// The CloudEvents HTTP sink (`--capture-url`), if any.
+    pub http: Option<HttpSinkSettings>,
 }
 
 /// Where capture reports what it did (implemented by the metrics).
@@ -111,6 +146,9 @@ pub trait CaptureObserver: Send + Sync {
     fn write_failed(&self, rows: usize);
     fn file_closed(&self, bytes: u64);
     fn files_deleted(&self, count: usize);
+    /// CloudEvents of the HTTP sink by outcome: `sent`, `failed` (refused, timed out,
+    /// unreachable) or `dropped` (its queue was full).
+    fn events(&self, outcome: &'static str, count: usize);
 }
 
 /// The request path's handle: cheap to clone.
@@ -120,9 +158,13 @@ pub struct Capture {
 }
 
 struct Shared {
-    tx: Sender<Record>,
+    /// The file writer's queue (None: no `--capture-dir`).
+    tx: Option<Sender<Record>>,
+    /// The CloudEvents sink (None: no `--capture-url`).
+    http: Option<cloudevents::HttpSink>,
     sample_rate: f64,
     fields: Fields,
+    format: Format,
     redact: Arc<[String]>,
     observer: Arc<dyn CaptureObserver>,
     /// The writer thread and its stop signal, taken by `shutdown`.
@@ -139,35 +181,48 @@ impl std::fmt::Debug for Capture {
 
 impl Capture {
     /// Creates the directory, removes this replica's unfinished files from an earlier crash,
-    /// and starts the writer thread.
+    /// and starts the writer thread (and the HTTP sink's thread, with `--capture-url`).
     pub fn start(
-        settings: CaptureSettings,
+        mut settings: CaptureSettings,
         observer: Arc<dyn CaptureObserver>,
     ) -> std::io::Result<Capture> {
-        std::fs::create_dir_all(&settings.dir)?;
-        let leftovers = file::remove_leftovers(&settings.dir, &settings.replica);
-        if leftovers > 0 {
-            tracing::warn!(
-                files = leftovers,
-                "capture: removed unfinished files left by an earlier run (killed before closing)"
-            );
-        }
-        let (tx, rx) = bounded(settings.queue.max(1));
-        let (stop_tx, stop_rx) = bounded(1);
-        let (sample_rate, fields) = (settings.sample_rate, settings.fields);
+        let (sample_rate, fields, format) =
+            (settings.sample_rate, settings.fields, settings.format);
         let redact: Arc<[String]> = settings.redact.clone().into();
-        let w = writer::Writer::new(settings, observer.clone());
-        let handle = std::thread::Builder::new()
-            .name("infera-capture".into())
-            .spawn(move || w.run(rx, stop_rx))?;
+        let http = match settings.http.take() {
+            Some(h) => Some(cloudevents::HttpSink::start(h, observer.clone())?),
+            None => None,
+        };
+        let (tx, writer) = match settings.dir.clone() {
+            Some(dir) => {
+                std::fs::create_dir_all(&dir)?;
+                let leftovers = file::remove_leftovers(&dir, &settings.replica);
+                if leftovers > 0 {
+                    tracing::warn!(
+                        files = leftovers,
+                        "capture: removed unfinished files left by an earlier run (killed before closing)"
+                    );
+                }
+                let (tx, rx) = bounded(settings.queue.max(1));
+                let (stop_tx, stop_rx) = bounded(1);
+                let w = writer::Writer::new(settings, dir, observer.clone());
+                let handle = std::thread::Builder::new()
+                    .name("infera-capture".into())
+                    .spawn(move || w.run(rx, stop_rx))?;
+                (Some(tx), Some((stop_tx, handle)))
+            }
+            None => (None, None),
+        };
         Ok(Capture {
             inner: Arc::new(Shared {
                 tx,
+                http,
                 sample_rate,
                 fields,
+                format,
                 redact,
                 observer,
-                writer: Mutex::new(Some((stop_tx, handle))),
+                writer: Mutex::new(writer),
             }),
         })
     }
@@ -175,6 +230,11 @@ impl Capture {
     /// The server's fields (`--capture-fields`); a model card may choose others.
     pub fn fields(&self) -> Fields {
         self.inner.fields
+    }
+
+    /// The server's file format (`--capture-format`).
+    pub fn format(&self) -> Format {
+        self.inner.format
     }
 
     /// The server's sampling rate (`--capture-sample-rate`).
@@ -194,8 +254,17 @@ impl Capture {
 
     /// Queues a record, or drops and counts it when the queue is full. Never blocks.
     pub fn push(&self, record: Record) {
+        let record = match (&self.inner.http, record) {
+            (Some(h), Record::Predictions(b)) if self.inner.tx.is_none() => return h.push(b),
+            (Some(h), Record::Predictions(b)) => {
+                h.push(b.clone());
+                Record::Predictions(b)
+            }
+            (_, record) => record,
+        };
+        let Some(tx) = &self.inner.tx else { return };
         let (kind, rows) = (record.kind(), record.rows());
-        match self.inner.tx.try_send(record) {
+        match tx.try_send(record) {
             Ok(()) => self.inner.observer.queued(kind, rows),
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.inner.observer.dropped(kind, rows)
@@ -203,7 +272,8 @@ impl Capture {
         }
     }
 
-    /// Writes what is queued, closes every file and stops the writer. Idempotent.
+    /// Writes what is queued, closes every file, posts the queued events and stops the
+    /// threads. Idempotent.
     pub fn shutdown(&self) {
         let taken = self
             .inner
@@ -214,6 +284,9 @@ impl Capture {
         if let Some((stop, handle)) = taken {
             let _ = stop.send(());
             let _ = handle.join();
+        }
+        if let Some(h) = &self.inner.http {
+            h.shutdown();
         }
     }
 }

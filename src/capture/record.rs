@@ -6,7 +6,8 @@ use std::sync::Arc;
 /// One request's predictions for one model version.
 #[derive(Debug, Clone)]
 pub struct PredictionBatch {
-    pub model: String,
+    /// The model's name (shared: built once per model version, not per request).
+    pub model: Arc<str>,
     pub version: u64,
     /// Request id: row `i` is captured as `"{id}/{i}"`, the id feedback refers to. None when
     /// the protocol gives no id (V2 tensors).
@@ -25,6 +26,8 @@ pub struct PredictionBatch {
     pub fields: super::Fields,
     /// Per column of `features`: written as null (redacted by the server or the card).
     pub redacted: Arc<[bool]>,
+    /// The file format (the server's `--capture-format`, or the card's `[capture] format`).
+    pub format: super::Format,
 }
 
 impl PredictionBatch {

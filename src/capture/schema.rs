@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    Float32Builder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
-    TimestampMillisecondBuilder, UInt64Builder,
+    Float32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+    UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -23,23 +23,31 @@ fn time_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
 }
 
+/// Prefix of the feature columns of a predictions file: `feature_<name>`, one float64 column
+/// per feature (a flat column per feature: no list offsets or repetition levels to encode, and
+/// readers select features by name).
+pub const FEATURE_PREFIX: &str = "feature_";
+
+/// The columns every predictions file starts with; the feature columns follow them.
+pub const PREDICTION_COLUMNS: usize = 8;
+
 /// Schema of a predictions file.
 pub fn predictions_schema(names: &[String]) -> SchemaRef {
-    let fields = vec![
+    let mut fields = vec![
         Field::new("id", DataType::Utf8, true),
         Field::new("time", time_type(), true),
         Field::new("model", DataType::Utf8, false),
         Field::new("version", DataType::UInt64, true),
         Field::new("latency_seconds", DataType::Float64, true),
-        Field::new(
-            "features",
-            DataType::List(Arc::new(Field::new("item", DataType::Float64, true))),
-            true,
-        ),
         Field::new("prediction", DataType::Utf8, true),
         Field::new("prediction_value", DataType::Float64, true),
         Field::new("confidence", DataType::Float32, true),
     ];
+    fields.extend(
+        names
+            .iter()
+            .map(|n| Field::new(format!("{FEATURE_PREFIX}{n}"), DataType::Float64, true)),
+    );
     let names = serde_json::to_string(names).unwrap_or_else(|_| "[]".into());
     let meta = HashMap::from([
         (FEATURE_NAMES_KEY.to_string(), names),
@@ -68,55 +76,65 @@ pub fn prediction_rows(
     schema: &SchemaRef,
     batches: &[PredictionBatch],
 ) -> Result<RecordBatch, ArrowError> {
-    let mut id = StringBuilder::new();
-    let mut time = TimestampMillisecondBuilder::new().with_timezone("UTC");
-    let mut model = StringBuilder::new();
-    let mut version = UInt64Builder::new();
-    let mut latency = Float64Builder::new();
-    let mut features = ListBuilder::new(Float64Builder::new());
-    let mut label = StringBuilder::new();
-    let mut value = Float64Builder::new();
-    let mut confidence = Float32Builder::new();
+    let rows: usize = batches.iter().map(PredictionBatch::rows).sum();
+    let width = schema.fields().len().saturating_sub(PREDICTION_COLUMNS);
+    let mut id = StringBuilder::with_capacity(rows, rows * 16);
+    let mut time = TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
+    let mut model = StringBuilder::with_capacity(rows, rows * 8);
+    let mut version = UInt64Builder::with_capacity(rows);
+    let mut latency = Float64Builder::with_capacity(rows);
+    let mut label = StringBuilder::with_capacity(rows, rows * 4);
+    let mut value = Float64Builder::with_capacity(rows);
+    let mut confidence = Float32Builder::with_capacity(rows);
+    let mut features: Vec<Float64Builder> = (0..width)
+        .map(|_| Float64Builder::with_capacity(rows))
+        .collect();
+    let mut id_text = String::new();
     for b in batches {
-        let (width, fields, redacted) = (b.names.len(), b.fields, &b.redacted);
+        let fields = b.fields;
         for (row, out) in b.outputs.iter().enumerate() {
-            id.append_option(
-                b.id.as_ref()
-                    .filter(|_| fields.ids)
-                    .map(|id| format!("{id}/{row}")),
-            );
+            match b.id.as_deref().filter(|_| fields.ids) {
+                Some(request) => {
+                    use std::fmt::Write;
+                    id_text.clear();
+                    let _ = write!(id_text, "{request}/{row}");
+                    id.append_value(&id_text);
+                }
+                None => id.append_null(),
+            }
             time.append_option(fields.timestamps.then_some(b.time_ms));
-            model.append_value(&b.model);
+            model.append_value(&*b.model);
             version.append_option(fields.version.then_some(b.version));
             latency.append_option(fields.latency.then_some(b.latency));
-            let values = b.features.get(row * width..(row + 1) * width);
-            match values.filter(|_| fields.inputs) {
-                Some(values) => {
-                    for (j, v) in values.iter().enumerate() {
-                        let hidden = redacted.get(j).copied().unwrap_or(false);
-                        features.values().append_option((!hidden).then_some(*v));
-                    }
-                    features.append(true);
-                }
-                None => features.append(false),
-            }
             let shown = fields.outputs;
             label.append_option(out.label.as_deref().filter(|_| shown));
             value.append_option(out.value.filter(|_| shown));
             confidence.append_option(out.confidence.filter(|_| shown));
+            let values = b
+                .features
+                .get(row * width..(row + 1) * width)
+                .filter(|_| fields.inputs && b.names.len() == width);
+            for (j, column) in features.iter_mut().enumerate() {
+                let hidden = b.redacted.get(j).copied().unwrap_or(false);
+                column.append_option(values.and_then(|v| v.get(j).copied()).filter(|_| !hidden));
+            }
         }
     }
-    let columns: Vec<ArrayRef> = vec![
+    let mut columns: Vec<ArrayRef> = vec![
         Arc::new(id.finish()),
         Arc::new(time.finish()),
         Arc::new(model.finish()),
         Arc::new(version.finish()),
         Arc::new(latency.finish()),
-        Arc::new(features.finish()),
         Arc::new(label.finish()),
         Arc::new(value.finish()),
         Arc::new(confidence.finish()),
     ];
+    columns.extend(
+        features
+            .iter_mut()
+            .map(|c| Arc::new(c.finish()) as ArrayRef),
+    );
     RecordBatch::try_new(schema.clone(), columns)
 }
 

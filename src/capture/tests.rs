@@ -29,11 +29,12 @@ impl CaptureObserver for Counts {
     fn files_deleted(&self, count: usize) {
         self.deleted.fetch_add(count, Ordering::Relaxed);
     }
+    fn events(&self, _: &'static str, _: usize) {}
 }
 
 fn settings(dir: &std::path::Path) -> CaptureSettings {
     CaptureSettings {
-        dir: dir.to_path_buf(),
+        dir: Some(dir.to_path_buf()),
         sample_rate: 1.0,
         fields: Fields::parse(&Fields::NAMES).unwrap(),
         redact: vec!["b".into()],
@@ -43,6 +44,8 @@ fn settings(dir: &std::path::Path) -> CaptureSettings {
         flush_every: Duration::from_millis(50),
         max_total_bytes: 1 << 30,
         replica: "r1".into(),
+        format: Format::Parquet,
+        http: None,
     }
 }
 
@@ -65,6 +68,7 @@ fn batch(id: &str, version: u64, rows: usize, time_ms: i64) -> Record {
             .collect(),
         fields: Fields::parse(&Fields::NAMES).unwrap(),
         redacted: vec![false, true].into(),
+        format: Format::Parquet,
     })
 }
 
@@ -87,12 +91,33 @@ fn parquet_files(dir: &std::path::Path) -> Vec<PathBuf> {
 
 #[test]
 fn capture_then_export_joins_predictions_with_feedback_across_versions() {
+    capture_then_export(Format::Parquet, ".parquet");
+}
+
+#[test]
+fn json_lines_capture_exports_the_same_as_parquet() {
+    capture_then_export(Format::Jsonl, ".jsonl.gz");
+}
+
+fn in_format(record: Record, format: Format) -> Record {
+    match record {
+        Record::Predictions(mut b) => {
+            b.format = format;
+            Record::Predictions(b)
+        }
+        other => other,
+    }
+}
+
+fn capture_then_export(format: Format, suffix: &str) {
     let dir = tempfile::tempdir().unwrap();
     let counts = Arc::new(Counts::default());
-    let capture = Capture::start(settings(dir.path()), counts.clone()).unwrap();
+    let mut s = settings(dir.path());
+    s.format = format;
+    let capture = Capture::start(s, counts.clone()).unwrap();
     let t = parse_date_ms("2026-12-01").unwrap() + 1000;
-    capture.push(batch("req1", 1, 3, t));
-    capture.push(batch("req2", 2, 2, t + 10));
+    capture.push(in_format(batch("req1", 1, 3, t), format));
+    capture.push(in_format(batch("req2", 2, 2, t + 10), format));
     capture.push(Record::Feedback(FeedbackBatch {
         model: "m".into(),
         time_ms: t + 20,
@@ -132,7 +157,7 @@ fn capture_then_export_joins_predictions_with_feedback_across_versions() {
             .unwrap()
             .to_string();
         assert!(rel.contains("/date=2026-12-01/r1-"), "{rel}");
-        assert!(rel.ends_with(".parquet") && !rel.contains(".tmp"), "{rel}");
+        assert!(rel.ends_with(suffix) && !rel.contains(".tmp"), "{rel}");
     }
     let out = dir.path().join("train.parquet");
     let summary = export(&ExportOptions {
@@ -284,4 +309,98 @@ fn fields_parse_and_unknown_ones_are_named() {
         .contains("passwords"));
     assert_eq!(replica_name("pod/a b:1"), "podab1");
     assert_eq!(replica_name("///"), "replica");
+}
+
+#[test]
+fn export_streams_a_capture_larger_than_one_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = Arc::new(Counts::default());
+    let capture = Capture::start(settings(dir.path()), counts.clone()).unwrap();
+    let t = parse_date_ms("2026-12-01").unwrap();
+    let requests = export_read::CHUNK_ROWS * 2 / 100 + 1;
+    let rows = requests * 100;
+    for r in 0..requests {
+        capture.push(batch(&format!("q{r}"), 1, 100, t + r as i64));
+    }
+    let truth = (0..requests)
+        .map(|r| FeedbackItem {
+            id: format!("q{r}/7"),
+            label: None,
+            class_index: Some(1),
+            value: None,
+        })
+        .collect();
+    capture.push(Record::Feedback(FeedbackBatch {
+        model: "m".into(),
+        time_ms: t,
+        items: truth,
+    }));
+    capture.shutdown();
+    assert_eq!(counts.written.load(Ordering::Relaxed), rows + requests);
+    let out = dir.path().join("train.parquet");
+    let summary = export(&ExportOptions {
+        capture: dir.path().to_path_buf(),
+        model: "m".into(),
+        out: out.clone(),
+        since_ms: None,
+        labels: vec![],
+    })
+    .unwrap();
+    assert_eq!(summary.rows, rows);
+    assert_eq!(summary.joined, requests);
+    assert_eq!(summary.orphan_feedback, 0);
+    let file = std::fs::File::open(&out).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let groups = reader.metadata().num_row_groups();
+    assert!(
+        groups >= 3,
+        "written a chunk at a time: {groups} row groups"
+    );
+    let total: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(total, rows);
+}
+
+#[test]
+fn a_json_lines_file_is_plain_gzip_json_with_the_parquet_fields() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.format = Format::Jsonl;
+    let capture = Capture::start(s, Arc::new(Counts::default())).unwrap();
+    let t = parse_date_ms("2026-12-01").unwrap();
+    capture.push(in_format(batch("req1", 1, 2, t), Format::Jsonl));
+    capture.shutdown();
+    let files = parquet_files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(&files[0]).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        lines[1],
+        serde_json::json!({
+            "id": "req1/1", "time": t, "model": "m", "version": 1, "latency_seconds": 0.001,
+            "prediction": "c1", "prediction_value": 1.0, "confidence": 0.9,
+            "feature_a": 2.0, "feature_b": null,
+        })
+    );
+}
+
+#[test]
+fn leftovers_of_a_replica_whose_name_prefixes_another_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("m/feedback/date=2026-12-01");
+    std::fs::create_dir_all(&part).unwrap();
+    std::fs::write(part.join(".r1-5.jsonl.gz.tmp"), b"partial").unwrap();
+    std::fs::write(part.join(".r1-a-5.parquet.tmp"), b"replica r1-a's").unwrap();
+    let capture = Capture::start(settings(dir.path()), Arc::new(Counts::default())).unwrap();
+    capture.shutdown();
+    assert!(!part.join(".r1-5.jsonl.gz.tmp").exists());
+    assert!(part.join(".r1-a-5.parquet.tmp").exists());
 }

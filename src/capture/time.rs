@@ -16,6 +16,19 @@ pub fn date_of(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// RFC 3339 (UTC, milliseconds) of a time in milliseconds since the epoch, as CloudEvents'
+/// `time`: `2026-12-01T10:00:00.123Z`.
+pub fn rfc3339(ms: i64) -> String {
+    let of_day = ms.rem_euclid(86_400_000);
+    let (h, m, s, milli) = (
+        of_day / 3_600_000,
+        of_day / 60_000 % 60,
+        of_day / 1000 % 60,
+        of_day % 1000,
+    );
+    format!("{}T{h:02}:{m:02}:{s:02}.{milli:03}Z", date_of(ms))
+}
+
 /// Milliseconds since the epoch at the start (00:00 UTC) of a `YYYY-MM-DD` date.
 pub fn parse_date_ms(s: &str) -> Option<i64> {
     let mut parts = s.splitn(3, '-');
@@ -71,5 +84,9 @@ mod tests {
         assert_eq!(parse_date_ms("2026-13-01"), None);
         assert_eq!(parse_date_ms("yesterday"), None);
         assert_eq!(date_of(-1), "1969-12-31");
+        assert_eq!(
+            rfc3339(1_796_083_200_000 + 36_061_001),
+            "2026-12-01T10:01:01.001Z"
+        );
     }
 }

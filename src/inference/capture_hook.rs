@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
+
 use crate::capture::{
-    now_ms, sampled_at, Capture, CapturedOutput, Fields, PredictionBatch, Record,
+    now_ms, sampled_at, Capture, CapturedOutput, Fields, Format, PredictionBatch, Record,
 };
 use crate::contract::InputContract;
 use crate::contract::Prediction;
@@ -27,31 +29,37 @@ struct VersionPolicy {
     /// The version it was built for (a reloaded card makes a new `LoadedVersion`); held so its
     /// address stays unique while this entry is cached.
     _loaded: Weak<LoadedVersion>,
+    /// The model's name, shared by every record (no allocation per request).
+    model: Arc<str>,
     sample_rate: f64,
     fields: Fields,
+    format: Format,
     names: Arc<[String]>,
     redacted: Arc<[bool]>,
 }
 
 /// Policies per (loaded version's address, row width): looked up on every request without
-/// allocating. An entry's `Weak` keeps its version's allocation, so an address is never reused
-/// while its entry exists. Row widths can vary for tensor models with free dimensions, so the map
-/// is bounded: past [`MAX_POLICIES`] it starts again empty.
-type PolicyCache = Mutex<HashMap<(usize, usize), Arc<VersionPolicy>>>;
+/// allocating or locking (an immutable map behind an `ArcSwap`, replaced whole on the rare
+/// insert under `insert_lock`). An entry's `Weak` keeps its version's allocation, so an address
+/// is never reused while its entry exists. Row widths can vary for tensor models with free
+/// dimensions, so the map is bounded: past [`MAX_POLICIES`] it starts again empty.
+type PolicyMap = HashMap<(usize, usize), Arc<VersionPolicy>>;
 const MAX_POLICIES: usize = 1024;
 
 /// Capture plus each model version's policy.
 #[derive(Debug)]
 pub struct CaptureHook {
     capture: Capture,
-    policies: PolicyCache,
+    policies: ArcSwap<PolicyMap>,
+    insert_lock: Mutex<()>,
 }
 
 impl CaptureHook {
     pub fn new(capture: Capture) -> CaptureHook {
         CaptureHook {
             capture,
-            policies: Mutex::new(HashMap::new()),
+            policies: ArcSwap::from_pointee(HashMap::new()),
+            insert_lock: Mutex::new(()),
         }
     }
 
@@ -95,7 +103,7 @@ impl CaptureHook {
         let outputs = predictions.iter().map(output).collect();
         let policy = sampled.policy;
         self.capture.push(Record::Predictions(PredictionBatch {
-            model: loaded.model.clone(),
+            model: policy.model.clone(),
             version: loaded.version,
             id: id.filter(|id| capturable_id(id)).map(str::to_string),
             time_ms: now_ms(),
@@ -105,6 +113,7 @@ impl CaptureHook {
             outputs,
             fields: policy.fields,
             redacted: policy.redacted.clone(),
+            format: policy.format,
         }));
     }
 
@@ -115,15 +124,22 @@ impl CaptureHook {
         width: usize,
     ) -> Arc<VersionPolicy> {
         let key = (Arc::as_ptr(loaded) as usize, width);
-        let mut cache = self.policies.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = cache.get(&key) {
+        if let Some(p) = self.policies.load().get(&key) {
             return p.clone();
         }
-        if cache.len() >= MAX_POLICIES {
-            cache.clear();
+        let _guard = self.insert_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.policies.load_full();
+        if let Some(p) = current.get(&key) {
+            return p.clone();
         }
+        let mut next = if current.len() >= MAX_POLICIES {
+            HashMap::new()
+        } else {
+            (*current).clone()
+        };
         let policy = Arc::new(self.build_policy(loaded, inputs, width));
-        cache.insert(key, policy.clone());
+        next.insert(key, policy.clone());
+        self.policies.store(Arc::new(next));
         policy
     }
 
@@ -140,6 +156,7 @@ impl CaptureHook {
         };
         VersionPolicy {
             _loaded: Arc::downgrade(loaded),
+            model: loaded.model.as_str().into(),
             sample_rate: card
                 .and_then(|c| c.sample_rate)
                 .unwrap_or(self.capture.sample_rate()),
@@ -148,6 +165,10 @@ impl CaptureHook {
                 .and_then(|c| c.fields.as_ref())
                 .and_then(|f| Fields::parse(f).ok())
                 .unwrap_or(self.capture.fields()),
+            format: card
+                .and_then(|c| c.format.as_deref())
+                .and_then(|f| Format::parse(f).ok())
+                .unwrap_or(self.capture.format()),
             redacted: names.iter().map(redact).collect(),
             names,
         }

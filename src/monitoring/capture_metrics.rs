@@ -9,9 +9,13 @@ use crate::capture::CaptureObserver;
 /// The metric families; the capture writer's observer.
 pub struct CaptureFamilies {
     rows: IntCounterVec,
+    /// The series the request path adds to, resolved once (no label hashing per request).
+    prediction_queued: IntCounter,
+    prediction_dropped: IntCounter,
     files_closed: IntCounter,
     bytes_closed: IntCounter,
     files_deleted: IntCounter,
+    events: IntCounterVec,
 }
 
 impl Default for CaptureFamilies {
@@ -25,15 +29,18 @@ impl CaptureFamilies {
         let counter = |name: &str, help: &str| {
             IntCounter::with_opts(Opts::new(name, help)).expect("static counter definition")
         };
+        let rows = IntCounterVec::new(
+            Opts::new(
+                "infera_capture_rows_total",
+                "Captured rows by kind (prediction, feedback) and outcome: queued, dropped (queue full), written, failed (write error)",
+            ),
+            &["kind", "outcome"],
+        )
+        .expect("static counter definition");
         CaptureFamilies {
-            rows: IntCounterVec::new(
-                Opts::new(
-                    "infera_capture_rows_total",
-                    "Captured rows by kind (prediction, feedback) and outcome: queued, dropped (queue full), written, failed (write error)",
-                ),
-                &["kind", "outcome"],
-            )
-            .expect("static counter definition"),
+            prediction_queued: rows.with_label_values(&["prediction", "queued"]),
+            prediction_dropped: rows.with_label_values(&["prediction", "dropped"]),
+            rows,
             files_closed: counter(
                 "infera_capture_files_closed_total",
                 "Capture files completed (footer written, renamed to .parquet)",
@@ -46,6 +53,14 @@ impl CaptureFamilies {
                 "infera_capture_files_deleted_total",
                 "Capture files deleted by the retention limit (--capture-max-total-bytes)",
             ),
+            events: IntCounterVec::new(
+                Opts::new(
+                    "infera_capture_events_total",
+                    "CloudEvents of the --capture-url sink by outcome: sent, failed (refused, timed out, unreachable), dropped (queue full)",
+                ),
+                &["outcome"],
+            )
+            .expect("static counter definition"),
         }
     }
 
@@ -55,6 +70,7 @@ impl CaptureFamilies {
             Box::new(self.files_closed.clone()),
             Box::new(self.bytes_closed.clone()),
             Box::new(self.files_deleted.clone()),
+            Box::new(self.events.clone()),
         ]
     }
 
@@ -67,11 +83,17 @@ impl CaptureFamilies {
 
 impl CaptureObserver for CaptureFamilies {
     fn queued(&self, kind: &'static str, rows: usize) {
-        self.add(kind, "queued", rows);
+        match kind {
+            "prediction" => self.prediction_queued.inc_by(rows as u64),
+            _ => self.add(kind, "queued", rows),
+        }
     }
 
     fn dropped(&self, kind: &'static str, rows: usize) {
-        self.add(kind, "dropped", rows);
+        match kind {
+            "prediction" => self.prediction_dropped.inc_by(rows as u64),
+            _ => self.add(kind, "dropped", rows),
+        }
     }
 
     fn written(&self, rows: usize) {
@@ -89,5 +111,11 @@ impl CaptureObserver for CaptureFamilies {
 
     fn files_deleted(&self, count: usize) {
         self.files_deleted.inc_by(count as u64);
+    }
+
+    fn events(&self, outcome: &'static str, count: usize) {
+        self.events
+            .with_label_values(&[outcome])
+            .inc_by(count as u64);
     }
 }

@@ -21,6 +21,10 @@ pub struct CaptureCard {
     /// `--capture-redact`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<String>,
+    /// File format of this model's captured predictions: `parquet` or `jsonl` (default: the
+    /// server's `--capture-format`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 impl CaptureCard {
@@ -34,6 +38,9 @@ impl CaptureCard {
         }
         if let Some(fields) = &self.fields {
             crate::capture::Fields::parse(fields).map_err(|e| format!("capture.fields: {e}"))?;
+        }
+        if let Some(format) = &self.format {
+            crate::capture::Format::parse(format).map_err(|e| format!("capture.format: {e}"))?;
         }
         for name in &self.redact {
             if name.trim().is_empty() {
@@ -59,6 +66,7 @@ mod tests {
             sample_rate: Some(0.5),
             fields: Some(vec!["inputs".into(), "ids".into()]),
             redact: vec!["age".into()],
+            format: Some("jsonl".into()),
         };
         assert_eq!(ok.check(&["age", "income"]), Ok(()));
         let rate = CaptureCard {
@@ -71,6 +79,11 @@ mod tests {
             ..CaptureCard::default()
         };
         assert!(fields.check(&[]).unwrap_err().contains("secrets"));
+        let format = CaptureCard {
+            format: Some("csv".into()),
+            ..CaptureCard::default()
+        };
+        assert!(format.check(&[]).unwrap_err().contains("csv"));
         let unknown = CaptureCard {
             redact: vec!["ssn".into()],
             ..CaptureCard::default()

@@ -152,3 +152,33 @@ def test_kill_9_while_writing_leaves_only_complete_closed_files(tmp_path):
     assert all(not p.exists() for p in leftovers)
     server.stop()
     assert [f for f in closed_files(cap) if f in files] == files
+
+
+def test_json_lines_capture_is_read_by_pandas_and_duckdb_and_exported(tmp_path):
+    cap = tmp_path / "capture"
+    server = Server(cap, "--capture-format", "jsonl")
+    ids = []
+    for i in range(5):
+        out = server.post("/models/digits/predict", {"instances": digits_rows(4), "id": f"j{i}"})
+        ids += [p["id"] for p in out["predictions"]]
+    server.post("/models/digits/feedback", {"feedback": [{"id": pid, "class_index": 3} for pid in ids[:7]]})
+    server.stop()
+
+    files = sorted(p for p in cap.rglob("*.jsonl.gz") if not p.name.startswith("."))
+    predictions = [f for f in files if "/feedback/" not in str(f)]
+    assert predictions and not list(cap.rglob("*.tmp")), files
+    df = pd.concat(pd.read_json(f, lines=True, compression="gzip") for f in predictions)
+    assert len(df) == 20
+    features = [c for c in df.columns if c.startswith("feature_")]
+    assert len(features) == 64
+    assert {"id", "time", "model", "version", "prediction", "prediction_value"} <= set(df.columns)
+    assert sorted(df["id"]) == sorted(ids)
+    n_duck = sum(duckdb.sql(f"select count(*) from read_json_auto('{f}', format='newline_delimited')")
+                 .fetchall()[0][0] for f in predictions)
+    assert n_duck == 20
+
+    out = tmp_path / "train.parquet"
+    done = subprocess.run([_bin(), "export", "--capture", str(cap), "--model", "digits",
+                           "--out", str(out)], capture_output=True, text=True, check=True)
+    assert "joined 7, unlabelled 13, orphan feedback 0" in done.stdout, done.stdout
+    assert read_everywhere(out) == 20

@@ -6,6 +6,7 @@ mod api_contract;
 mod batching;
 mod capture;
 mod capture_paths;
+mod capture_sinks;
 mod common;
 mod conformance;
 mod drain;
