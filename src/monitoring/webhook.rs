@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::capture::SinkUrl;
+
 /// One state change of a model version.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
@@ -123,6 +125,12 @@ impl Notifier {
                 .timeout(config.timeout)
                 .build()
                 .expect("a plain HTTP client builds");
+            // Logged without user, password or query: a URL may carry a secret.
+            let shown = config
+                .url
+                .parse::<SinkUrl>()
+                .map(|u| u.to_string())
+                .unwrap_or_default();
             while let Some(event) = rx.recv().await {
                 let mut wait = config.backoff;
                 let mut delivered = false;
@@ -133,10 +141,10 @@ impl Notifier {
                             break;
                         }
                         Ok(r) => {
-                            tracing::warn!(url = %config.url, status = %r.status(), attempt, "webhook refused the event")
+                            tracing::warn!(url = %shown, status = %r.status(), attempt, "webhook refused the event")
                         }
                         Err(e) => {
-                            tracing::warn!(url = %config.url, error = %e, attempt, "webhook delivery failed")
+                            tracing::warn!(url = %shown, error = %e.without_url(), attempt, "webhook delivery failed")
                         }
                     }
                     if attempt < config.attempts {
