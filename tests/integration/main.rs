@@ -8,6 +8,7 @@ mod capture;
 mod capture_paths;
 mod common;
 mod conformance;
+mod decode_limits;
 mod drain;
 mod engine_modes;
 mod errors;
