@@ -6,8 +6,7 @@
 //! while the server is idle: after a burst of traffic freed its memory, RSS still grew by 20-40
 //! MiB over the next half minute, as `AnonHugePages` in /proc/PID/smaps_rollup shows
 //! (docs/benchmarks.md, "Hostile traffic"). Turning transparent huge pages off for this process
-//! keeps freed pages freed; infera's tensors are small enough that huge pages bring no
-//! measurable speed (same good-request latency in the quiet runs).
+//! keeps freed pages freed. (What huge pages would gain for large tensors was not measured.)
 
 /// Turns transparent huge pages off for this process (Linux; elsewhere a no-op). Returns whether
 /// the kernel accepted it; a refusal only costs memory, so it is logged, never fatal.
