@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::capture_hook::CaptureHook;
-use crate::contract::DecodeBudget;
 use super::error::PredictError;
 pub use super::target::Target;
 use super::traffic::{Routed, Traffic};
 use crate::auth::Access;
 use crate::capture::Capture;
 use crate::contract::decode_instances as decode;
+use crate::contract::DecodeBudget;
 use crate::contract::Instance;
 use crate::contract::{check_tensors, protocol_outputs, InputTensor};
 use crate::contract::{predictions, Prediction};

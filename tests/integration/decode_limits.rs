@@ -1,4 +1,4 @@
-//! Oversize requests are refused while their body is parsed (src/inference/decode_budget.rs):
+//! Oversize requests are refused while their body is parsed (src/contract/decode_budget.rs):
 //! the parse stops at the first instance past `--max-instances` (V2: the first value past
 //! `--max-elements`), with the same status and error_type as a refusal after parsing. Each test
 //! puts invalid JSON right after the limit: a parser that read on would answer malformed_json.
