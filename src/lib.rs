@@ -8,7 +8,7 @@
 //! - [`monitoring`]: every Prometheus metric.
 //! - [`auth`]: API keys with scopes and rate limits (no HTTP types).
 //! - [`api`]: the axum REST layer and OpenAPI document.
-//! - [`server`], [`config`], [`cli`], [`telemetry`]: wiring.
+//! - [`server`], [`config`], [`cli`], [`telemetry`], [`memory`]: wiring.
 
 pub mod api;
 pub mod auth;
@@ -20,6 +20,7 @@ pub mod engine;
 pub mod explain;
 pub mod inference;
 pub mod listener;
+pub mod memory;
 pub mod monitoring;
 pub mod repository;
 pub mod server;

@@ -41,6 +41,9 @@ fn main() -> ExitCode {
 
 fn serve(args: infera::config::ServeArgs) -> anyhow::Result<bool> {
     infera::telemetry::init(&args.log);
+    if !infera::memory::disable_transparent_huge_pages() {
+        tracing::warn!("cannot turn transparent huge pages off; idle RSS may grow after bursts");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.http.thread_count())
         .enable_all()

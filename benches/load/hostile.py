@@ -15,6 +15,10 @@ limits (--max-connections 10000, --header-timeout-ms 10000, --max-body-bytes 4 M
     their headers one byte a second (both reopened whenever the server closes them);
   * quiet again, to see the server recover.
 
+With --pin the server and the good client share CPU 0 and this script (the attacker) runs on
+CPU 1, in every phase; with --interleave a quiet phase runs before every hostile pass and each
+pass's p99 is compared with the quiet phase just before it (the machine's load drifts).
+
 After each phase it reads the server's RSS (/proc/PID/status VmRSS) and, at the end, prints a
 Markdown table: good-request p50 / p99 and their ratio to the quiet p99, good requests per
 second, the abusive answers by status class, connection errors, RSS, and the CPU seconds infera
@@ -231,9 +235,14 @@ async def hostile(host: str, port: int, args: argparse.Namespace, seconds: float
 # ---------------------------------------------------------------- the server and good load
 
 
-def start_infera(binary: Path) -> tuple[subprocess.Popen, str]:
+def pinned(cpus: str | None) -> list[str]:
+    """A command prefix that runs it on `cpus` (taskset), or nothing."""
+    return ["taskset", "-c", cpus] if cpus else []
+
+
+def start_infera(binary: Path, cpus: str | None = None) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [str(binary), "--model-repository", str(ROOT / "models"), "--port", "0",
+        pinned(cpus) + [str(binary), "--model-repository", str(ROOT / "models"), "--port", "0",
          "--log-format", "json", "--log", "warn,infera::server=info"],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     got, found = threading.Event(), []
@@ -279,8 +288,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def good_load(loadgen: str, base: str, body: Path, seconds: float, conns: int) -> dict:
-    out = subprocess.run([loadgen, "--url", base + GOOD_PATH, "--body", str(body),
+def good_load(loadgen: str, base: str, body: Path, seconds: float, conns: int,
+              cpus: str | None = None) -> dict:
+    out = subprocess.run(pinned(cpus) + [loadgen, "--url", base + GOOD_PATH, "--body", str(body),
                           "--connections", str(conns), "--duration-secs", str(int(seconds)),
                           "--warmup-secs", "1"], capture_output=True, text=True, check=True).stdout
     return json.loads(out)
@@ -328,8 +338,19 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=3000, help="idle connections held")
     parser.add_argument("--slow", type=int, default=200, help="slow-header connections held")
     parser.add_argument("--connections", type=int, default=4, help="good-load connections")
+    parser.add_argument("--pin", action="store_true",
+                        help="server and good client on CPU 0, this script (the attacker) on CPU 1")
+    parser.add_argument("--interleave", action="store_true",
+                        help="a quiet phase before every hostile pass; each pass is compared with "
+                             "the quiet phase just before it")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    server_cpus = None
+    if args.pin:
+        if (os.cpu_count() or 1) < 2:
+            raise SystemExit("--pin needs two CPUs")
+        server_cpus = "0"
+        os.sched_setaffinity(0, {1})
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = args.idle + args.slow + args.abusers + 1024
@@ -339,21 +360,28 @@ def main() -> int:
     seconds = max(10.0, args.abusive / args.rate)
     body = Path(tempfile.mkstemp(suffix=".json")[1])
     body.write_text(json.dumps({"instances": [[float(i % 17) for i in range(64)]]}))
-    proc, base = start_infera(args.infera)
+    proc, base = start_infera(args.infera, server_cpus)
     host, port = base[len("http://"):].split(":")
     rows: list[dict] = []
-    try:
-        good_load(args.loadgen, base, body, 3, args.connections)  # warm-up
+
+    def quiet(name: str, reference: float | None) -> float:
         cpu0 = cpu_seconds(proc.pid)
-        quiet = good_load(args.loadgen, base, body, seconds, args.connections)
-        quiet_p99 = quiet["latency_us"]["ok"]["p99"]
-        rows.append(phase("quiet", quiet, None, None, rss_mib(proc.pid), None,
+        good = good_load(args.loadgen, base, body, seconds, args.connections, server_cpus)
+        rows.append(phase(name, good, None, None, rss_mib(proc.pid), reference,
                           (cpu_seconds(proc.pid) - cpu0, None)))
-        print(f"quiet: p99 {quiet_p99 / 1000:.2f} ms", flush=True)
+        print(f"{name}: p99 {good['latency_us']['ok']['p99'] / 1000:.2f} ms", flush=True)
+        return good["latency_us"]["ok"]["p99"]
+
+    try:
+        good_load(args.loadgen, base, body, 3, args.connections, server_cpus)  # warm-up
+        quiet_p99 = quiet("quiet", None)
         for n in range(1, args.passes + 1):
+            if args.interleave and n > 1:
+                quiet_p99 = quiet(f"quiet {n}", None)
             result: dict = {}
             t = threading.Thread(target=lambda: result.update(
-                good=good_load(args.loadgen, base, body, seconds, args.connections)))
+                good=good_load(args.loadgen, base, body, seconds, args.connections,
+                               server_cpus)))
             cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
             t.start()
             abuse, counter = asyncio.run(hostile(host, int(port), args, seconds, seed=n))
@@ -365,10 +393,7 @@ def main() -> int:
             rows.append(phase(f"hostile pass {n}", result["good"], abuse, counter,
                               rss_mib(proc.pid), quiet_p99, cpu))
             print(f"pass {n}: {rows[-1]}", flush=True)
-        cpu0 = cpu_seconds(proc.pid)
-        after = good_load(args.loadgen, base, body, seconds, args.connections)
-        rows.append(phase("quiet after", after, None, None, rss_mib(proc.pid), quiet_p99,
-                          (cpu_seconds(proc.pid) - cpu0, None)))
+        quiet("quiet after", quiet_p99)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -2,17 +2,22 @@
 """Infera's CPU time per abusive request, by kind (docs/benchmarks.md, "Hostile traffic").
 
   python3 benches/load/hostile_cost.py --infera $CARGO_TARGET_DIR/release/infera [--count 1000]
+  python3 benches/load/hostile_cost.py --infera BEFORE --infera AFTER [--rounds 3]
 
-Starts one infera release binary (as hostile.py does), sends --count requests of each kind from
-hostile.py's abusive_requests() one after another (keep-alive, reconnecting when the server
-closes), and prints, per kind, the server's user+system CPU time per request (/proc/PID/stat)
-and the status classes it answered. One sender, no concurrency: this measures work, not latency.
+Starts one infera release binary per --infera (as hostile.py does), sends --count requests of
+each kind from hostile.py's abusive_requests() one after another (keep-alive, reconnecting when
+the server closes), and prints, per kind, each server's user+system CPU time per request
+(/proc/PID/stat) and the status classes it answered. With several binaries the kinds are sent to
+each in turn, --rounds times, and the median of the rounds is printed, so a before/after
+comparison shares the machine's load. One sender, no concurrency: this measures work, not
+latency.
 """
 
 from __future__ import annotations
 
 import argparse
 import socket
+import statistics
 import sys
 import time
 from collections import Counter
@@ -53,25 +58,42 @@ def send_all(host: str, port: int, raw: bytes, count: int) -> Counter:
     return statuses
 
 
+def cost(host: str, port: int, pid: int, raw: bytes, count: int) -> tuple[float, Counter]:
+    """Server CPU seconds per request for `count` of one request, and what it answered."""
+    before = hostile.cpu_seconds(pid)
+    statuses = send_all(host, port, raw, count)
+    time.sleep(0.2)  # let the server finish closing
+    return (hostile.cpu_seconds(pid) - before) / count, statuses
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--infera", type=Path, required=True)
+    parser.add_argument("--infera", type=Path, action="append", required=True,
+                        help="a binary to measure; give several to compare them")
     parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    proc, base = hostile.start_infera(args.infera)
-    host, port = base[len("http://"):].split(":")
-    print("| kind | infera CPU µs per request | answers |\n|---|---:|---|")
+    servers = [hostile.start_infera(binary) for binary in args.infera]
+    names = [f"{b.name} µs" for b in args.infera]
+    print("| kind | " + " | ".join(names) + " | answers |")
+    print("|---|" + "---:|" * len(names) + "---|")
     try:
         for kind, raw in hostile.abusive_requests():
-            before = hostile.cpu_seconds(proc.pid)
-            statuses = send_all(host, int(port), raw, args.count)
-            time.sleep(0.2)  # let the server finish closing
-            used = hostile.cpu_seconds(proc.pid) - before
-            answers = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
-            print(f"| {kind} | {used / args.count * 1e6:.0f} | {answers} |", flush=True)
+            costs: list[list[float]] = [[] for _ in servers]
+            answers: list[str] = []
+            for _ in range(args.rounds):
+                for i, (proc, base) in enumerate(servers):
+                    host, port = base[len("http://"):].split(":")
+                    used, statuses = cost(host, int(port), proc.pid, raw, args.count)
+                    costs[i].append(used)
+                    if len(answers) < len(servers):
+                        answers.append(", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())))
+            cells = " | ".join(f"{statistics.median(c) * 1e6:.0f}" for c in costs)
+            print(f"| {kind} | {cells} | {' / '.join(dict.fromkeys(answers))} |", flush=True)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for proc, _ in servers:
+            proc.terminate()
+            proc.wait(timeout=30)
     return 0
 
 

@@ -9,6 +9,7 @@ use validator::Validate;
 
 use super::error::ApiError;
 use super::middleware::BodyLimit;
+use crate::inference::{within, DecodeBudget, PredictError};
 
 /// A JSON body, parsed and then checked with `validator`.
 /// 415 without a JSON content type, 413 over the size limit, 400 for malformed JSON, 422 for
@@ -24,27 +25,58 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
-        if !json_content_type(req.headers()) {
-            return Err(unsupported_media_type());
-        }
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(|r| bytes_rejection(r, limit))?;
-        // Parse once, directly; only a body that fails is parsed again through axum's extractor,
-        // whose rejection names the path to the problem (that tracking costs on every request).
-        let value = match serde_json::from_slice::<T>(&body) {
-            Ok(value) => value,
-            Err(_) => match axum::Json::<T>::from_bytes(&body) {
-                Ok(axum::Json(value)) => value,
-                Err(r) => return Err(rejection(r, limit)),
-            },
-        };
-        value
-            .validate()
-            .map_err(|e| ApiError::invalid_request(describe(&e)))?;
-        Ok(ValidJson(value))
+        read(req, state, None).await
     }
+}
+
+impl<T: DeserializeOwned + Validate> ValidJson<T> {
+    /// As the extractor, with the body's instance lists and number arrays held to `budget`
+    /// while they are parsed: an oversize request is refused (413 `too_many_instances` /
+    /// `too_many_elements`) at the first row or number past the limit, not after parsing it all.
+    pub async fn bounded<S: Send + Sync>(
+        req: Request,
+        state: &S,
+        budget: DecodeBudget,
+    ) -> Result<Self, ApiError> {
+        read(req, state, Some(budget)).await
+    }
+}
+
+async fn read<S, T>(
+    req: Request,
+    state: &S,
+    budget: Option<DecodeBudget>,
+) -> Result<ValidJson<T>, ApiError>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate,
+{
+    let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
+    if !json_content_type(req.headers()) {
+        return Err(unsupported_media_type());
+    }
+    let body = Bytes::from_request(req, state)
+        .await
+        .map_err(|r| bytes_rejection(r, limit))?;
+    // Parse once, directly; only a body that fails is parsed again through axum's extractor,
+    // whose rejection names the path to the problem (that tracking costs on every request). A
+    // parse stopped by the budget is not parsed again.
+    let parsed = match budget {
+        Some(budget) => within(budget, || serde_json::from_slice::<T>(&body))
+            .map_err(|overrun| ApiError::from(PredictError::from(overrun)))?,
+        None => serde_json::from_slice::<T>(&body),
+    };
+    let value = match parsed {
+        Ok(value) => value,
+        Err(_) => match axum::Json::<T>::from_bytes(&body) {
+            Ok(axum::Json(value)) => value,
+            Err(r) => return Err(rejection(r, limit)),
+        },
+    };
+    value
+        .validate()
+        .map_err(|e| ApiError::invalid_request(describe(&e)))?;
+    Ok(ValidJson(value))
 }
 
 /// `application/json` or `application/<anything>+json`, parameters allowed (as axum's `Json`).

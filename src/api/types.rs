@@ -36,6 +36,7 @@ pub struct PredictRequest {
     /// keyed by input name for several inputs).
     #[validate(length(min = 1, message = "must hold at least one instance"))]
     #[schema(value_type = Vec<Object>)]
+    #[serde(deserialize_with = "crate::inference::bounded_instances")]
     pub instances: Vec<Instance>,
 }
 

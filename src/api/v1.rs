@@ -33,6 +33,7 @@ pub struct V1PredictRequest {
     /// Instances in the same forms `/predict` takes.
     #[validate(length(min = 1, message = "must hold at least one instance"))]
     #[schema(value_type = Vec<Object>)]
+    #[serde(deserialize_with = "crate::inference::bounded_instances")]
     pub instances: Vec<Instance>,
 }
 
@@ -120,7 +121,8 @@ pub async fn predict(
     request_id: Option<Extension<RequestId>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let ValidJson(request) = ValidJson::<V1PredictRequest>::from_request(request, state).await?;
+    let budget = state.predictor.decode_budget();
+    let ValidJson(request) = ValidJson::<V1PredictRequest>::bounded(request, state, budget).await?;
     let outcome = state
         .predictor
         .predict(

@@ -4,6 +4,7 @@
 //! in the catalog; `inference` decodes requests and presents answers with it; the validation gate
 //! uses the same codecs on golden and evaluation rows. Depends only on `engine`.
 
+mod decode_budget;
 mod instances;
 mod json_instance;
 mod prediction;
@@ -16,6 +17,7 @@ use utoipa::ToSchema;
 
 use crate::engine::{DataType, ModelSignature, TensorSpec};
 
+pub use decode_budget::{bounded_data, bounded_instances, within, DecodeBudget, Overrun};
 pub use instances::{decode as decode_instances, ContractViolation, ViolationKind};
 pub use json_instance::Instance;
 pub use prediction::{predictions, Prediction, RawOutput};

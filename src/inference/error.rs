@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 use crate::auth::RateLimited;
-use crate::contract::ContractViolation;
+use crate::contract::{ContractViolation, Overrun};
 use crate::engine::EngineError;
 use crate::repository::ResolveError;
 
@@ -13,7 +13,7 @@ pub enum PredictError {
     Resolve(#[from] ResolveError),
 
     #[error("{count} instances in one request; the limit is {limit}")]
-    TooManyInstances { count: usize, limit: usize },
+    TooManyInstances { count: String, limit: usize },
 
     /// The request's tensors hold more elements in total than `--max-elements`, checked before
     /// any buffer for them is allocated.
@@ -46,6 +46,23 @@ impl PredictError {
             PredictError::RateLimited(_) => "rate_limited",
             PredictError::Engine(e) => e.reason(),
             PredictError::Output(_) => "output",
+        }
+    }
+}
+
+impl From<Overrun> for PredictError {
+    /// A body stopped while it was parsed: the same refusals as after parsing, with the count
+    /// known only as far as it was read.
+    fn from(overrun: Overrun) -> PredictError {
+        match overrun {
+            Overrun::Instances { count, limit } => PredictError::TooManyInstances {
+                count: count.map_or_else(|| format!("more than {}", limit + 1), |n| n.to_string()),
+                limit,
+            },
+            Overrun::Elements { limit } => PredictError::TooManyElements {
+                count: format!("more than {limit}"),
+                limit,
+            },
         }
     }
 }

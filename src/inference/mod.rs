@@ -13,8 +13,9 @@ mod target;
 mod traffic;
 
 pub use crate::contract::{
-    check_tensors, decode_instances, predictions, ContractViolation, FeatureSpec, InputContract,
-    InputTensor, Instance, ModelContract, OutputContract, Prediction, RawOutput, ViolationKind,
+    bounded_data, bounded_instances, check_tensors, decode_instances, predictions, within,
+    ContractViolation, DecodeBudget, FeatureSpec, InputContract, InputTensor, Instance,
+    ModelContract, OutputContract, Overrun, Prediction, RawOutput, ViolationKind,
 };
 pub use crate::monitoring::Protocol;
 pub use error::PredictError;

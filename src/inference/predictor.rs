@@ -12,6 +12,7 @@ use super::traffic::{Routed, Traffic};
 use crate::auth::Access;
 use crate::capture::Capture;
 use crate::contract::decode_instances as decode;
+use crate::contract::DecodeBudget;
 use crate::contract::Instance;
 use crate::contract::{check_tensors, protocol_outputs, InputTensor};
 use crate::contract::{predictions, Prediction};
@@ -121,6 +122,14 @@ impl Predictor {
 
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// The limits a request body is held to while it is parsed (`decode_budget.rs`).
+    pub fn decode_budget(&self) -> DecodeBudget {
+        DecodeBudget {
+            max_instances: self.limits.max_instances,
+            max_elements: self.limits.max_elements,
+        }
     }
 
     /// Predicts every instance with the target model version. Prediction `i` gets the id
@@ -309,7 +318,7 @@ impl Predictor {
     fn check_count(&self, rows: usize) -> Result<(), PredictError> {
         if rows > self.limits.max_instances {
             return Err(PredictError::TooManyInstances {
-                count: rows,
+                count: rows.to_string(),
                 limit: self.limits.max_instances,
             });
         }

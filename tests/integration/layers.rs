@@ -55,6 +55,7 @@ const TOP: &[&str] = &[
     "explain",
     "inference",
     "listener",
+    "memory",
     "monitoring",
     "repository",
     "server",

@@ -9,6 +9,7 @@ mod capture_paths;
 mod capture_sinks;
 mod common;
 mod conformance;
+mod decode_limits;
 mod drain;
 mod engine_modes;
 mod errors;

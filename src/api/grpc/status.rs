@@ -67,7 +67,13 @@ mod tests {
             not_found.metadata().get(ERROR_TYPE).unwrap(),
             "model_not_found"
         );
-        let too_many = to_status(PredictError::TooManyInstances { count: 9, limit: 2 }.into());
+        let too_many = to_status(
+            PredictError::TooManyInstances {
+                count: "9".into(),
+                limit: 2,
+            }
+            .into(),
+        );
         assert_eq!(too_many.code(), Code::InvalidArgument);
         let overloaded = to_status(
             PredictError::Engine(EngineError::Overloaded {

@@ -1,6 +1,6 @@
 //! `POST /predict` and the per-model predict routes.
 
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::HeaderMap;
 use axum::Extension;
 use axum::Json;
@@ -34,8 +34,9 @@ pub async fn predict_default(
     State(state): State<AppState>,
     request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
-    ValidJson(request): ValidJson<PredictRequest>,
+    body: Request,
 ) -> Result<(Extension<Usage>, Json<PredictResponse>), ApiError> {
+    let ValidJson(request) = read_request(&state, body).await?;
     let target = Target {
         model: request.model.as_deref(),
         version: None,
@@ -43,6 +44,14 @@ pub async fn predict_default(
         route_key: route_key(&headers),
     };
     run(&state, target, request_id, &request).await
+}
+
+/// The body, held to the predictor's limits while it is parsed.
+async fn read_request(
+    state: &AppState,
+    body: Request,
+) -> Result<ValidJson<PredictRequest>, ApiError> {
+    ValidJson::bounded(body, state, state.predictor.decode_budget()).await
 }
 
 /// Predict with the default (highest) version of a model.
@@ -77,7 +86,7 @@ pub async fn predict_model(
         route_key: route_key(&headers),
     };
     state.predictor.admit(target)?;
-    let ValidJson(request) = ValidJson::<PredictRequest>::from_request(body, &state).await?;
+    let ValidJson(request) = read_request(&state, body).await?;
     check_body_model(&request, &name)?;
     run(&state, target, request_id, &request).await
 }
@@ -117,7 +126,7 @@ pub async fn predict_version(
             route_key: None,
         })?;
     }
-    let ValidJson(request) = ValidJson::<PredictRequest>::from_request(body, &state).await?;
+    let ValidJson(request) = read_request(&state, body).await?;
     check_body_model(&request, &name)?;
     let version = parse_version(&name, &version)?;
     run(

@@ -18,7 +18,7 @@ use crate::api::error::ApiError;
 use crate::api::routes::predict::parse_version;
 use crate::api::state::AppState;
 use crate::engine::{ModelSignature, Tensor};
-use crate::inference::{InputTensor, Protocol, Target};
+use crate::inference::{within, InputTensor, PredictError, Protocol, Target};
 use crate::repository::{ResolveError, VersionState};
 
 /// Header giving the length of the JSON part of a binary-extension body.
@@ -324,7 +324,11 @@ async fn run_infer(
         None => body.len(),
     };
     let (json, mut binary) = body.split_at(json_len);
-    let request: InferRequest = serde_json::from_slice(json)
+    // The data arrays are counted while they are parsed: past --max-elements numbers the parse
+    // stops (413 too_many_elements) without reading the rest.
+    let budget = state.predictor.decode_budget();
+    let request: InferRequest = within(budget, || serde_json::from_slice(json))
+        .map_err(|overrun| v2(PredictError::from(overrun)))?
         .map_err(|e| bad("malformed_json", format!("invalid inference request: {e}")))?;
     let loaded = state
         .predictor

@@ -70,7 +70,7 @@ pub struct RequestInput {
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<Map<String, Value>>,
     /// Row-major values, flat or nested. Absent when the tensor travels as binary data.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::inference::bounded_data")]
     #[schema(value_type = Option<Vec<f64>>)]
     pub data: Option<Value>,
 }
