@@ -6,7 +6,9 @@
 //! request path takes no lock. Counts go into sub-windows of `window / 4` instances; whenever one
 //! fills, the last four (a sliding window of `window` instances, advancing by a quarter) are
 //! compared with the reference: the population stability index (PSI) and the Kolmogorov-Smirnov
-//! distance over the bins, per feature and for the prediction distribution.
+//! distance over the bins, per feature and for the prediction distribution. A categorical
+//! feature (its profile lists `categories`) is counted per category plus an unseen bucket (see
+//! `categorical.rs`).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -16,10 +18,12 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::categorical::{categorical_distance, CategoryIndex, Cell};
+
 /// Sub-windows in one window.
 const SLICES: usize = 4;
 /// Share given to an empty bin so that PSI stays finite.
-const EPSILON: f64 = 1e-4;
+pub(super) const EPSILON: f64 = 1e-4;
 
 /// The reference profile of one model version, written by `models/make_models.py`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -35,14 +39,19 @@ pub struct ReferenceProfile {
     pub predictions: PredictionDistribution,
 }
 
-/// Bins `(-inf, e0], (e0, e1], ..., (e_last, inf)` and the reference share in each.
+/// Bins `(-inf, e0], (e0, e1], ..., (e_last, inf)` and the reference share in each; or, for a
+/// categorical feature, its categories and the reference share of each.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BinnedDistribution {
     pub name: String,
-    /// Increasing bin edges (one fewer than the shares).
+    /// Increasing bin edges (one fewer than the shares); empty for a categorical feature.
+    #[serde(default)]
     pub edges: Vec<f64>,
-    /// Share of reference rows per bin; sums to 1.
+    /// A categorical feature's categories (one per share); values outside them count as unseen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+    /// Share of reference rows per bin (or category); sums to 1.
     pub shares: Vec<f64>,
 }
 
@@ -58,6 +67,9 @@ pub enum PredictionDistribution {
 
 impl BinnedDistribution {
     fn check(&self) -> Result<(), String> {
+        if !self.categories.is_empty() {
+            return self.check_categories();
+        }
         if self.shares.len() != self.edges.len() + 1 {
             return Err(format!(
                 "{}: {} edges need {} shares, got {}",
@@ -73,6 +85,23 @@ impl BinnedDistribution {
                 "{}: edges must be finite and increasing",
                 self.name
             ));
+        }
+        check_shares(&self.name, &self.shares)
+    }
+
+    fn check_categories(&self) -> Result<(), String> {
+        if !self.edges.is_empty() || self.shares.len() != self.categories.len() {
+            return Err(format!(
+                "{}: a categorical feature takes one share per category ({} categories, {} \
+                 shares) and no edges",
+                self.name,
+                self.categories.len(),
+                self.shares.len()
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = self.categories.iter().find(|c| !seen.insert(*c)) {
+            return Err(format!("{}: category {dup:?} is listed twice", self.name));
         }
         check_shares(&self.name, &self.shares)
     }
@@ -114,6 +143,7 @@ impl ReferenceProfile {
             PredictionDistribution::Values { edges, shares } => BinnedDistribution {
                 name: "predictions".into(),
                 edges: edges.clone(),
+                categories: Vec::new(),
                 shares: shares.clone(),
             }
             .check(),
@@ -165,7 +195,7 @@ impl DriftStatus {
         self as i64
     }
 
-    fn of(psi: f64, t: &DriftThresholds) -> DriftStatus {
+    pub(super) fn of(psi: f64, t: &DriftThresholds) -> DriftStatus {
         if psi >= t.psi_drifting {
             DriftStatus::Drifting
         } else if psi >= t.psi_warning {
@@ -195,8 +225,13 @@ pub struct DriftReport {
 pub struct FeatureDrift {
     pub name: String,
     pub psi: f64,
+    /// KS distance over the bins; for a categorical feature, the largest gap between one
+    /// category's live and reference shares.
     pub ks: f64,
     pub status: DriftStatus,
+    /// Categorical features: the share of live values outside the profile's categories.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unseen_share: Option<f64>,
 }
 
 /// Counts of one sub-window: feature bins back to back, then prediction bins.
@@ -230,6 +265,8 @@ pub struct DriftMonitor {
     thresholds: DriftThresholds,
     /// Where each feature's bins start in a slice; the predictions' bins follow the last.
     offsets: Vec<usize>,
+    /// Per feature: its category index when it is categorical.
+    categories: Vec<Option<CategoryIndex>>,
     prediction_bins: usize,
     current: ArcSwap<Slice>,
     /// The last completed slices (up to `SLICES`) with their instance counts, summed for each
@@ -247,25 +284,30 @@ impl std::fmt::Debug for DriftMonitor {
 }
 
 impl DriftMonitor {
-    /// `width`: the model's tabular input columns, which must match the profile's features (0
-    /// for models whose inputs are not tabular: such a profile has no features and only the
-    /// predictions are tracked).
+    /// `width`: the model's named input columns (a tabular input's, or a one-input-per-column
+    /// model's), which must match the profile's features; 0 for tensor models. A profile with no
+    /// features tracks only the predictions, whatever the width.
     pub fn new(
         profile: ReferenceProfile,
         thresholds: DriftThresholds,
         width: usize,
     ) -> Result<DriftMonitor, String> {
-        if profile.features.len() != width {
+        // A profile without features (a free-text model, say) tracks the predictions only.
+        if !profile.features.is_empty() && profile.features.len() != width {
             return Err(format!(
                 "the profile describes {} features but the model takes {width} named columns",
                 profile.features.len()
             ));
         }
         let mut offsets = Vec::with_capacity(profile.features.len());
+        let categories: Vec<Option<CategoryIndex>> =
+            profile.features.iter().map(CategoryIndex::of).collect();
         let mut at = 0;
-        for f in &profile.features {
+        for (f, index) in profile.features.iter().zip(&categories) {
             offsets.push(at);
-            at += f.shares.len();
+            at += index
+                .as_ref()
+                .map_or(f.shares.len(), CategoryIndex::buckets);
         }
         let prediction_bins = match &profile.predictions {
             PredictionDistribution::Classes { shares } => shares.len(),
@@ -279,6 +321,7 @@ impl DriftMonitor {
                 ..thresholds
             },
             offsets,
+            categories,
             prediction_bins,
             current: ArcSwap::from_pointee(Slice::new(total)),
             done: Mutex::new(Vec::new()),
@@ -307,17 +350,22 @@ impl DriftMonitor {
     /// Counts one instance: its prediction and its input row (see `observe_row`).
     pub fn observe(&self, row: impl Fn(usize) -> f64, prediction: Observed) -> Option<DriftReport> {
         self.observe_prediction(prediction);
-        self.observe_row(row)
+        self.observe_row(|j| Cell::Number(row(j)))
     }
 
     /// Counts one instance's inputs (`row(j)` = column j; not called when the profile has no
     /// features) and returns a new report when this instance completed a slice. The request path
     /// counts inputs before inference and the prediction after it, so a prediction may land in
     /// the slice after its inputs'.
-    pub fn observe_row(&self, row: impl Fn(usize) -> f64) -> Option<DriftReport> {
+    pub fn observe_row<'a>(&self, row: impl Fn(usize) -> Cell<'a>) -> Option<DriftReport> {
         let slice = self.current.load();
-        for (j, (feature, offset)) in self.profile.features.iter().zip(&self.offsets).enumerate() {
-            let bin = feature.bin(row(j));
+        let features = self.profile.features.iter().zip(&self.categories);
+        for (j, ((feature, index), offset)) in features.zip(&self.offsets).enumerate() {
+            let bin = match (index, row(j)) {
+                (Some(index), cell) => index.bucket(cell),
+                (None, Cell::Number(x)) => feature.bin(x),
+                (None, Cell::Text(_) | Cell::Missing) => feature.bin(f64::NAN),
+            };
             slice.counts[offset + bin].fetch_add(1, Ordering::Relaxed);
         }
         let seen = slice.seen.fetch_add(1, Ordering::AcqRel) + 1;
@@ -369,9 +417,20 @@ impl DriftMonitor {
     fn compare(&self, counts: &[u64], instances: u64) -> DriftReport {
         let t = &self.thresholds;
         let mut features = Vec::with_capacity(self.profile.features.len());
-        for (f, offset) in self.profile.features.iter().zip(&self.offsets) {
-            let live = &counts[*offset..offset + f.shares.len()];
-            features.push(distance(&f.name, &f.shares, live, t));
+        let all = self.profile.features.iter().zip(&self.categories);
+        for ((f, index), offset) in all.zip(&self.offsets) {
+            features.push(match index {
+                Some(index) => {
+                    let live = &counts[*offset..offset + index.buckets()];
+                    categorical_distance(&f.name, &f.shares, live, t)
+                }
+                None => distance(
+                    &f.name,
+                    &f.shares,
+                    &counts[*offset..offset + f.shares.len()],
+                    t,
+                ),
+            });
         }
         let base = counts.len() - self.prediction_bins;
         let shares = match &self.profile.predictions {
@@ -423,6 +482,7 @@ fn distance(name: &str, reference: &[f64], live: &[u64], t: &DriftThresholds) ->
         psi,
         ks,
         status: DriftStatus::of(psi, t),
+        unseen_share: None,
     }
 }
 
@@ -439,6 +499,7 @@ mod tests {
                 .map(|j| BinnedDistribution {
                     name: format!("f{j}"),
                     edges: (1..10).map(|k| k as f64 / 10.0).collect(),
+                    categories: vec![],
                     shares: vec![0.1; 10],
                 })
                 .collect(),
