@@ -107,6 +107,12 @@ async fn infer(app: &axum::Router, rows: &[Value]) -> Reply {
 async fn an_unseen_category_is_a_422_naming_the_feature_and_the_value() {
     let dir = penguins(CARD);
     let app = app(dir.path());
+    // The card's columns are the contract's features.
+    let card = get(&app, "/models/penguins").await.json();
+    let features = &card["contract"]["features"];
+    assert_eq!(features[0], json!({"name": "island", "type": "string"}));
+    assert_eq!(features[4], json!({"name": "flipper_length_mm", "type": "integer"}));
+    assert_eq!(features[2], json!({"name": "bill_length_mm", "min": 0.0}));
     let r = predict(&app, &[row()]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = predict(&app, &[row(), with("island", json!("Atlantis"))]).await;
