@@ -7,9 +7,10 @@
 
 use std::collections::HashMap;
 
-use super::drift::{BinnedDistribution, DriftStatus, DriftThresholds, FeatureDrift, EPSILON};
-
 pub use crate::engine::Cell;
+
+/// Share given to an empty bin so that PSI stays finite.
+pub(super) const EPSILON: f64 = 1e-4;
 
 /// Category -> bucket of one categorical feature; the unseen bucket is `len()`.
 #[derive(Debug, Clone)]
@@ -18,11 +19,10 @@ pub struct CategoryIndex {
 }
 
 impl CategoryIndex {
-    /// The index of a feature's profile, when the feature is categorical.
-    pub fn of(feature: &BinnedDistribution) -> Option<CategoryIndex> {
-        (!feature.categories.is_empty()).then(|| CategoryIndex {
-            index: feature
-                .categories
+    /// The index of a feature's profile categories, when it lists some (a categorical feature).
+    pub fn of(categories: &[String]) -> Option<CategoryIndex> {
+        (!categories.is_empty()).then(|| CategoryIndex {
+            index: categories
                 .iter()
                 .enumerate()
                 .map(|(i, c)| (c.clone(), i))
@@ -51,13 +51,9 @@ impl CategoryIndex {
     }
 }
 
-/// PSI over categories + unseen, the largest per-category gap, and the unseen share.
-pub fn categorical_distance(
-    name: &str,
-    reference: &[f64],
-    live: &[u64],
-    t: &DriftThresholds,
-) -> FeatureDrift {
+/// PSI over categories + unseen, the largest per-category gap, and the unseen share, of live
+/// bucket counts (categories, then unseen) against the reference shares of the categories.
+pub fn categorical_distance(reference: &[f64], live: &[u64]) -> (f64, f64, f64) {
     let n: u64 = live.iter().sum();
     let (mut psi, mut gap, mut unseen_share) = (0.0, 0.0f64, 0.0);
     if n > 0 {
@@ -70,74 +66,19 @@ pub fn categorical_distance(
         }
         unseen_share = live.last().map_or(0.0, |u| *u as f64 / n as f64);
     }
-    FeatureDrift {
-        name: name.to_string(),
-        psi,
-        ks: gap,
-        status: DriftStatus::of(psi, t),
-        unseen_share: Some(unseen_share),
-    }
+    (psi, gap, unseen_share)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monitoring::{DriftMonitor, Observed, PredictionDistribution, ReferenceProfile};
-
-    fn profile() -> ReferenceProfile {
-        ReferenceProfile {
-            source: "test".into(),
-            rows: 4,
-            features: vec![
-                BinnedDistribution {
-                    name: "city".into(),
-                    edges: vec![],
-                    categories: vec!["rome".into(), "oslo".into(), "lima".into()],
-                    shares: vec![0.5, 0.25, 0.25],
-                },
-                BinnedDistribution {
-                    name: "x".into(),
-                    edges: vec![0.5],
-                    categories: vec![],
-                    shares: vec![0.5, 0.5],
-                },
-            ],
-            predictions: PredictionDistribution::Classes {
-                shares: vec![0.5, 0.5],
-            },
-        }
-    }
-
-    #[test]
-    fn psi_over_categories_and_the_unseen_bucket() {
-        let t = DriftThresholds {
-            window: 4,
-            ..DriftThresholds::default()
-        };
-        let monitor = DriftMonitor::new(profile(), t, 2).unwrap();
-        let mut last = None;
-        for city in ["rome", "rome", "oslo", "atlantis"] {
-            let row = [Cell::Text(city), Cell::Number(0.0)];
-            monitor.observe_prediction(Observed::Class(0));
-            last = monitor.observe_row(|j| row[j]).or(last);
-        }
-        let city = &last.unwrap().features[0];
-        // live: rome 0.5, oslo 0.25, lima 0 (-> 1e-4), unseen 0.25 against 0 (-> 1e-4).
-        let edge = (0.25 - 1e-4) * (0.25f64 / 1e-4).ln();
-        let want = 0.0 + 0.0 + edge + edge;
-        assert!((city.psi - want).abs() < 1e-12, "{city:?} vs {want}");
-        assert_eq!(city.unseen_share, Some(0.25));
-        assert!((city.ks - 0.25).abs() < 1e-12, "{city:?}");
-        assert_eq!(city.status, DriftStatus::Drifting);
-    }
 
     #[test]
     fn whole_numbers_match_integer_categories() {
-        let mut f = profile().features.remove(0);
-        f.categories = vec!["1".into(), "2".into(), "3".into()];
-        let index = CategoryIndex::of(&f).unwrap();
+        let index = CategoryIndex::of(&["1".into(), "2".into(), "3".into()]).unwrap();
         assert_eq!(index.bucket(Cell::Number(2.0)), 1);
         assert_eq!(index.bucket(Cell::Number(2.5)), 3);
+        assert_eq!(index.bucket(Cell::Text("3")), 2);
         assert_eq!(index.bucket(Cell::Missing), 3);
         assert_eq!(index.buckets(), 4);
     }

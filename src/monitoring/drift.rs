@@ -18,12 +18,11 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::categorical::{categorical_distance, CategoryIndex, Cell};
+use super::categorical::{categorical_distance, CategoryIndex, Cell, EPSILON};
 
 /// Sub-windows in one window.
 const SLICES: usize = 4;
 /// Share given to an empty bin so that PSI stays finite.
-pub(super) const EPSILON: f64 = 1e-4;
 
 /// The reference profile of one model version, written by `models/make_models.py`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -195,7 +194,7 @@ impl DriftStatus {
         self as i64
     }
 
-    pub(super) fn of(psi: f64, t: &DriftThresholds) -> DriftStatus {
+    fn of(psi: f64, t: &DriftThresholds) -> DriftStatus {
         if psi >= t.psi_drifting {
             DriftStatus::Drifting
         } else if psi >= t.psi_warning {
@@ -285,23 +284,26 @@ impl std::fmt::Debug for DriftMonitor {
 
 impl DriftMonitor {
     /// `width`: the model's named input columns (a tabular input's, or a one-input-per-column
-    /// model's), which must match the profile's features; 0 for tensor models. A profile with no
-    /// features tracks only the predictions, whatever the width.
+    /// model's), which must match the profile's features; 0 for tensor models (and for a
+    /// one-input-per-column model whose profile leaves its columns out: the loader's choice), whose
+    /// profile has no features: only the predictions are tracked.
     pub fn new(
         profile: ReferenceProfile,
         thresholds: DriftThresholds,
         width: usize,
     ) -> Result<DriftMonitor, String> {
-        // A profile without features (a free-text model, say) tracks the predictions only.
-        if !profile.features.is_empty() && profile.features.len() != width {
+        if profile.features.len() != width {
             return Err(format!(
                 "the profile describes {} features but the model takes {width} named columns",
                 profile.features.len()
             ));
         }
         let mut offsets = Vec::with_capacity(profile.features.len());
-        let categories: Vec<Option<CategoryIndex>> =
-            profile.features.iter().map(CategoryIndex::of).collect();
+        let categories: Vec<Option<CategoryIndex>> = profile
+            .features
+            .iter()
+            .map(|f| CategoryIndex::of(&f.categories))
+            .collect();
         let mut at = 0;
         for (f, index) in profile.features.iter().zip(&categories) {
             offsets.push(at);
@@ -422,7 +424,14 @@ impl DriftMonitor {
             features.push(match index {
                 Some(index) => {
                     let live = &counts[*offset..offset + index.buckets()];
-                    categorical_distance(&f.name, &f.shares, live, t)
+                    let (psi, gap, unseen) = categorical_distance(&f.shares, live);
+                    FeatureDrift {
+                        name: f.name.clone(),
+                        psi,
+                        ks: gap,
+                        status: DriftStatus::of(psi, t),
+                        unseen_share: Some(unseen),
+                    }
                 }
                 None => distance(
                     &f.name,
@@ -566,6 +575,39 @@ mod tests {
         assert_eq!(report.predictions.status, DriftStatus::Drifting);
         // All mass in class 0 against 50/50: KS 0.5.
         assert!((report.predictions.ks - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn psi_over_categories_and_the_unseen_bucket() {
+        let mut profile = uniform_profile(1);
+        profile.features.insert(
+            0,
+            BinnedDistribution {
+                name: "city".into(),
+                edges: vec![],
+                categories: vec!["rome".into(), "oslo".into(), "lima".into()],
+                shares: vec![0.5, 0.25, 0.25],
+            },
+        );
+        let t = DriftThresholds {
+            window: 4,
+            ..DriftThresholds::default()
+        };
+        let monitor = DriftMonitor::new(profile, t, 2).unwrap();
+        let mut last = None;
+        for city in ["rome", "rome", "oslo", "atlantis"] {
+            let row = [Cell::Text(city), Cell::Number(0.5)];
+            monitor.observe_prediction(Observed::Class(0));
+            last = monitor.observe_row(|j| row[j]).or(last);
+        }
+        let city = &last.unwrap().features[0];
+        // live: rome 0.5, oslo 0.25, lima 0 (-> 1e-4), unseen 0.25 against 0 (-> 1e-4).
+        let edge = (0.25 - 1e-4) * (0.25f64 / 1e-4).ln();
+        let want = 0.0 + 0.0 + edge + edge;
+        assert!((city.psi - want).abs() < 1e-12, "{city:?} vs {want}");
+        assert_eq!(city.unseen_share, Some(0.25));
+        assert!((city.ks - 0.25).abs() < 1e-12, "{city:?}");
+        assert_eq!(city.status, DriftStatus::Drifting);
     }
 
     #[test]

@@ -183,7 +183,16 @@ fn build_monitor(
     let drift = match &dir.profile_file {
         None => Err(format!("no {PROFILE_FILE} beside the model")),
         Some(path) => ReferenceProfile::read(path)
-            .and_then(|p| DriftMonitor::new(p, settings.drift, width))
+            .and_then(|p| {
+                // A one-input-per-column model's profile may leave its columns out (free text
+                // has no categories): the predictions are then tracked alone.
+                let width = if p.features.is_empty() && contract.one_input_per_column() {
+                    0
+                } else {
+                    width
+                };
+                DriftMonitor::new(p, settings.drift, width)
+            })
             .inspect_err(|reason| {
                 tracing::error!(model, version = dir.version, %reason, "reference profile not used");
             }),

@@ -111,7 +111,10 @@ async fn an_unseen_category_is_a_422_naming_the_feature_and_the_value() {
     let card = get(&app, "/models/penguins").await.json();
     let features = &card["contract"]["features"];
     assert_eq!(features[0], json!({"name": "island", "type": "string"}));
-    assert_eq!(features[4], json!({"name": "flipper_length_mm", "type": "integer"}));
+    assert_eq!(
+        features[4],
+        json!({"name": "flipper_length_mm", "type": "integer"})
+    );
     assert_eq!(features[2], json!({"name": "bill_length_mm", "min": 0.0}));
     let r = predict(&app, &[row()]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
