@@ -152,9 +152,9 @@ async fn an_unseen_category_is_a_422_naming_the_feature_and_the_value() {
     assert_eq!(
         metric(
             &text,
-            "infera_model_failures_total{model=\"penguins\",protocol=\"rest\",reason=\"unknown_category\",version=\"1\"}"
+            "infera_model_failures_total{model=\"penguins\",protocol=\"http\",reason=\"unknown_category\",version=\"1\"}"
         ),
-        Some(2.0),
+        Some(4.0),
         "{text}"
     );
 }
@@ -443,4 +443,20 @@ async fn string_class_names_are_feedback_labels() {
         .await
         .json();
     assert_eq!(view["quality"]["accuracy"], 0.8, "{view}");
+}
+
+#[tokio::test]
+async fn explanations_refuse_string_columns_clearly() {
+    let dir = penguins(CARD);
+    let app = app(dir.path());
+    let r = post(
+        &app,
+        "/models/penguins/explain",
+        &json!({ "instances": [row()] }),
+    )
+    .await;
+    let (message, kind) = r.error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(kind, "not_explainable");
+    assert!(message.contains("\"penguins\""), "{message}");
+    assert!(message.contains("tabular"), "{message}");
 }

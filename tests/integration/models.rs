@@ -19,7 +19,17 @@ async fn list_and_card_show_contract_and_versions() {
         .iter()
         .map(|m| m["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["breast-cancer", "diabetes", "digits", "iris"]);
+    assert_eq!(
+        names,
+        [
+            "breast-cancer",
+            "diabetes",
+            "digits",
+            "iris",
+            "penguins",
+            "tweet-source"
+        ]
+    );
     assert!(list["models"]
         .as_array()
         .unwrap()
