@@ -22,8 +22,6 @@ use super::categorical::{categorical_distance, CategoryIndex, Cell, EPSILON};
 
 /// Sub-windows in one window.
 const SLICES: usize = 4;
-/// Share given to an empty bin so that PSI stays finite.
-
 /// The reference profile of one model version, written by `models/make_models.py`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
