@@ -110,7 +110,7 @@ fn monitoring_per_instance(c: &mut Criterion) {
         },
         DriftMonitor::new(profile, DriftThresholds::default(), 4),
         MonitorSettings::default(),
-        metrics.quality().version("iris", 1, &[], true),
+        metrics.quality().version("iris", 1, &[], &[], true),
         Notifier::disabled(),
     ));
     let log = PredictionLog::new(100_000, Duration::from_secs(3600));

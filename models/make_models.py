@@ -59,6 +59,8 @@ digits: raw pixels 0..16):
 
     {"source": ..., "rows": N,
      "features": [{"name": ..., "edges": [...], "shares": [...]}, ...],
+                 (a string column, in models/make_examples.py's DataFrame models:
+                  {"name": ..., "categories": [...], "shares": [...]}, see categorical())
      "predictions": {"kind": "classes", "shares": [...]}            classifiers
                     {"kind": "values", "edges": [...], "shares": [...]}  diabetes}
 
@@ -705,6 +707,28 @@ def binned(name: str, values: np.ndarray) -> dict:
     shares = bin_shares(values, edges)
     check_binned(name, edges, shares)
     return {"name": name, "edges": edges, "shares": shares}
+
+
+def categorical(name: str, values) -> dict:
+    """A string (categorical) column: its categories, sorted, and the share of
+    values in each, rounded to 6 significant digits.  infera counts live
+    values per category plus an "unseen" bucket (reference share 0) for values
+    outside them (src/monitoring/categorical.rs)."""
+    values = [str(v) for v in values]
+    assert len(values) > 0, name
+    categories = sorted(set(values))
+    shares = [sig6(values.count(c) / len(values)) for c in categories]
+    assert all(0.0 <= s <= 1.0 for s in shares), (name, shares)
+    assert abs(sum(shares) - 1.0) <= SHARE_SUM_TOLERANCE, (name, sum(shares))
+    return {"name": name, "categories": categories, "shares": shares}
+
+
+def profile_column(name: str, values) -> dict:
+    """One column of a profile: categories for strings, decile bins for numbers."""
+    values = np.asarray(values)
+    if values.dtype.kind in "OUS":
+        return categorical(name, values)
+    return binned(name, values.astype(np.float64))
 
 
 def check_binned(name: str, edges: list[float], shares: list[float]) -> None:

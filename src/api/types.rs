@@ -248,6 +248,10 @@ pub struct ContractBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FeatureBody {
     pub name: String,
+    /// `integer` or `string` (absent: a number).
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schema(rename = "type")]
+    pub kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -17,6 +17,8 @@ pub enum ViolationKind {
     OutOfRange,
     WrongType,
     WrongShape,
+    /// A value outside a feature's `categories` (the card does not allow unknowns).
+    UnknownCategory,
 }
 
 impl ViolationKind {
@@ -30,6 +32,7 @@ impl ViolationKind {
             ViolationKind::OutOfRange => "out_of_range",
             ViolationKind::WrongType => "wrong_type",
             ViolationKind::WrongShape => "wrong_shape",
+            ViolationKind::UnknownCategory => "unknown_category",
         }
     }
 }
@@ -705,9 +708,9 @@ mod tests {
         let features: Vec<FeatureSpec> = ["a", "b"]
             .iter()
             .map(|n| FeatureSpec {
-                name: n.to_string(),
                 min: Some(0.0),
                 max: Some(10.0),
+                ..FeatureSpec::unnamed(n.to_string())
             })
             .collect();
         let index: HashMap<String, usize> = if named {
@@ -796,11 +799,7 @@ mod tests {
     #[test]
     fn f32_overflow_is_non_finite() {
         let c = InputContract::Tabular {
-            features: vec![FeatureSpec {
-                name: "a".into(),
-                min: None,
-                max: None,
-            }],
+            features: vec![FeatureSpec::unnamed("a".into())],
             index: HashMap::new(),
             dtype: DataType::F32,
         };

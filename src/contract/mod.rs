@@ -4,6 +4,7 @@
 //! in the catalog; `inference` decodes requests and presents answers with it; the validation gate
 //! uses the same codecs on golden and evaluation rows. Depends only on `engine`.
 
+mod columns;
 mod decode_budget;
 mod instances;
 mod json_instance;
@@ -17,6 +18,7 @@ use utoipa::ToSchema;
 
 use crate::engine::{DataType, ModelSignature, TensorSpec};
 
+pub use columns::{check_columns, CategorySet, Column, FeatureSpec, FeatureType, Unseen};
 pub use decode_budget::{bounded_data, bounded_instances, within, DecodeBudget, Overrun};
 pub use instances::{decode as decode_instances, ContractViolation, ViolationKind};
 pub use json_instance::Instance;
@@ -43,14 +45,6 @@ impl Task {
             Task::Raw => "raw",
         }
     }
-}
-
-/// One named input column with its valid range.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FeatureSpec {
-    pub name: String,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
 }
 
 /// How instances are read.
@@ -120,9 +114,18 @@ pub struct ModelContract {
     pub input: InputContract,
     pub output: OutputContract,
     pub signature: ModelSignature,
+    /// The card's features and where each one's values are in the input tensors (empty when
+    /// the card names none): typed checks and categorical drift read them (`columns.rs`).
+    pub columns: Vec<Column>,
 }
 
 impl ModelContract {
+    /// Whether the card's features are the graph's inputs, one value per instance each (a
+    /// DataFrame export), rather than the columns of one tabular input.
+    pub fn one_input_per_column(&self) -> bool {
+        matches!(self.input, InputContract::Tensors { .. }) && !self.columns.is_empty()
+    }
+
     /// Names of the classes, for classifiers.
     pub fn labels(&self) -> &[String] {
         match &self.output {

@@ -182,6 +182,7 @@ mod tests {
                 batched: true,
                 batching: Default::default(),
             },
+            columns: Vec::new(),
         }
     }
 

@@ -14,4 +14,4 @@ pub use error::EngineError;
 pub use pool::{PoolConfig, WorkerPool};
 pub use queue::{BatchPolicy, JobObserver, ModelQueue, RunOutput, SkipReason};
 pub use runtime::{CompiledModel, LoadOptions, PlanMode, PlanObserver};
-pub use tensor::{Batching, DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};
+pub use tensor::{Batching, Cell, DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};

@@ -424,3 +424,13 @@ mod tests {
         assert!(spec.is_batched());
     }
 }
+
+/// One input value read as a number or a string (what the card's column checks and drift
+/// tracking read from a tensor).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    Number(f64),
+    Text(&'a str),
+    /// No value could be read.
+    Missing,
+}

@@ -34,6 +34,8 @@ pub(super) fn instance_rows(
     instances: &[Instance],
 ) -> Result<Vec<f64>, ExplainError> {
     let inputs = decode(&loaded.contract.input, instances).map_err(PredictError::from)?;
+    crate::contract::check_columns(&loaded.contract.columns, &inputs)
+        .map_err(PredictError::from)?;
     let data = &inputs[0].data;
     (0..data.len())
         .map(|i| {

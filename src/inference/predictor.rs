@@ -14,10 +14,11 @@ use crate::capture::Capture;
 use crate::contract::decode_instances as decode;
 use crate::contract::DecodeBudget;
 use crate::contract::Instance;
+use crate::contract::{check_columns, Unseen};
 use crate::contract::{check_tensors, protocol_outputs, InputTensor};
 use crate::contract::{predictions, Prediction};
 use crate::engine::Tensor;
-use crate::monitoring::{Observed, PredictionLog, Protocol};
+use crate::monitoring::{Cell, Observed, PredictionLog, Protocol};
 use crate::repository::{LoadedVersion, ModelStore};
 
 /// Per-request limits.
@@ -157,7 +158,8 @@ impl Predictor {
                 // The contract could only count the fixed dimensions: count what was read.
                 self.check_elements(Some(inputs.iter().map(|t| t.data.len()).sum()))?;
             }
-            self.observe_inputs(&loaded, &inputs[0]);
+            let unseen = check_columns(&loaded.contract.columns, &inputs)?;
+            self.observe_inputs(&loaded, &inputs);
             let sampled = self
                 .capture
                 .as_ref()
@@ -165,6 +167,7 @@ impl Predictor {
             let run = self
                 .execute(&loaded, inputs, instances.len(), started)
                 .await?;
+            count_unseen(&loaded, &unseen);
             self.observe_predictions(&loaded, &run.predictions, id);
             if let (Some(c), Some(s)) = (&self.capture, sampled) {
                 c.record(&loaded, s, &run.predictions, Some(id), started);
@@ -215,12 +218,14 @@ impl Predictor {
             self.admit_model(&loaded)?;
             let (tensors, rows) = check_tensors(&loaded.contract, inputs)?;
             self.check_count(rows)?;
+            let unseen = check_columns(&loaded.contract.columns, &tensors)?;
             let sampled = self
                 .capture
                 .as_ref()
                 .and_then(|c| c.sample(&loaded, &tensors));
             let mirrored = routed.wants_mirror().then(|| (tensors.clone(), rows));
             let run = self.execute(&loaded, tensors, rows, started).await?;
+            count_unseen(&loaded, &unseen);
             if let (Some(c), Some(s)) = (&self.capture, sampled) {
                 c.record(&loaded, s, &run.predictions, id, started);
             }
@@ -270,10 +275,21 @@ impl Predictor {
         })
     }
 
-    /// Counts each instance's inputs for drift (before the tensor moves to a worker; the rows
-    /// are read in place, not copied).
-    fn observe_inputs(&self, loaded: &LoadedVersion, input: &Tensor) {
+    /// Counts each instance's inputs for drift (before the tensors move to a worker; the rows
+    /// are read in place, not copied): the columns of a tabular input, or of a model with one
+    /// input per card feature (strings included).
+    fn observe_inputs(&self, loaded: &LoadedVersion, inputs: &[Tensor]) {
         if !loaded.monitor.tracks_drift() {
+            return;
+        }
+        let columns = &loaded.contract.columns;
+        let Some(input) = inputs.first() else { return };
+        if loaded.contract.one_input_per_column() {
+            for i in 0..input.rows() {
+                loaded.monitor.observe_inputs(|j| {
+                    columns.get(j).map_or(Cell::Missing, |c| c.cell(inputs, i))
+                });
+            }
             return;
         }
         let width = input.row_len();
@@ -281,7 +297,7 @@ impl Predictor {
             let at = i * width;
             loaded
                 .monitor
-                .observe_inputs(|j| input.data.get_f64(at + j).unwrap_or(f64::NAN));
+                .observe_inputs(|j| Cell::Number(input.data.get_f64(at + j).unwrap_or(f64::NAN)));
         }
     }
 
@@ -370,6 +386,13 @@ impl Predictor {
             queue_wait: run.queue_wait,
             compute: run.compute,
         })
+    }
+}
+
+/// Unseen categories that were served (the card allows them), counted once the request is.
+fn count_unseen(loaded: &LoadedVersion, unseen: &Unseen) {
+    for (column, n) in unseen {
+        loaded.monitor.unseen_categories(*column, *n);
     }
 }
 

@@ -6,7 +6,9 @@
 //! request path takes no lock. Counts go into sub-windows of `window / 4` instances; whenever one
 //! fills, the last four (a sliding window of `window` instances, advancing by a quarter) are
 //! compared with the reference: the population stability index (PSI) and the Kolmogorov-Smirnov
-//! distance over the bins, per feature and for the prediction distribution.
+//! distance over the bins, per feature and for the prediction distribution. A categorical
+//! feature (its profile lists `categories`) is counted per category plus an unseen bucket (see
+//! `categorical.rs`).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -16,11 +18,10 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::categorical::{categorical_distance, CategoryIndex, Cell, EPSILON};
+
 /// Sub-windows in one window.
 const SLICES: usize = 4;
-/// Share given to an empty bin so that PSI stays finite.
-const EPSILON: f64 = 1e-4;
-
 /// The reference profile of one model version, written by `models/make_models.py`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,14 +36,19 @@ pub struct ReferenceProfile {
     pub predictions: PredictionDistribution,
 }
 
-/// Bins `(-inf, e0], (e0, e1], ..., (e_last, inf)` and the reference share in each.
+/// Bins `(-inf, e0], (e0, e1], ..., (e_last, inf)` and the reference share in each; or, for a
+/// categorical feature, its categories and the reference share of each.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BinnedDistribution {
     pub name: String,
-    /// Increasing bin edges (one fewer than the shares).
+    /// Increasing bin edges (one fewer than the shares); empty for a categorical feature.
+    #[serde(default)]
     pub edges: Vec<f64>,
-    /// Share of reference rows per bin; sums to 1.
+    /// A categorical feature's categories (one per share); values outside them count as unseen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+    /// Share of reference rows per bin (or category); sums to 1.
     pub shares: Vec<f64>,
 }
 
@@ -58,6 +64,9 @@ pub enum PredictionDistribution {
 
 impl BinnedDistribution {
     fn check(&self) -> Result<(), String> {
+        if !self.categories.is_empty() {
+            return self.check_categories();
+        }
         if self.shares.len() != self.edges.len() + 1 {
             return Err(format!(
                 "{}: {} edges need {} shares, got {}",
@@ -73,6 +82,23 @@ impl BinnedDistribution {
                 "{}: edges must be finite and increasing",
                 self.name
             ));
+        }
+        check_shares(&self.name, &self.shares)
+    }
+
+    fn check_categories(&self) -> Result<(), String> {
+        if !self.edges.is_empty() || self.shares.len() != self.categories.len() {
+            return Err(format!(
+                "{}: a categorical feature takes one share per category ({} categories, {} \
+                 shares) and no edges",
+                self.name,
+                self.categories.len(),
+                self.shares.len()
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = self.categories.iter().find(|c| !seen.insert(*c)) {
+            return Err(format!("{}: category {dup:?} is listed twice", self.name));
         }
         check_shares(&self.name, &self.shares)
     }
@@ -114,6 +140,7 @@ impl ReferenceProfile {
             PredictionDistribution::Values { edges, shares } => BinnedDistribution {
                 name: "predictions".into(),
                 edges: edges.clone(),
+                categories: Vec::new(),
                 shares: shares.clone(),
             }
             .check(),
@@ -195,8 +222,13 @@ pub struct DriftReport {
 pub struct FeatureDrift {
     pub name: String,
     pub psi: f64,
+    /// KS distance over the bins; for a categorical feature, the largest gap between one
+    /// category's live and reference shares.
     pub ks: f64,
     pub status: DriftStatus,
+    /// Categorical features: the share of live values outside the profile's categories.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unseen_share: Option<f64>,
 }
 
 /// Counts of one sub-window: feature bins back to back, then prediction bins.
@@ -230,6 +262,8 @@ pub struct DriftMonitor {
     thresholds: DriftThresholds,
     /// Where each feature's bins start in a slice; the predictions' bins follow the last.
     offsets: Vec<usize>,
+    /// Per feature: its category index when it is categorical.
+    categories: Vec<Option<CategoryIndex>>,
     prediction_bins: usize,
     current: ArcSwap<Slice>,
     /// The last completed slices (up to `SLICES`) with their instance counts, summed for each
@@ -247,9 +281,10 @@ impl std::fmt::Debug for DriftMonitor {
 }
 
 impl DriftMonitor {
-    /// `width`: the model's tabular input columns, which must match the profile's features (0
-    /// for models whose inputs are not tabular: such a profile has no features and only the
-    /// predictions are tracked).
+    /// `width`: the model's named input columns (a tabular input's, or a one-input-per-column
+    /// model's), which must match the profile's features; 0 for tensor models (and for a
+    /// one-input-per-column model whose profile leaves its columns out: the loader's choice), whose
+    /// profile has no features: only the predictions are tracked.
     pub fn new(
         profile: ReferenceProfile,
         thresholds: DriftThresholds,
@@ -262,10 +297,17 @@ impl DriftMonitor {
             ));
         }
         let mut offsets = Vec::with_capacity(profile.features.len());
+        let categories: Vec<Option<CategoryIndex>> = profile
+            .features
+            .iter()
+            .map(|f| CategoryIndex::of(&f.categories))
+            .collect();
         let mut at = 0;
-        for f in &profile.features {
+        for (f, index) in profile.features.iter().zip(&categories) {
             offsets.push(at);
-            at += f.shares.len();
+            at += index
+                .as_ref()
+                .map_or(f.shares.len(), CategoryIndex::buckets);
         }
         let prediction_bins = match &profile.predictions {
             PredictionDistribution::Classes { shares } => shares.len(),
@@ -279,6 +321,7 @@ impl DriftMonitor {
                 ..thresholds
             },
             offsets,
+            categories,
             prediction_bins,
             current: ArcSwap::from_pointee(Slice::new(total)),
             done: Mutex::new(Vec::new()),
@@ -307,17 +350,22 @@ impl DriftMonitor {
     /// Counts one instance: its prediction and its input row (see `observe_row`).
     pub fn observe(&self, row: impl Fn(usize) -> f64, prediction: Observed) -> Option<DriftReport> {
         self.observe_prediction(prediction);
-        self.observe_row(row)
+        self.observe_row(|j| Cell::Number(row(j)))
     }
 
     /// Counts one instance's inputs (`row(j)` = column j; not called when the profile has no
     /// features) and returns a new report when this instance completed a slice. The request path
     /// counts inputs before inference and the prediction after it, so a prediction may land in
     /// the slice after its inputs'.
-    pub fn observe_row(&self, row: impl Fn(usize) -> f64) -> Option<DriftReport> {
+    pub fn observe_row<'a>(&self, row: impl Fn(usize) -> Cell<'a>) -> Option<DriftReport> {
         let slice = self.current.load();
-        for (j, (feature, offset)) in self.profile.features.iter().zip(&self.offsets).enumerate() {
-            let bin = feature.bin(row(j));
+        let features = self.profile.features.iter().zip(&self.categories);
+        for (j, ((feature, index), offset)) in features.zip(&self.offsets).enumerate() {
+            let bin = match (index, row(j)) {
+                (Some(index), cell) => index.bucket(cell),
+                (None, Cell::Number(x)) => feature.bin(x),
+                (None, Cell::Text(_) | Cell::Missing) => feature.bin(f64::NAN),
+            };
             slice.counts[offset + bin].fetch_add(1, Ordering::Relaxed);
         }
         let seen = slice.seen.fetch_add(1, Ordering::AcqRel) + 1;
@@ -369,9 +417,27 @@ impl DriftMonitor {
     fn compare(&self, counts: &[u64], instances: u64) -> DriftReport {
         let t = &self.thresholds;
         let mut features = Vec::with_capacity(self.profile.features.len());
-        for (f, offset) in self.profile.features.iter().zip(&self.offsets) {
-            let live = &counts[*offset..offset + f.shares.len()];
-            features.push(distance(&f.name, &f.shares, live, t));
+        let all = self.profile.features.iter().zip(&self.categories);
+        for ((f, index), offset) in all.zip(&self.offsets) {
+            features.push(match index {
+                Some(index) => {
+                    let live = &counts[*offset..offset + index.buckets()];
+                    let (psi, gap, unseen) = categorical_distance(&f.shares, live);
+                    FeatureDrift {
+                        name: f.name.clone(),
+                        psi,
+                        ks: gap,
+                        status: DriftStatus::of(psi, t),
+                        unseen_share: Some(unseen),
+                    }
+                }
+                None => distance(
+                    &f.name,
+                    &f.shares,
+                    &counts[*offset..offset + f.shares.len()],
+                    t,
+                ),
+            });
         }
         let base = counts.len() - self.prediction_bins;
         let shares = match &self.profile.predictions {
@@ -423,6 +489,7 @@ fn distance(name: &str, reference: &[f64], live: &[u64], t: &DriftThresholds) ->
         psi,
         ks,
         status: DriftStatus::of(psi, t),
+        unseen_share: None,
     }
 }
 
@@ -439,6 +506,7 @@ mod tests {
                 .map(|j| BinnedDistribution {
                     name: format!("f{j}"),
                     edges: (1..10).map(|k| k as f64 / 10.0).collect(),
+                    categories: vec![],
                     shares: vec![0.1; 10],
                 })
                 .collect(),
@@ -505,6 +573,39 @@ mod tests {
         assert_eq!(report.predictions.status, DriftStatus::Drifting);
         // All mass in class 0 against 50/50: KS 0.5.
         assert!((report.predictions.ks - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn psi_over_categories_and_the_unseen_bucket() {
+        let mut profile = uniform_profile(1);
+        profile.features.insert(
+            0,
+            BinnedDistribution {
+                name: "city".into(),
+                edges: vec![],
+                categories: vec!["rome".into(), "oslo".into(), "lima".into()],
+                shares: vec![0.5, 0.25, 0.25],
+            },
+        );
+        let t = DriftThresholds {
+            window: 4,
+            ..DriftThresholds::default()
+        };
+        let monitor = DriftMonitor::new(profile, t, 2).unwrap();
+        let mut last = None;
+        for city in ["rome", "rome", "oslo", "atlantis"] {
+            let row = [Cell::Text(city), Cell::Number(0.5)];
+            monitor.observe_prediction(Observed::Class(0));
+            last = monitor.observe_row(|j| row[j]).or(last);
+        }
+        let city = &last.unwrap().features[0];
+        // live: rome 0.5, oslo 0.25, lima 0 (-> 1e-4), unseen 0.25 against 0 (-> 1e-4).
+        let edge = (0.25 - 1e-4) * (0.25f64 / 1e-4).ln();
+        let want = 0.0 + 0.0 + edge + edge;
+        assert!((city.psi - want).abs() < 1e-12, "{city:?} vs {want}");
+        assert_eq!(city.unseen_share, Some(0.25));
+        assert!((city.ks - 0.25).abs() < 1e-12, "{city:?}");
+        assert_eq!(city.status, DriftStatus::Drifting);
     }
 
     #[test]

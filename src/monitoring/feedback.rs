@@ -171,7 +171,7 @@ mod tests {
             },
             Err("none".into()),
             MonitorSettings::default(),
-            metrics.quality().version(model, 1, &[], false),
+            metrics.quality().version(model, 1, &[], &[], false),
             Notifier::disabled(),
         ))
     }

@@ -4,6 +4,7 @@
 
 mod access_metrics;
 mod capture_metrics;
+mod categorical;
 mod drift;
 mod explain_metrics;
 mod feedback;
@@ -19,6 +20,7 @@ mod webhook;
 
 pub use access_metrics::AccessFamilies;
 pub use capture_metrics::CaptureFamilies;
+pub use categorical::Cell;
 pub use drift::{
     BinnedDistribution, DriftMonitor, DriftReport, DriftStatus, DriftThresholds, FeatureDrift,
     Observed, PredictionDistribution, ReferenceProfile,

@@ -200,11 +200,16 @@ impl ModelMonitor {
     }
 
     /// Counts one instance's inputs for drift, before inference. `row(j)` reads input column j.
-    pub fn observe_inputs(&self, row: impl Fn(usize) -> f64) {
+    pub fn observe_inputs<'a>(&self, row: impl Fn(usize) -> super::Cell<'a>) {
         let Some(drift) = &self.drift else { return };
         if let Some(report) = drift.observe_row(row) {
             self.published(&report);
         }
+    }
+
+    /// Counts unseen categories of card column `column` that were served (the card allows them).
+    pub fn unseen_categories(&self, column: usize, n: u64) {
+        self.metrics.unseen_categories(column, n);
     }
 
     /// Counts one instance's prediction for drift, after inference.

@@ -28,6 +28,7 @@ fn gauge(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
 /// The metric families.
 pub struct QualityFamilies {
     feedback: IntCounterVec,
+    unseen_categories: IntCounterVec,
     outcomes: IntCounterVec,
     abs_error: HistogramVec,
     accuracy: GaugeVec,
@@ -37,6 +38,7 @@ pub struct QualityFamilies {
     mae_target: GaugeVec,
     feature_psi: GaugeVec,
     feature_ks: GaugeVec,
+    feature_unseen: GaugeVec,
     prediction_psi: GaugeVec,
     prediction_ks: GaugeVec,
     drift_status: IntGaugeVec,
@@ -48,6 +50,14 @@ pub struct QualityFamilies {
 impl QualityFamilies {
     pub fn new() -> QualityFamilies {
         QualityFamilies {
+            unseen_categories: IntCounterVec::new(
+                Opts::new(
+                    "infera_unseen_categories_total",
+                    "Values outside a feature's categories served because the model card allows unknown categories (features from model cards)",
+                ),
+                &["model", "feature"],
+            )
+            .expect("static counter definition"),
             feedback: IntCounterVec::new(
                 Opts::new(
                     "infera_feedback_total",
@@ -108,6 +118,11 @@ impl QualityFamilies {
                 "Kolmogorov-Smirnov distance (over the profile's bins) of a feature's live values against the training profile",
                 &["model", "version", "feature"],
             ),
+            feature_unseen: gauge(
+                "infera_feature_drift_unseen_share",
+                "Share of a categorical feature's live values (latest drift window) outside the training profile's categories",
+                &["model", "version", "feature"],
+            ),
             prediction_psi: gauge(
                 "infera_prediction_drift_psi",
                 "Population stability index of the live prediction distribution against the training profile",
@@ -159,6 +174,8 @@ impl QualityFamilies {
             Box::new(self.mae_target.clone()),
             Box::new(self.feature_psi.clone()),
             Box::new(self.feature_ks.clone()),
+            Box::new(self.feature_unseen.clone()),
+            Box::new(self.unseen_categories.clone()),
             Box::new(self.prediction_psi.clone()),
             Box::new(self.prediction_ks.clone()),
             Box::new(self.drift_status.clone()),
@@ -188,6 +205,7 @@ impl QualityFamilies {
         drop_series(&self.mae_target, model, version);
         drop_series(&self.feature_psi, model, version);
         drop_series(&self.feature_ks, model, version);
+        drop_series(&self.feature_unseen, model, version);
         drop_series(&self.prediction_psi, model, version);
         drop_series(&self.prediction_ks, model, version);
         drop_series(&self.drift_status, model, version);
@@ -195,13 +213,27 @@ impl QualityFamilies {
         drop_series(&self.drift_instances, model, version);
     }
 
+    /// Per card column, the unseen-category counter of a feature whose card allows unknowns
+    /// (`allowed[i]` is its name), None for the others.
+    pub fn unseen_counters(
+        &self,
+        model: &str,
+        allowed: &[Option<&str>],
+    ) -> Vec<Option<IntCounter>> {
+        allowed
+            .iter()
+            .map(|f| f.map(|f| self.unseen_categories.with_label_values(&[model, f])))
+            .collect()
+    }
+
     /// Handles of one model version. `features` names the profile's features (empty without a
-    /// profile or for non-tabular models).
+    /// profile or for non-tabular models), `categorical` those of them that are categorical.
     pub fn version(
         &self,
         model: &str,
         version: u64,
         features: &[String],
+        categorical: &[String],
         has_profile: bool,
     ) -> VersionQuality {
         let v = version.to_string();
@@ -223,6 +255,16 @@ impl QualityFamilies {
                     (
                         self.feature_psi.with_label_values(&[model, &v, f]),
                         self.feature_ks.with_label_values(&[model, &v, f]),
+                    )
+                })
+                .collect(),
+            unseen_total: Vec::new(),
+            unseen: categorical
+                .iter()
+                .map(|f| {
+                    (
+                        f.clone(),
+                        self.feature_unseen.with_label_values(&[model, &v, f]),
                     )
                 })
                 .collect(),
@@ -257,6 +299,10 @@ pub struct VersionQuality {
     accuracy_target: Gauge,
     mae_target: Gauge,
     features: Vec<(Gauge, Gauge)>,
+    /// Per card column: unseen categories served (features whose card allows them).
+    unseen_total: Vec<Option<IntCounter>>,
+    /// Categorical features' unseen share, by feature name.
+    unseen: Vec<(String, Gauge)>,
     prediction_psi: Gauge,
     prediction_ks: Gauge,
     status: IntGauge,
@@ -266,6 +312,19 @@ pub struct VersionQuality {
 }
 
 impl VersionQuality {
+    /// Counts served unseen categories in `counters` (see `QualityFamilies::unseen_counters`).
+    pub fn with_unseen_counters(mut self, counters: Vec<Option<IntCounter>>) -> VersionQuality {
+        self.unseen_total = counters;
+        self
+    }
+
+    /// `n` unseen categories of card column `column` were served.
+    pub fn unseen_categories(&self, column: usize, n: u64) {
+        if let Some(Some(c)) = self.unseen_total.get(column) {
+            c.inc_by(n);
+        }
+    }
+
     /// The card's targets and thresholds, set once at load.
     pub fn targets(&self, accuracy: Option<f64>, mae: Option<f64>, drift: &DriftThresholds) {
         if let Some(t) = accuracy {
@@ -297,6 +356,12 @@ impl VersionQuality {
         for ((psi, ks), f) in self.features.iter().zip(&report.features) {
             psi.set(f.psi);
             ks.set(f.ks);
+        }
+        for (name, gauge) in &self.unseen {
+            let share = report.features.iter().find(|f| &f.name == name);
+            if let Some(share) = share.and_then(|f| f.unseen_share) {
+                gauge.set(share);
+            }
         }
         self.prediction_psi.set(report.predictions.psi);
         self.prediction_ks.set(report.predictions.ks);

@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 
-use super::manifest::{Manifest, Task};
-use crate::contract::{FeatureSpec, InputContract, ModelContract, OutputContract};
+use super::manifest::{Feature, Manifest, Task};
+use crate::contract::{
+    Column, FeatureSpec, FeatureType, InputContract, ModelContract, OutputContract,
+};
 use crate::engine::{Dim, ModelSignature, TensorSpec};
 
 /// Checks `manifest` against `signature` and builds the contract. The error says what
@@ -15,7 +17,7 @@ pub fn build_contract(
 ) -> Result<ModelContract, String> {
     let empty = Manifest::default();
     let manifest = manifest.unwrap_or(&empty);
-    let input = input_contract(manifest, signature)?;
+    let (input, columns) = input_contract(manifest, signature)?;
     let task = manifest
         .task
         .unwrap_or_else(|| infer_task(manifest, signature));
@@ -25,6 +27,7 @@ pub fn build_contract(
         input,
         output,
         signature: signature.clone(),
+        columns,
     })
 }
 
@@ -32,23 +35,25 @@ fn is_tabular(spec: &TensorSpec) -> bool {
     spec.dtype.is_float() && matches!(spec.shape.as_slice(), [Dim::Batch, Dim::Fixed(_)])
 }
 
-fn input_contract(manifest: &Manifest, sig: &ModelSignature) -> Result<InputContract, String> {
+fn input_contract(
+    manifest: &Manifest,
+    sig: &ModelSignature,
+) -> Result<(InputContract, Vec<Column>), String> {
     let tabular = match sig.inputs.as_slice() {
         [only] if is_tabular(only) => Some(only),
         _ => None,
     };
     match (tabular, manifest.features.is_empty()) {
-        (Some(spec), true) => Ok(InputContract::Tabular {
-            features: (0..spec.row_len())
-                .map(|i| FeatureSpec {
-                    name: format!("f{i}"),
-                    min: None,
-                    max: None,
-                })
-                .collect(),
-            index: HashMap::new(),
-            dtype: spec.dtype,
-        }),
+        (Some(spec), true) => Ok((
+            InputContract::Tabular {
+                features: (0..spec.row_len())
+                    .map(|i| FeatureSpec::unnamed(format!("f{i}")))
+                    .collect(),
+                index: HashMap::new(),
+                dtype: spec.dtype,
+            },
+            Vec::new(),
+        )),
         (Some(spec), false) => {
             if manifest.features.len() != spec.row_len() {
                 return Err(format!(
@@ -59,35 +64,64 @@ fn input_contract(manifest: &Manifest, sig: &ModelSignature) -> Result<InputCont
                     spec.shape_i64()
                 ));
             }
-            let features: Vec<FeatureSpec> = manifest
+            if let Some(f) = manifest
                 .features
                 .iter()
-                .map(|f| FeatureSpec {
-                    name: f.name.clone(),
-                    min: f.min,
-                    max: f.max,
-                })
-                .collect();
+                .find(|f| f.kind == FeatureType::String)
+            {
+                return Err(format!(
+                    "feature {:?} has type = \"string\" but it is a column of input {:?}, a {} \
+                     tensor of shape {:?}",
+                    f.name,
+                    spec.name,
+                    spec.dtype,
+                    spec.shape_i64()
+                ));
+            }
+            let features: Vec<FeatureSpec> = manifest.features.iter().map(Feature::spec).collect();
             let index = features
                 .iter()
                 .enumerate()
                 .map(|(i, f)| (f.name.clone(), i))
                 .collect();
-            Ok(InputContract::Tabular {
-                features,
-                index,
-                dtype: spec.dtype,
-            })
+            let columns = Column::tabular(&features);
+            Ok((
+                InputContract::Tabular {
+                    features,
+                    index,
+                    dtype: spec.dtype,
+                },
+                columns,
+            ))
         }
-        (None, true) => Ok(InputContract::Tensors {
-            inputs: sig.inputs.clone(),
-        }),
-        (None, false) => Err(format!(
-            "the manifest lists named features, but the graph does not take one float input of \
-             shape [batch, features] (inputs: {})",
-            describe(&sig.inputs)
+        (None, true) => Ok((
+            InputContract::Tensors {
+                inputs: sig.inputs.clone(),
+            },
+            Vec::new(),
         )),
+        (None, false) => {
+            let columns =
+                Column::per_input(&card_specs(manifest), &sig.inputs).ok_or_else(|| {
+                    format!(
+                        "the manifest lists named features, but the graph takes neither one float \
+                     input of shape [batch, features] nor one input per feature, named as the \
+                     features, each one value per instance (inputs: {})",
+                        describe(&sig.inputs)
+                    )
+                })??;
+            Ok((
+                InputContract::Tensors {
+                    inputs: sig.inputs.clone(),
+                },
+                columns,
+            ))
+        }
     }
+}
+
+fn card_specs(manifest: &Manifest) -> Vec<FeatureSpec> {
+    manifest.features.iter().map(Feature::spec).collect()
 }
 
 fn describe(specs: &[TensorSpec]) -> String {
@@ -282,12 +316,7 @@ mod tests {
 
     fn features(n: usize) -> Vec<crate::repository::Feature> {
         (0..n)
-            .map(|i| crate::repository::Feature {
-                name: format!("x{i}"),
-                description: None,
-                min: None,
-                max: None,
-            })
+            .map(|i| crate::repository::Feature::number(format!("x{i}")))
             .collect()
     }
 

@@ -178,26 +178,39 @@ fn build_monitor(
     let settings = monitor_settings(manifest);
     let width = match &contract.input {
         InputContract::Tabular { features, .. } => features.len(),
-        InputContract::Tensors { .. } => 0,
+        InputContract::Tensors { .. } => contract.columns.len(),
     };
     let drift = match &dir.profile_file {
         None => Err(format!("no {PROFILE_FILE} beside the model")),
         Some(path) => ReferenceProfile::read(path)
-            .and_then(|p| DriftMonitor::new(p, settings.drift, width))
+            .and_then(|p| {
+                // A one-input-per-column model's profile may leave its columns out (free text
+                // has no categories): the predictions are then tracked alone.
+                let width = if p.features.is_empty() && contract.one_input_per_column() {
+                    0
+                } else {
+                    width
+                };
+                DriftMonitor::new(p, settings.drift, width)
+            })
             .inspect_err(|reason| {
                 tracing::error!(model, version = dir.version, %reason, "reference profile not used");
             }),
     };
-    let features: Vec<String> = drift
+    let profiled = drift
         .as_ref()
-        .map(|d| {
-            d.profile()
-                .features
-                .iter()
-                .map(|f| f.name.clone())
-                .collect()
-        })
-        .unwrap_or_default();
+        .map_or(&[][..], |d| d.profile().features.as_slice());
+    let features: Vec<String> = profiled.iter().map(|f| f.name.clone()).collect();
+    let categorical: Vec<String> = profiled
+        .iter()
+        .filter(|f| !f.categories.is_empty())
+        .map(|f| f.name.clone())
+        .collect();
+    let allowed: Vec<Option<&str>> = contract
+        .columns
+        .iter()
+        .map(|c| c.spec.allow_unknown.then_some(c.spec.name.as_str()))
+        .collect();
     let kind = match &contract.output {
         OutputContract::Classification { labels, .. } => Some(QualityKind::Classification {
             classes: labels.len(),
@@ -208,7 +221,8 @@ fn build_monitor(
     let metrics = ctx
         .metrics
         .quality()
-        .version(model, dir.version, &features, drift.is_ok());
+        .version(model, dir.version, &features, &categorical, drift.is_ok())
+        .with_unseen_counters(ctx.metrics.quality().unseen_counters(model, &allowed));
     ModelMonitor::new(
         Subject {
             model: model.to_string(),

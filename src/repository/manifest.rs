@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 pub use super::capture_card::CaptureCard;
 use super::error::RepositoryError;
+pub use super::feature_card::Feature;
 pub use super::runtime_card::{Runtime, MAX_PLAN_CACHE};
 use super::traffic::{Canary, Shadow};
 pub use crate::contract::Task;
@@ -347,21 +348,6 @@ pub struct OutputNames {
     pub value: Option<String>,
 }
 
-/// One named input column.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Feature {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Smallest valid value (inclusive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min: Option<f64>,
-    /// Largest valid value (inclusive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max: Option<f64>,
-}
-
 impl Manifest {
     /// Reads and parses a manifest file.
     pub fn read(path: &Path) -> Result<Manifest, RepositoryError> {
@@ -388,19 +374,7 @@ impl Manifest {
             return Err(format!("label {dup:?} is listed twice"));
         }
         for f in &self.features {
-            if f.name.trim().is_empty() {
-                return Err("a feature has an empty name".into());
-            }
-            for bound in [f.min, f.max].into_iter().flatten() {
-                if !bound.is_finite() {
-                    return Err(format!("feature {:?} has a non-finite bound", f.name));
-                }
-            }
-            if let (Some(min), Some(max)) = (f.min, f.max) {
-                if min > max {
-                    return Err(format!("feature {:?} has min {min} > max {max}", f.name));
-                }
-            }
+            f.check()?;
         }
         if let Some(batching) = &self.batching {
             batching.check()?;

@@ -7,6 +7,7 @@ mod catalog;
 mod class_names;
 mod contract_build;
 mod error;
+pub mod feature_card;
 mod gate;
 mod gate_stage;
 mod golden;
@@ -23,6 +24,7 @@ pub use background::BACKGROUND_FILE;
 pub use catalog::{Catalog, LoadedVersion, ModelEntry, ModelStore, ResolveError, VersionState};
 pub use contract_build::build_contract;
 pub use error::RepositoryError;
+pub use feature_card::{Category, FeatureType, UnknownCategories};
 pub use gate::{
     compatible, evaluate as evaluate_gate, score as score_eval, EvalScore, EvalSet, GateReport,
     GateStage, StageResult,

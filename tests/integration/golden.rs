@@ -6,7 +6,14 @@ use serde_json::{json, Value};
 use crate::common::{post, shipped, shipped_models};
 use infera::repository::{check_golden, GoldenFile};
 
-const MODELS: [&str; 4] = ["iris", "digits", "diabetes", "breast-cancer"];
+const MODELS: [&str; 6] = [
+    "iris",
+    "digits",
+    "diabetes",
+    "breast-cancer",
+    "penguins",
+    "tweet-source",
+];
 
 fn golden(model: &str) -> GoldenFile {
     GoldenFile::read(&shipped_models().join(model).join("1").join("golden.json")).unwrap()
@@ -51,7 +58,13 @@ async fn http_predictions_match_onnxruntime() {
         for (i, p) in predictions.iter().enumerate() {
             let labels = g.outputs.get("label").or(g.outputs.get("output_label"));
             if let Some(labels) = labels {
-                assert_eq!(p["class_index"], labels[i], "{model} instance {i}");
+                // String class labels (penguins, tweet-source) are compared by name.
+                let key = if labels[i].is_string() {
+                    "label"
+                } else {
+                    "class_index"
+                };
+                assert_eq!(p[key], labels[i], "{model} instance {i}");
                 let probs = &g
                     .outputs
                     .get("probabilities")

@@ -7,6 +7,7 @@ mod batching;
 mod capture;
 mod capture_paths;
 mod capture_sinks;
+mod columns;
 mod common;
 mod conformance;
 mod decode_limits;

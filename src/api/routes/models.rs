@@ -8,8 +8,8 @@ use crate::api::state::AppState;
 use crate::api::types::{
     ContractBody, FeatureBody, ModelDetail, ModelList, ModelSummary, VersionBody,
 };
-use crate::inference::{InputContract, ModelContract};
-use crate::repository::{ModelEntry, ResolveError, VersionState};
+use crate::inference::{FeatureSpec, InputContract, ModelContract};
+use crate::repository::{FeatureType, ModelEntry, ResolveError, VersionState};
 
 pub(crate) fn state_of(entry: &ModelEntry) -> String {
     if entry.error.is_some() {
@@ -118,16 +118,16 @@ pub(crate) fn version_bodies(entry: &ModelEntry) -> Vec<VersionBody> {
 }
 
 fn contract_body(c: &ModelContract) -> ContractBody {
+    let body = |f: &FeatureSpec| FeatureBody {
+        name: f.name.clone(),
+        kind: (f.kind != FeatureType::Number).then(|| f.kind.as_str().to_string()),
+        min: f.min,
+        max: f.max,
+    };
     let features = match &c.input {
-        InputContract::Tabular { features, .. } => features
-            .iter()
-            .map(|f| FeatureBody {
-                name: f.name.clone(),
-                min: f.min,
-                max: f.max,
-            })
-            .collect(),
-        InputContract::Tensors { .. } => Vec::new(),
+        InputContract::Tabular { features, .. } => features.iter().map(body).collect(),
+        // One input per card feature: the card's columns.
+        InputContract::Tensors { .. } => c.columns.iter().map(|col| body(&col.spec)).collect(),
     };
     ContractBody {
         task: c.task,
