@@ -68,7 +68,9 @@ async fn serves_over_a_real_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_in_flight_requests_finish() {
     let repo = tempfile::tempdir().unwrap();
-    onnx::slow(repo.path(), "slow", 256, 1500);
+    // A call takes about 0.2 s here: long enough that the poll below sees it running even
+    // when the test threads are descheduled for tens of milliseconds on a loaded machine.
+    onnx::slow(repo.path(), "slow", 512, 1500);
     let infera = loaded(repo.path(), &["--workers", "1"]);
     let pool = infera.pool().clone();
     let mut server = TestServer::start(infera).await;
@@ -76,7 +78,7 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let in_flight = tokio::spawn(async move {
         reqwest::Client::new()
             .post(url)
-            .json(&json!({"instances": [vec![0.1f32; 256]]}))
+            .json(&json!({"instances": [vec![0.1f32; 512]]}))
             .send()
             .await
     });
