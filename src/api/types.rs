@@ -32,10 +32,12 @@ pub struct PredictRequest {
     #[validate(length(min = 1, max = 128, message = "must be 1-128 characters"))]
     pub id: Option<String>,
     /// Instances to predict. Tabular models take an array of numbers (features in order) or an
-    /// object of named features; tensor models take a nested array per instance (or an object
-    /// keyed by input name for several inputs).
+    /// object of named features (strings for string columns); tensor models take a nested array
+    /// per instance (or an object keyed by input name for several inputs); a model with one
+    /// column takes a bare value (a text classifier: the document as a string). The model's
+    /// contract decides, and refuses the rest with 422.
     #[validate(length(min = 1, message = "must hold at least one instance"))]
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<serde_json::Value>)]
     #[serde(deserialize_with = "crate::inference::bounded_instances")]
     pub instances: Vec<Instance>,
 }

@@ -32,7 +32,7 @@ pub struct V1ModelStatus {
 pub struct V1PredictRequest {
     /// Instances in the same forms `/predict` takes.
     #[validate(length(min = 1, message = "must hold at least one instance"))]
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<serde_json::Value>)]
     #[serde(deserialize_with = "crate::inference::bounded_instances")]
     pub instances: Vec<Instance>,
 }

@@ -69,11 +69,19 @@ pub struct RollbackRule {
     #[schema(example = 0.9, minimum = 0.0, maximum = 1.0)]
     pub min_agreement: Option<f64>,
     /// Requests (instances for agreement) in the window (default 200).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_count"
+    )]
     #[schema(minimum = 1, maximum = 100_000)]
     pub window: Option<usize>,
     /// Least requests (instances for agreement) in the window before it judges (default 50).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_count"
+    )]
     #[schema(minimum = 1)]
     pub min_samples: Option<usize>,
 }
@@ -86,14 +94,32 @@ fn one() -> f64 {
 /// Schema's `integer` allows.
 fn version_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let n = serde_json::Number::deserialize(d)?;
+    whole(&n).ok_or_else(|| {
+        serde::de::Error::custom(format!("a version is a whole number >= 1, got {n}"))
+    })
+}
+
+/// An optional count, also written as a whole float (`200.0`); null or absent is None.
+fn optional_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    match whole(&n).and_then(|v| usize::try_from(v).ok()) {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom(format!(
+            "expected a whole number >= 0, got {n}"
+        ))),
+    }
+}
+
+/// `n` as an unsigned whole number, from an integer or a float without a fraction.
+fn whole(n: &serde_json::Number) -> Option<u64> {
     if let Some(v) = n.as_u64() {
-        return Ok(v);
+        return Some(v);
     }
     match n.as_f64() {
-        Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Ok(f as u64),
-        _ => Err(serde::de::Error::custom(format!(
-            "a version is a whole number >= 1, got {n}"
-        ))),
+        Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Some(f as u64),
+        _ => None,
     }
 }
 
@@ -241,6 +267,22 @@ impl TrafficOverride {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_and_versions_may_be_whole_floats_in_json() {
+        let body = r#"{"version": 2.0, "fraction": 0.1, "rollback": {"window": 300.0, "min_samples": null}}"#;
+        let canary: Canary = serde_json::from_str(body).unwrap();
+        assert_eq!(canary.version, 2);
+        let rule = canary.rollback.unwrap();
+        assert_eq!((rule.window, rule.min_samples), (Some(300), None));
+        for bad in [
+            r#"{"window": 2.5}"#,
+            r#"{"window": -1}"#,
+            r#"{"window": "9"}"#,
+        ] {
+            assert!(serde_json::from_str::<RollbackRule>(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sections_are_checked() {

@@ -37,7 +37,7 @@ pub enum ExplainMethod {
 pub struct ExplainRequest {
     /// Instances to explain, in the forms `/predict` takes (tabular models only).
     #[validate(length(min = 1, message = "must hold at least one instance"))]
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<serde_json::Value>)]
     pub instances: Vec<Instance>,
     /// Class label to explain (classifiers; default: the predicted class), or `"value"`
     /// (regressors, the default).
