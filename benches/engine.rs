@@ -118,7 +118,19 @@ fn monitoring_per_instance(c: &mut Criterion) {
     group.bench_function("feedback_log_insert", |b| {
         b.iter(|| {
             n += 1;
-            log.insert(format!("0a1b2c3d-{n:012x}/0"), &monitor, Observed::Class(0))
+            log.insert(
+                &format!("0a1b2c3d-{n:012x}"),
+                &monitor,
+                &[Observed::Class(0)],
+            )
+        })
+    });
+    // One request of 1024 instances (one log entry for all of them).
+    let many = vec![Observed::Class(0); 1024];
+    group.bench_function("feedback_log_insert_1024", |b| {
+        b.iter(|| {
+            n += 1;
+            log.insert(&format!("0a1b2c3d-{n:012x}"), &monitor, &many)
         })
     });
     group.finish();

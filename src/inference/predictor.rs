@@ -303,18 +303,19 @@ impl Predictor {
 
     /// Counts the predictions for drift and keeps them for feedback.
     fn observe_predictions(&self, loaded: &LoadedVersion, predictions: &[Prediction], id: &str) {
-        let scored = loaded.monitor.quality().is_some();
-        for (i, p) in predictions.iter().enumerate() {
-            let observed = match p {
+        let observed: Vec<Observed> = predictions
+            .iter()
+            .map(|p| match p {
                 Prediction::Classification { class_index, .. } => Observed::Class(*class_index),
                 Prediction::Regression { value } => Observed::Value(*value),
                 Prediction::Raw { .. } => Observed::None,
-            };
-            loaded.monitor.observe_prediction(observed);
-            if scored {
-                self.log
-                    .insert(format!("{id}/{i}"), &loaded.monitor, observed);
-            }
+            })
+            .collect();
+        for o in &observed {
+            loaded.monitor.observe_prediction(*o);
+        }
+        if loaded.monitor.quality().is_some() {
+            self.log.insert(id, &loaded.monitor, &observed);
         }
     }
 

@@ -123,7 +123,9 @@ pub async fn feedback(
         errors: Vec::new(),
     };
     for item in &request.feedback {
-        match log.take(&item.id, &name) {
+        match log.score(&item.id, &name, |l| {
+            l.monitor.score(l.predicted, &item.truth())
+        }) {
             Err(why) => {
                 out.unmatched += 1;
                 families.feedback(
@@ -134,20 +136,17 @@ pub async fn feedback(
                     },
                 );
             }
-            Ok(logged) => match logged.monitor.score(logged.predicted, &item.truth()) {
-                Ok(()) => {
-                    out.matched += 1;
-                    families.feedback(&name, "matched");
+            Ok(Ok(())) => {
+                out.matched += 1;
+                families.feedback(&name, "matched");
+            }
+            Ok(Err(reason)) => {
+                out.invalid += 1;
+                families.feedback(&name, "invalid");
+                if out.errors.len() < MAX_ERRORS {
+                    out.errors.push(format!("{}: {reason}", item.id));
                 }
-                Err(reason) => {
-                    out.invalid += 1;
-                    families.feedback(&name, "invalid");
-                    if out.errors.len() < MAX_ERRORS {
-                        out.errors.push(format!("{}: {reason}", item.id));
-                    }
-                    log.insert(item.id.clone(), &logged.monitor, logged.predicted);
-                }
-            },
+            }
         }
     }
     Ok(Json(out))
