@@ -124,7 +124,8 @@ pub struct HttpArgs {
     #[arg(long, env = "INFERA_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
     /// Milliseconds a client has to send a request's headers (or finish a TLS handshake); idle
-    /// keep-alive connections are closed after it too.
+    /// keep-alive connections are closed after it too. Each HTTP connection gets a random 75-100%
+    /// of it, so connections opened together are not all closed in the same instant.
     #[arg(long, env = "INFERA_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_timeout_ms: u64,
     /// Serve `/metrics` on this port instead of the main one (same address), e.g. to keep it off

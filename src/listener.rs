@@ -233,7 +233,7 @@ async fn serve_connection<I>(
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(jittered(limits.header_timeout))
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(connection);
     let stopping = async {
@@ -246,9 +246,38 @@ async fn serve_connection<I>(
     log_end(peer, connection.await);
 }
 
+/// The header timeout of one connection: between 3/4 of `timeout` and `timeout`, at random.
+/// Connections a client opened together (thousands of idle ones, say) then do not all time out
+/// in the same instant, closed and reopened in one burst that holds up the requests of everyone
+/// else; none waits longer than the configured bound.
+fn jittered(timeout: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // A fresh RandomState is randomly keyed per thread and moved on per call: cheap, and
+    // unpredictable enough to spread expiries (this is not a security boundary).
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    let fraction = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    timeout.mul_f64(1.0 - 0.25 * fraction)
+}
+
 fn log_end(peer: SocketAddr, result: Result<(), hyper::Error>) {
     if let Err(e) = result {
         // Client-side ends (resets, timeouts, malformed requests) are expected; not errors.
         tracing::debug!(%peer, error = %e, "connection ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_timeouts_are_spread_over_the_last_quarter_and_never_exceed_the_bound() {
+        let bound = Duration::from_secs(10);
+        let got: Vec<Duration> = (0..1000).map(|_| jittered(bound)).collect();
+        assert!(got.iter().all(|t| *t <= bound && *t >= bound.mul_f64(0.75)));
+        let (lo, hi) = (got.iter().min().unwrap(), got.iter().max().unwrap());
+        // 1000 draws over 2.5 s: spread, not one instant.
+        assert!(*hi - *lo > Duration::from_secs(2), "{lo:?}..{hi:?}");
     }
 }

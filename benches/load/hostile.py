@@ -289,10 +289,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def good_load(loadgen: str, base: str, body: Path, seconds: float, conns: int,
-              cpus: str | None = None) -> dict:
+              cpus: str | None = None, rate: float | None = None) -> dict:
+    """The good client: closed loop over `conns` connections, or open loop at `rate` req/s."""
+    extra = ["--rate", str(rate)] if rate else []
     out = subprocess.run(pinned(cpus) + [loadgen, "--url", base + GOOD_PATH, "--body", str(body),
                           "--connections", str(conns), "--duration-secs", str(int(seconds)),
-                          "--warmup-secs", "1"], capture_output=True, text=True, check=True).stdout
+                          "--warmup-secs", "1"] + extra,
+                         capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
 
@@ -338,6 +341,9 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=3000, help="idle connections held")
     parser.add_argument("--slow", type=int, default=200, help="slow-header connections held")
     parser.add_argument("--connections", type=int, default=4, help="good-load connections")
+    parser.add_argument("--good-rate", type=float,
+                        help="open-loop good load at this many req/s in all (loadgen --rate); "
+                             "default: closed loop, each connection as fast as it can")
     parser.add_argument("--pin", action="store_true",
                         help="server and good client on CPU 0, this script (the attacker) on CPU 1")
     parser.add_argument("--interleave", action="store_true",
@@ -366,7 +372,8 @@ def main() -> int:
 
     def quiet(name: str, reference: float | None) -> float:
         cpu0 = cpu_seconds(proc.pid)
-        good = good_load(args.loadgen, base, body, seconds, args.connections, server_cpus)
+        good = good_load(args.loadgen, base, body, seconds, args.connections, server_cpus,
+                         args.good_rate)
         rows.append(phase(name, good, None, None, rss_mib(proc.pid), reference,
                           (cpu_seconds(proc.pid) - cpu0, None)))
         print(f"{name}: p99 {good['latency_us']['ok']['p99'] / 1000:.2f} ms", flush=True)
@@ -381,7 +388,7 @@ def main() -> int:
             result: dict = {}
             t = threading.Thread(target=lambda: result.update(
                 good=good_load(args.loadgen, base, body, seconds, args.connections,
-                               server_cpus)))
+                               server_cpus, args.good_rate)))
             cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
             t.start()
             abuse, counter = asyncio.run(hostile(host, int(port), args, seconds, seed=n))

@@ -1,4 +1,4 @@
-//! A closed-loop HTTP/1.1 keep-alive load generator that separates latency by status.
+//! A closed-loop (or, with `--rate`, open-loop) HTTP/1.1 keep-alive load generator that separates latency by status.
 //!
 //! wrk reports one latency distribution for every response; in overload tests we need the p99 of
 //! the accepted (2xx) responses apart from the fast 429/503 rejections, and whether every
@@ -13,11 +13,19 @@
 //! ```text
 //! loadgen --url http://127.0.0.1:PORT/models/digits/predict --body FILE \
 //!         --connections N --duration-secs S [--warmup-secs W] [--threads T]
-//!         [--honor-retry-after]
+//!         [--honor-retry-after] [--rate R]
 //!
 //! `--honor-retry-after`: after a 429/503 with `Retry-After: N`, that connection waits N seconds
 //! before its next request, as a well-behaved client does; without it, rejected requests are
 //! retried at once (a retry storm, the worst case).
+//!
+//! `--rate R`: open loop. The connections together send R requests per second, each on its own
+//! fixed schedule (one every N/R seconds, the N schedules spread over one interval), as wrk2
+//! does. A connection whose last answer came after its next scheduled send sends at once, and
+//! that request's latency is counted from the scheduled time, so a stall shows in the tail
+//! instead of slowing the client down (no coordinated omission); a request sent on time counts
+//! from its real send (tokio's timer wakes up to 1 ms late, which is the client's delay). The same good work is then offered in
+//! every phase of a comparison, whatever the server's speed.
 //! ```
 //!
 //! Each of the N connections sends the next POST (content-type application/json) as soon as the
@@ -57,7 +65,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 
 const USAGE: &str = "usage: loadgen --url http://HOST:PORT/PATH --body FILE --connections N \
-    --duration-secs S [--warmup-secs W] [--threads T] [--honor-retry-after]";
+    --duration-secs S [--warmup-secs W] [--threads T] [--honor-retry-after] [--rate R]";
 
 /// Largest latency the histograms hold (longer ones are clamped): 10 minutes.
 const MAX_LATENCY_US: u64 = 600_000_000;
@@ -75,6 +83,8 @@ struct Args {
     /// After a 429/503 carrying Retry-After, the connection waits that long before its next
     /// request (a client that honours the header) instead of retrying at once.
     honor_retry_after: bool,
+    /// Open loop: R requests per second in all, each connection on its own fixed schedule.
+    rate: Option<f64>,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -85,6 +95,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut warmup = 0.0;
     let mut threads = 1;
     let mut honor_retry_after = false;
+    let mut rate = None;
     let mut any = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -115,6 +126,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--warmup-secs" => warmup = num("--warmup-secs", value("--warmup-secs")?)?,
             "--threads" | "-t" => threads = num("--threads", value("--threads")?)?,
             "--honor-retry-after" => honor_retry_after = true,
+            "--rate" => rate = Some(num("--rate", value("--rate")?)?),
             other => return Err(format!("unknown argument {other:?}")),
         }
         any = true;
@@ -130,7 +142,11 @@ fn parse_args() -> Result<Option<Args>, String> {
         warmup,
         threads,
         honor_retry_after,
+        rate,
     };
+    if args.rate.is_some_and(|r: f64| !(r > 0.0 && r.is_finite())) {
+        return Err("--rate must be a positive number".into());
+    }
     if args.connections == 0 {
         return Err("--connections must be at least 1".into());
     }
@@ -257,6 +273,8 @@ struct Plan {
     /// Responses completing after this are not counted; connections stop.
     measure_until: Instant,
     honor_retry_after: bool,
+    /// Open loop: the time between two sends on one connection (closed loop when `None`).
+    interval: Option<Duration>,
 }
 
 /// One parsed response.
@@ -431,9 +449,13 @@ impl Conn {
     }
 }
 
-/// One closed-loop connection slot: runs until aborted at the end of the measurement.
-async fn connection(plan: Arc<Plan>, stats: Rc<RefCell<Stats>>) {
+/// One connection slot: runs until aborted at the end of the measurement. Closed loop (the next
+/// request as soon as the answer is in), or open loop on a fixed schedule starting at `offset`:
+/// latency then counts from the scheduled send, so a stalled server is not hidden by the client
+/// waiting for it (no coordinated omission).
+async fn connection(plan: Arc<Plan>, stats: Rc<RefCell<Stats>>, offset: Duration) {
     let mut first = true;
+    let mut next = Instant::now() + offset;
     loop {
         let mut conn = match Conn::connect(plan.addr).await {
             Ok(c) => c,
@@ -450,7 +472,22 @@ async fn connection(plan: Arc<Plan>, stats: Rc<RefCell<Stats>>) {
         }
         first = false;
         loop {
-            let start = Instant::now();
+            let start = match plan.interval {
+                Some(interval) => {
+                    let scheduled = next;
+                    next += interval;
+                    if Instant::now() >= scheduled {
+                        // Behind schedule because the last answer came late: the wait counts.
+                        scheduled
+                    } else {
+                        // On time: tokio's timer wakes up to a millisecond late, which is the
+                        // client's delay, not the server's.
+                        tokio::time::sleep_until(scheduled.into()).await;
+                        Instant::now()
+                    }
+                }
+                None => Instant::now(),
+            };
             match conn.exchange(&plan.request).await {
                 Ok(r) => {
                     let end = Instant::now();
@@ -487,7 +524,11 @@ fn run_thread(plan: Arc<Plan>, count: usize) -> io::Result<Stats> {
     let stats = Rc::new(RefCell::new(Stats::new()));
     local.block_on(&runtime, async {
         let tasks: Vec<_> = (0..count)
-            .map(|_| tokio::task::spawn_local(connection(plan.clone(), stats.clone())))
+            .map(|i| {
+                // Open loop: the connections' schedules are spread over one interval.
+                let offset = plan.interval.unwrap_or_default() * i as u32 / count.max(1) as u32;
+                tokio::task::spawn_local(connection(plan.clone(), stats.clone(), offset))
+            })
             .collect();
         tokio::time::sleep_until(plan.measure_until.into()).await;
         for t in &tasks {
@@ -541,6 +582,9 @@ fn run(args: Args) -> Result<serde_json::Value, String> {
         measure_from,
         measure_until: measure_from + Duration::from_secs_f64(args.duration),
         honor_retry_after: args.honor_retry_after,
+        interval: args
+            .rate
+            .map(|r| Duration::from_secs_f64(args.connections as f64 / r)),
     });
     let handles: Vec<_> = (0..threads)
         .map(|i| {
@@ -576,6 +620,7 @@ fn run(args: Args) -> Result<serde_json::Value, String> {
     Ok(serde_json::json!({
         "url": args.url,
         "connections": args.connections,
+        "rate": args.rate,
         "threads": threads,
         "duration_secs": args.duration,
         "warmup_secs": args.warmup,
