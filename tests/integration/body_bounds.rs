@@ -110,9 +110,8 @@ async fn read_answer(stream: &mut TcpStream, what: &str) -> Answer {
 /// Sends a request head declaring `length` body bytes, and no body.
 async fn headers_only(addr: SocketAddr, path: &str, extra: &str, length: u64) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {length}\r\n{extra}\r\n"
-    );
+    let head =
+        format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {length}\r\n{extra}\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
     stream
 }
@@ -149,9 +148,11 @@ async fn a_declared_length_over_the_limit_is_refused_before_any_byte_of_body() {
     let repo = repo_with(&["iris"]);
     let open = TestServer::start(loaded(repo.path(), &[])).await;
     let keys = keys_file(repo.path());
-    let keyed =
-        TestServer::start(loaded(repo.path(), &["--api-keys-file", keys.to_str().unwrap()]))
-            .await;
+    let keyed = TestServer::start(loaded(
+        repo.path(),
+        &["--api-keys-file", keys.to_str().unwrap()],
+    ))
+    .await;
     let bearer = format!("authorization: Bearer {ALL_SCOPES_KEY}\r\n");
     for (path, content_type, extra) in BODY_ROUTES {
         for (server, auth) in [(&open, ""), (&keyed, bearer.as_str())] {

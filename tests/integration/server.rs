@@ -146,7 +146,11 @@ async fn read_head(stream: &mut TcpStream) -> String {
             .await
             .expect("an answer")
             .unwrap();
-        assert!(n > 0, "closed without an answer: {}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "closed without an answer: {}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
     }
     String::from_utf8_lossy(&buf).into_owned()
