@@ -42,6 +42,23 @@ impl<T: DeserializeOwned + Validate> ValidJson<T> {
     }
 }
 
+/// A raw body (the V2 binary extension), read under the route's limit; a body over it is a 413
+/// `payload_too_large` in infera's envelope, naming the limit, like [`ValidJson`]'s.
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|r| bytes_rejection(r, limit))
+    }
+}
+
 async fn read<S, T>(
     req: Request,
     state: &S,

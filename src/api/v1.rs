@@ -3,7 +3,7 @@
 //! `/models/{name}/explain`).
 
 use crate::inference::Instance;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -15,7 +15,10 @@ use validator::Validate;
 use super::access::Usage;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ValidJson;
-use super::routes::explain::{explain as explain_instances, ExplainRequest, ExplainResponse};
+use super::routes::explain::{
+    explain as explain_instances, read_request as read_explain_request, ExplainRequest,
+    ExplainResponse,
+};
 use super::routes::predict::request_id_of;
 use super::state::AppState;
 use super::types::PredictionBody;
@@ -169,7 +172,7 @@ pub async fn predict(
     )
 )]
 pub async fn explain(state: &AppState, name: &str, body: Request) -> Result<Response, ApiError> {
-    let ValidJson(request) = ValidJson::<ExplainRequest>::from_request(body, state).await?;
+    let request = read_explain_request(state, body).await?;
     let target = Target {
         model: Some(name),
         version: None,

@@ -3,13 +3,16 @@
 //! - an instance list (`/predict`, V1) stops at its `--max-instances`+1-th instance; its tensor
 //!   elements are still counted exactly after decoding (the message names the count), each row
 //!   being bounded by the body limit;
-//! - V2 `data` arrays stop at the `--max-elements`+1-th value, summed over the request's inputs.
+//! - V2 `data` arrays stop at the `--max-elements`+1-th value, summed over the request's inputs;
+//! - any other list a client sends can be held to a fixed length with [`at_most`] (feedback
+//!   items), refused as a data error at the item past it.
 //!
 //! serde's `Deserialize` takes no context, so the budget of the parse running on this thread is
 //! kept in a thread-local for the length of one synchronous parse ([`within`]). A parse outside
 //! [`within`] (a model card, a test, `Instance::from`) is not limited here.
 
 use std::cell::Cell;
+use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -134,6 +137,47 @@ impl<'de> DeserializeSeed<'de> for Unread {
 
     fn deserialize<D: Deserializer<'de>>(self, _: D) -> Result<(), D::Error> {
         Err(de::Error::custom("not read"))
+    }
+}
+
+/// Reads a JSON array into a `Vec` of at most `limit` items: the parse stops with a data error
+/// ("more than {limit} items") at the item past the limit, before the list grows further and
+/// without reading the rest. Not tied to [`within`]: the limit holds wherever the type is parsed.
+pub fn at_most<'de, D, T>(d: D, limit: usize) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    d.deserialize_seq(ListVisitor {
+        limit,
+        items: PhantomData,
+    })
+}
+
+struct ListVisitor<T> {
+    limit: usize,
+    items: PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "an array of at most {} items", self.limit)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<T>()? {
+            if items.len() == self.limit {
+                return Err(de::Error::custom(format_args!(
+                    "more than {} items; the limit is {}",
+                    self.limit, self.limit
+                )));
+            }
+            items.push(item);
+        }
+        Ok(items)
     }
 }
 
@@ -310,6 +354,33 @@ mod tests {
         // Instance lists are held to the instance count only; their elements are counted later.
         let rows = parse::<Body>(budget, r#"{"instances": [[1, 2, 3], [4, 5, 6]]}"#);
         assert_eq!(rows.expect("no overrun").expect("valid").instances.len(), 2);
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Items {
+        #[serde(deserialize_with = "three")]
+        items: Vec<u32>,
+    }
+
+    fn three<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+        at_most(d, 3)
+    }
+
+    #[test]
+    fn fixed_length_lists_stop_at_the_item_past_their_limit() {
+        let fits: Items = serde_json::from_str(r#"{"items": [1, 2, 3]}"#).expect("valid");
+        assert_eq!(fits.items, [1, 2, 3]);
+        // What follows the fourth item is not JSON: a parser that read on would say so.
+        let over = serde_json::from_str::<Items>(r#"{"items": [1, 2, 3, 4, ]]] garbage"#);
+        let e = over.expect_err("over the limit");
+        assert!(e.is_data(), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("more than 3 items; the limit is 3"),
+            "{e}"
+        );
+        let control = serde_json::from_str::<Items>(r#"{"items": [1, 2, 3, ]]] garbage"#);
+        assert!(control.expect_err("malformed").is_syntax());
     }
 
     #[test]

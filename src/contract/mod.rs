@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use crate::engine::{DataType, ModelSignature, TensorSpec};
 
 pub use columns::{check_columns, CategorySet, Column, FeatureSpec, FeatureType, Unseen};
-pub use decode_budget::{bounded_data, bounded_instances, within, DecodeBudget, Overrun};
+pub use decode_budget::{at_most, bounded_data, bounded_instances, within, DecodeBudget, Overrun};
 pub use instances::{decode as decode_instances, ContractViolation, ViolationKind};
 pub use json_instance::Instance;
 pub use prediction::{predictions, Prediction, RawOutput};

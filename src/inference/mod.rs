@@ -13,7 +13,7 @@ mod target;
 mod traffic;
 
 pub use crate::contract::{
-    bounded_data, bounded_instances, check_tensors, decode_instances, predictions, within,
+    at_most, bounded_data, bounded_instances, check_tensors, decode_instances, predictions, within,
     ContractViolation, DecodeBudget, FeatureSpec, InputContract, InputTensor, Instance,
     ModelContract, OutputContract, Overrun, Prediction, RawOutput, ViolationKind,
 };

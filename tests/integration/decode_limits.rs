@@ -90,3 +90,64 @@ async fn v2_data_stops_at_the_value_past_max_elements() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
+
+#[tokio::test]
+async fn explain_bodies_stop_at_the_row_past_the_explain_instance_limit() {
+    let repo = repo_with(&["iris"]);
+    let app = loaded(repo.path(), &["--explain-max-instances", "16"]).router();
+    for uri in [
+        "/models/iris/explain",
+        "/models/iris/versions/1/explain",
+        "/v1/models/iris:explain",
+    ] {
+        // About 2 MB: 100,000 instances, with something that is not JSON right after the 17th.
+        // A parser that read on (and grew the list to 100,000) would answer malformed_json.
+        let body = format!(
+            "{{\"instances\": [{}, ]]] not json, {}]}}",
+            rows(17),
+            rows(100_000 - 17)
+        );
+        assert!(body.len() > 2_000_000, "{}", body.len());
+        let r = post_raw(&app, uri, body).await;
+        let (msg, kind) = r.error(StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(kind, "too_many_instances", "{uri}");
+        assert_eq!(
+            msg, "more than 17 instances in one request; the limit is 16",
+            "{uri}"
+        );
+        // The control: the same broken tail within the limit is read, and refused as JSON.
+        let r = post_raw(&app, uri, format!("{{\"instances\": [{} @@@", rows(16))).await;
+        assert_eq!(
+            r.error(StatusCode::BAD_REQUEST).1,
+            "malformed_json",
+            "{uri}"
+        );
+        let r = post_raw(&app, uri, format!("{{\"instances\": [{}]}}", rows(2))).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn feedback_lists_stop_at_the_item_past_ten_thousand() {
+    let repo = repo_with(&["iris"]);
+    let app = loaded(repo.path(), &[]).router();
+    let item = r#"{"id": "x/0", "label": "setosa"}"#;
+    let items = |n: usize| vec![item; n].join(", ");
+    // Item 10,001 is past the limit; what follows it is not JSON and is never read.
+    let body = format!("{{\"feedback\": [{}, ]]] not json", items(10_001));
+    let r = post_raw(&app, "/models/iris/feedback", body).await;
+    let (msg, kind) = r.error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(kind, "invalid_request");
+    assert!(
+        msg.starts_with("feedback: more than 10000 items; the limit is 10000"),
+        "{msg}"
+    );
+    // The control: the same tail after 10,000 items is read, and refused as JSON.
+    let body = format!("{{\"feedback\": [{}, ]]] not json", items(10_000));
+    let r = post_raw(&app, "/models/iris/feedback", body).await;
+    assert_eq!(r.error(StatusCode::BAD_REQUEST).1, "malformed_json");
+    let body = format!("{{\"feedback\": [{}]}}", items(10_000));
+    let r = post_raw(&app, "/models/iris/feedback", body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["unmatched"], 10_000);
+}

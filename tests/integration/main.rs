@@ -4,6 +4,7 @@ mod access;
 mod admin;
 mod api_contract;
 mod batching;
+mod body_bounds;
 mod capture;
 mod capture_paths;
 mod capture_sinks;

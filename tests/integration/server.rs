@@ -1,9 +1,13 @@
 //! The server on a real socket on 127.0.0.1:0: requests, request ids, Swagger UI, and graceful
 //! shutdown that lets in-flight requests finish.
 
-use serde_json::json;
+use std::sync::atomic::Ordering;
 
-use crate::common::{loaded, shipped, TestServer};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{eventually, loaded, metric, shipped, TestServer};
 use crate::onnx;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,33 +69,97 @@ async fn serves_over_a_real_socket() {
     server.stop().await;
 }
 
+/// A `/predict` request for `instances` rows of the 512-wide slow model, as raw HTTP/1.1.
+fn slow_request(instances: usize) -> Vec<u8> {
+    let body = json!({"instances": vec![vec![0.1f32; 512]; instances]}).to_string();
+    let mut request = format!(
+        "POST /predict HTTP/1.1\r\nhost: infera\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body.as_bytes());
+    request
+}
+
+fn sample(metrics: &infera::monitoring::Metrics, series: &str) -> f64 {
+    metric(&metrics.render(), series).unwrap_or(0.0)
+}
+
+const IN_FLIGHT: &str = "infera_http_requests_in_flight";
+const JOBS_STARTED: &str = "infera_model_queue_wait_seconds_count{model=\"slow\",version=\"1\"}";
+
+/// Two requests are in flight when shutdown begins, and both are answered. Nothing here waits
+/// for a time or for a passing state: A's body is held back until the server is draining (so A
+/// is in flight at that moment whatever the machine's load), and B's job is known to have
+/// reached the worker from a counter that only grows (B may have finished by the time shutdown
+/// begins on a very slow machine; it must be answered either way).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_in_flight_requests_finish() {
     let repo = tempfile::tempdir().unwrap();
-    // A call takes about 0.2 s here: long enough that the poll below sees it running even
-    // when the test threads are descheduled for tens of milliseconds on a loaded machine.
     onnx::slow(repo.path(), "slow", 512, 1500);
     let infera = loaded(repo.path(), &["--workers", "1"]);
-    let pool = infera.pool().clone();
+    let (metrics, draining) = (infera.state.metrics.clone(), infera.state.draining.clone());
     let mut server = TestServer::start(infera).await;
+
+    // A: everything but the last byte of its body.
+    let request = slow_request(1);
+    let (head_and_most, last) = request.split_at(request.len() - 1);
+    let mut a = TcpStream::connect(server.addr).await.unwrap();
+    a.write_all(head_and_most).await.unwrap();
+    eventually("A is in flight", || sample(&metrics, IN_FLIGHT) == 1.0).await;
+
+    // B: a whole request; its job reaches the single worker.
+    let before = sample(&metrics, JOBS_STARTED);
     let url = server.url("/predict");
-    let in_flight = tokio::spawn(async move {
+    let b = tokio::spawn(async move {
         reqwest::Client::new()
             .post(url)
             .json(&json!({"instances": [vec![0.1f32; 512]]}))
             .send()
             .await
     });
-    crate::common::eventually("the request reaches a worker", || pool.running() == 1).await;
+    eventually("B's job reaches the worker", || {
+        sample(&metrics, JOBS_STARTED) > before
+    })
+    .await;
+
     server.begin_stop();
-    let reply = in_flight
-        .await
-        .unwrap()
-        .expect("the in-flight request is answered");
+    eventually("the server drains", || draining.load(Ordering::SeqCst)).await;
+    a.write_all(last).await.unwrap();
+    let answer = read_head(&mut a).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let reply = b.await.unwrap().expect("B is answered");
     assert_eq!(reply.status(), 200);
     server.join().await;
 }
 
+/// Reads a response head (the status line and headers).
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(30), stream.read(&mut chunk))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed without an answer: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The client leaves while its request is in flight (known from the gauge, not guessed from a
+/// client timeout that may fire before the server has even read the request on a loaded
+/// machine). Its 64 instances of the slow model are seconds of work, so the server notices the
+/// closed connection long before it could answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_disconnects_is_counted_as_499_and_leaves_no_in_flight_request() {
     let repo = tempfile::tempdir().unwrap();
@@ -99,27 +167,23 @@ async fn a_client_that_disconnects_is_counted_as_499_and_leaves_no_in_flight_req
     let infera = loaded(repo.path(), &["--workers", "1"]);
     let metrics = infera.state.metrics.clone();
     let server = TestServer::start(infera).await;
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_millis(20))
-        .build()
-        .unwrap();
-    // 64 instances of the slow model take far longer than the client waits.
-    let body = json!({"instances": vec![vec![0.1f32; 512]; 64]});
-    let err = client
-        .post(server.url("/predict"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap_err();
-    assert!(err.is_timeout(), "{err}");
-    let series = "infera_http_requests_total{method=\"POST\",route=\"/predict\",status=\"499\"}";
-    crate::common::eventually("the server records the abandoned request", || {
-        crate::common::metric(&metrics.render(), series) == Some(1.0)
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    client.write_all(&slow_request(64)).await.unwrap();
+    eventually("the request is in flight", || {
+        sample(&metrics, IN_FLIGHT) == 1.0
     })
     .await;
-    assert_eq!(
-        crate::common::metric(&metrics.render(), "infera_http_requests_in_flight"),
-        Some(0.0)
+    drop(client);
+    let series = "infera_http_requests_total{method=\"POST\",route=\"/predict\",status=\"499\"}";
+    eventually("the server records the abandoned request", || {
+        metric(&metrics.render(), series) == Some(1.0)
+    })
+    .await;
+    assert_eq!(metric(&metrics.render(), IN_FLIGHT), Some(0.0));
+    let answered = "infera_http_requests_total{method=\"POST\",route=\"/predict\",status=\"200\"}";
+    assert!(
+        metric(&metrics.render(), answered).is_none(),
+        "no answer was recorded"
     );
     server.stop().await;
 }

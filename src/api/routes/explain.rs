@@ -1,7 +1,7 @@
 //! `POST /models/{name}/explain` and the versioned route: feature attributions for instances,
 //! through the same `Explainer` as KServe V1's `:explain` verb.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::Json;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
@@ -13,7 +13,8 @@ use crate::api::extract::ValidJson;
 use crate::api::routes::predict::parse_version;
 use crate::api::state::AppState;
 use crate::inference::{
-    ExplainOptions, ExplainOutcome, Instance, InstanceExplanation, MethodChoice, Protocol, Target,
+    DecodeBudget, ExplainOptions, ExplainOutcome, Instance, InstanceExplanation, MethodChoice,
+    Protocol, Target,
 };
 
 /// How to compute attributions.
@@ -35,9 +36,11 @@ pub enum ExplainMethod {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"instances": [[6.7, 3.0, 5.2, 2.3]], "target": "virginica"}))]
 pub struct ExplainRequest {
-    /// Instances to explain, in the forms `/predict` takes (tabular models only).
+    /// Instances to explain, in the forms `/predict` takes (tabular models only). Held to
+    /// `--explain-max-instances` while the body is parsed.
     #[validate(length(min = 1, message = "must hold at least one instance"))]
     #[schema(value_type = Vec<serde_json::Value>)]
+    #[serde(deserialize_with = "crate::inference::bounded_instances")]
     pub instances: Vec<Instance>,
     /// Class label to explain (classifiers; default: the predicted class), or `"value"`
     /// (regressors, the default).
@@ -182,8 +185,9 @@ impl From<ExplainOutcome> for ExplainResponse {
 pub async fn explain_model(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    ValidJson(request): ValidJson<ExplainRequest>,
+    body: Request,
 ) -> Result<Json<ExplainResponse>, ApiError> {
+    let request = read_request(&state, body).await?;
     let target = Target {
         model: Some(&name),
         version: None,
@@ -217,8 +221,9 @@ pub async fn explain_model(
 pub async fn explain_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-    ValidJson(request): ValidJson<ExplainRequest>,
+    body: Request,
 ) -> Result<Json<ExplainResponse>, ApiError> {
+    let request = read_request(&state, body).await?;
     let version = parse_version(&name, &version)?;
     let target = Target {
         model: Some(&name),
@@ -227,6 +232,18 @@ pub async fn explain_version(
         route_key: None,
     };
     explain(&state, target, &request.instances, &request.options()).await
+}
+
+/// An explain body, held while it is parsed to `--explain-max-instances` (the list stops at the
+/// instance past it: 413 `too_many_instances`) and `--max-elements`, as `/predict` is held to
+/// its own limits.
+pub async fn read_request(state: &AppState, body: Request) -> Result<ExplainRequest, ApiError> {
+    let budget = DecodeBudget {
+        max_instances: state.explainer.limits().max_instances,
+        max_elements: state.predictor.limits().max_elements,
+    };
+    let ValidJson(request) = ValidJson::bounded(body, state, budget).await?;
+    Ok(request)
 }
 
 /// The one explain call behind every protocol.

@@ -15,6 +15,8 @@ use crate::monitoring::{GroundTruth, MonitoringView, Unmatched};
 
 /// Error messages echoed back per request.
 const MAX_ERRORS: usize = 20;
+/// Feedback items in one request; the list stops being parsed at the item past it.
+const MAX_FEEDBACK_ITEMS: usize = 10_000;
 
 /// Ground truth for earlier predictions.
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -23,7 +25,13 @@ const MAX_ERRORS: usize = 20;
 pub struct FeedbackRequest {
     #[validate(length(min = 1, max = 10000, message = "must hold 1 to 10000 items"))]
     #[validate(nested)]
+    #[serde(deserialize_with = "feedback_items")]
     pub feedback: Vec<FeedbackItem>,
+}
+
+/// The item list, refused (422) at item 10001 while it is parsed rather than after.
+fn feedback_items<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<FeedbackItem>, D::Error> {
+    crate::inference::at_most(d, MAX_FEEDBACK_ITEMS)
 }
 
 /// The true answer for one prediction: exactly one of `label`, `class_index` (classifiers) or

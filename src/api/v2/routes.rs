@@ -1,7 +1,6 @@
 //! Open Inference Protocol (KServe V2) REST endpoints, including the binary tensor data
 //! extension. Inference goes through the same predictor as `/predict`.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +14,7 @@ use super::types::{
 };
 use crate::api::access::Usage;
 use crate::api::error::ApiError;
+use crate::api::extract::RawBody;
 use crate::api::routes::predict::parse_version;
 use crate::api::state::AppState;
 use crate::engine::{ModelSignature, Tensor};
@@ -262,7 +262,7 @@ pub async fn infer(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     run_infer(&state, &name, None, &headers, &body).await
 }
@@ -287,7 +287,7 @@ pub async fn infer_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let version = parse_version(&name, &version)?;
     run_infer(&state, &name, Some(version), &headers, &body).await
