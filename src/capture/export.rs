@@ -139,9 +139,9 @@ fn plan(files: &[(String, PathBuf)], card_labels: &[String]) -> anyhow::Result<P
         let mut answer = |label: Option<&str>, value: Option<f64>| {
             if let (Some(label), Some(value)) = (label, value) {
                 plan.classifier = true;
-                if !plan.class_labels.contains_key(&(value as i64)) {
-                    plan.class_labels.insert(value as i64, label.to_string());
-                }
+                plan.class_labels
+                    .entry(value as i64)
+                    .or_insert_with(|| label.to_string());
             }
         };
         if !export_read::is_jsonl(path) {
