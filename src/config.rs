@@ -405,8 +405,16 @@ pub struct CaptureArgs {
     pub capture_redact: Vec<String>,
     /// Requests waiting to be written at most; past it captures are dropped and counted in
     /// `infera_capture_rows_total{outcome="dropped"}` (a request is never slowed).
-    #[arg(long, env = "INFERA_CAPTURE_QUEUE", default_value_t = 8192)]
+    #[arg(long, env = "INFERA_CAPTURE_QUEUE", default_value_t = 65536)]
     pub capture_queue: usize,
+    /// Bytes the requests waiting to be written may hold at most (inputs, strings, answers);
+    /// past it captures are dropped and counted like a full queue.
+    #[arg(long, env = "INFERA_CAPTURE_QUEUE_BYTES", default_value_t = 64 << 20)]
+    pub capture_queue_bytes: usize,
+    /// A captured string value is cut to at most this many bytes (on a character boundary)
+    /// and counted in `infera_capture_values_truncated_total`.
+    #[arg(long, env = "INFERA_CAPTURE_MAX_STRING_BYTES", default_value_t = 4096)]
+    pub capture_max_string_bytes: usize,
     /// A file is closed and a new one started past this many bytes.
     #[arg(long, env = "INFERA_CAPTURE_MAX_FILE_BYTES", default_value_t = 64 << 20)]
     pub capture_max_file_bytes: u64,
@@ -438,6 +446,10 @@ pub struct CaptureArgs {
     /// Timeout of one post to --capture-url, in milliseconds.
     #[arg(long, env = "INFERA_CAPTURE_URL_TIMEOUT_MS", default_value_t = 2000)]
     pub capture_url_timeout_ms: u64,
+    /// Further tries of a post to --capture-url refused with 5xx, 408 or 429, or that could
+    /// not connect or timed out (waiting 100 ms, then twice as long each time, at most 2 s).
+    #[arg(long, env = "INFERA_CAPTURE_URL_RETRIES", default_value_t = 3)]
+    pub capture_url_retries: u32,
     /// `ce-namespace` of the posted events (KServe: the InferenceService's namespace); not
     /// sent when unset.
     #[arg(long, env = "INFERA_CAPTURE_NAMESPACE")]
@@ -466,10 +478,14 @@ impl CaptureArgs {
                     .into(),
             );
         }
-        if self.capture_queue == 0 || self.capture_flush_ms == 0 || self.capture_max_file_secs == 0
+        if self.capture_queue == 0
+            || self.capture_queue_bytes == 0
+            || self.capture_flush_ms == 0
+            || self.capture_max_file_secs == 0
         {
             return Err(
-                "--capture-queue, --capture-flush-ms and --capture-max-file-secs must be > 0"
+                "--capture-queue, --capture-queue-bytes, --capture-flush-ms and \
+                 --capture-max-file-secs must be > 0"
                     .into(),
             );
         }
@@ -494,6 +510,7 @@ impl CaptureArgs {
                 in_flight: self.capture_url_in_flight,
                 timeout: Duration::from_millis(self.capture_url_timeout_ms),
                 namespace: self.capture_namespace.clone(),
+                retries: self.capture_url_retries,
                 replica: replica.clone(),
             });
         Some(crate::capture::CaptureSettings {
@@ -502,6 +519,8 @@ impl CaptureArgs {
             fields: crate::capture::Fields::parse(&self.capture_fields).ok()?,
             redact: self.capture_redact.clone(),
             queue: self.capture_queue,
+            queue_bytes: self.capture_queue_bytes,
+            max_string_bytes: self.capture_max_string_bytes,
             max_file_bytes: self.capture_max_file_bytes,
             max_file_age: Duration::from_secs(self.capture_max_file_secs),
             flush_every: Duration::from_millis(self.capture_flush_ms),

@@ -5,10 +5,17 @@
 //! body), with KServe's extension attributes (`ce-inferenceservicename`, `ce-namespace`,
 //! `ce-component`, `ce-endpoint`).
 //!
+//! Ground truth sent to `/models/{name}/feedback` is posted too, one
+//! `org.kubeflow.serving.feedback` event per feedback request (infera's own type: KServe's
+//! logger has none), so a receiver can join it with the predictions by id.
+//!
 //! Off the request path: the request side only `try_send`s into a bounded queue (full: dropped
 //! and counted); one thread (`infera-capture-http`) runs a small tokio runtime that posts with
-//! a timeout and at most `in_flight` posts at a time. The URL's credentials go into an
-//! `Authorization: Basic` header and never into a log line.
+//! a timeout and at most `in_flight` posts at a time. A post refused with 5xx, 408 or 429, or
+//! that fails to connect or times out, is tried again up to `retries` times with a doubling
+//! backoff, holding its in-flight slot: retries slow the sink, so its queue fills and drops
+//! (counted) instead of growing. The URL's credentials go into an `Authorization: Basic`
+//! header and never into a log line.
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,12 +25,18 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::record::PredictionBatch;
+use super::record::{FeedbackBatch, PredictionBatch, Record, Value};
 use super::time::rfc3339;
 use super::CaptureObserver;
 
 pub const REQUEST_TYPE: &str = "org.kubeflow.serving.inference.request";
 pub const RESPONSE_TYPE: &str = "org.kubeflow.serving.inference.response";
+/// infera's event type for ground truth (KServe's logger has none).
+pub const FEEDBACK_TYPE: &str = "org.kubeflow.serving.feedback";
+
+/// The first retry's wait; each further retry waits twice as long, at most [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// An http(s) URL whose user name and password are never shown (`Debug` and `Display` print
 /// `scheme://host:port/path` only).
@@ -68,13 +81,16 @@ pub struct HttpSinkSettings {
     pub timeout: Duration,
     /// `ce-namespace` (KServe: the InferenceService's namespace); not sent when None.
     pub namespace: Option<String>,
+    /// Further tries of a post that failed with 5xx, 408, 429, a connection error or a
+    /// timeout.
+    pub retries: u32,
     /// This replica's name, in `ce-source`.
     pub replica: String,
 }
 
 /// The request side's handle.
 pub struct HttpSink {
-    tx: mpsc::Sender<PredictionBatch>,
+    tx: mpsc::Sender<Record>,
     /// The stop signal and the thread, taken by `shutdown`.
     stop: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
     observer: Arc<dyn CaptureObserver>,
@@ -105,10 +121,15 @@ impl HttpSink {
         })
     }
 
-    /// Queues one request's events, or drops and counts them. Never blocks.
-    pub fn push(&self, batch: PredictionBatch) {
-        if self.tx.try_send(batch).is_err() {
-            self.observer.events("dropped", 2);
+    /// Queues one request's events (a prediction's two, or a feedback request's one), or
+    /// drops and counts them. Never blocks.
+    pub fn push(&self, record: Record) {
+        if let Err(e) = self.tx.try_send(record) {
+            let events = match e.into_inner() {
+                Record::Predictions(_) => 2,
+                Record::Feedback(_) => 1,
+            };
+            self.observer.events("dropped", events);
         }
     }
 
@@ -126,7 +147,7 @@ impl HttpSink {
 async fn deliver(
     settings: HttpSinkSettings,
     client: reqwest::Client,
-    mut rx: mpsc::Receiver<PredictionBatch>,
+    mut rx: mpsc::Receiver<Record>,
     mut stop: oneshot::Receiver<()>,
     observer: Arc<dyn CaptureObserver>,
 ) {
@@ -134,58 +155,141 @@ async fn deliver(
     let permits = Arc::new(Semaphore::new(settings.in_flight.max(1)));
     let mut seq: u64 = 0;
     loop {
-        let batch = tokio::select! {
-            b = rx.recv() => b,
+        let record = tokio::select! {
+            r = rx.recv() => r,
             _ = &mut stop, if !rx.is_closed() => {
                 // Take no more; what is queued is still posted below.
                 rx.close();
                 continue;
             }
         };
-        let Some(batch) = batch else { break };
+        let Some(record) = record else { break };
         seq += 1;
-        let id = match &batch.id {
-            Some(id) => id.clone(),
-            None => format!("{}-{seq}", settings.replica),
-        };
-        for (kind, body) in [
-            (REQUEST_TYPE, request_body(&batch)),
-            (RESPONSE_TYPE, response_body(&batch)),
-        ] {
+        for post in events(&client, &settings, &record, seq) {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let post = event(&client, &settings, &batch, &id, kind).body(body);
             let observer = observer.clone();
-            let url = settings.url.to_string();
+            let settings = settings.clone();
             tokio::spawn(async move {
-                let outcome = match post.send().await {
-                    Ok(r) if r.status().is_success() => "sent",
-                    Ok(r) => {
-                        tracing::warn!(url = %url, status = %r.status(), "capture: the event sink refused an event");
-                        "failed"
-                    }
-                    Err(e) => {
-                        tracing::warn!(url = %url, error = %without_url(&e), "capture: posting an event failed");
-                        "failed"
-                    }
-                };
+                let outcome = send(post, &settings, &*observer).await;
                 observer.events(outcome, 1);
                 drop(permit);
             });
         }
     }
-    // Wait for the posts under way (each bounded by the client's timeout).
+    // Wait for the posts under way (each bounded by the client's timeout and the retries).
     let _ = permits.acquire_many(settings.in_flight.max(1) as u32).await;
 }
 
-/// One event's request: binary content mode, KServe's attributes.
+/// The posts of one queued record: a prediction's request and response events, or a feedback
+/// request's event.
+fn events(
+    client: &reqwest::Client,
+    settings: &HttpSinkSettings,
+    record: &Record,
+    seq: u64,
+) -> Vec<reqwest::RequestBuilder> {
+    match record {
+        Record::Predictions(batch) => {
+            let id = match &batch.id {
+                Some(id) => id.clone(),
+                None => format!("{}-{seq}", settings.replica),
+            };
+            let source = format!(
+                "/{}/models/{}/versions/{}",
+                settings.replica, batch.model, batch.version
+            );
+            [
+                (REQUEST_TYPE, request_body(batch)),
+                (RESPONSE_TYPE, response_body(batch)),
+            ]
+            .into_iter()
+            .map(|(kind, body)| {
+                let e = Event {
+                    id: &id,
+                    kind,
+                    source: &source,
+                    time_ms: batch.time_ms,
+                    model: &batch.model,
+                };
+                event(client, settings, &e)
+                    .header("ce-modelversion", batch.version.to_string())
+                    .body(body)
+            })
+            .collect()
+        }
+        Record::Feedback(batch) => {
+            let id = format!("{}-feedback-{seq}", settings.replica);
+            let source = format!("/{}/models/{}/feedback", settings.replica, batch.model);
+            let e = Event {
+                id: &id,
+                kind: FEEDBACK_TYPE,
+                source: &source,
+                time_ms: batch.time_ms,
+                model: &batch.model,
+            };
+            vec![event(client, settings, &e).body(feedback_body(batch))]
+        }
+    }
+}
+
+/// Posts one event, trying again after a retryable failure. Returns the outcome counted:
+/// `sent` or `failed` (retries are counted as they happen).
+async fn send(
+    post: reqwest::RequestBuilder,
+    settings: &HttpSinkSettings,
+    observer: &dyn CaptureObserver,
+) -> &'static str {
+    let url = settings.url.to_string();
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 0..=settings.retries {
+        let Some(req) = post.try_clone() else {
+            return "failed";
+        };
+        let last = attempt == settings.retries;
+        let retryable = match req.send().await {
+            Ok(r) if r.status().is_success() => return "sent",
+            Ok(r) => {
+                let status = r.status();
+                let again = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
+                if last || !again {
+                    tracing::warn!(url = %url, status = %status, attempts = attempt + 1, "capture: the event sink refused an event");
+                }
+                again
+            }
+            Err(e) => {
+                if last {
+                    tracing::warn!(url = %url, error = %without_url(&e), attempts = attempt + 1, "capture: posting an event failed");
+                }
+                e.is_timeout() || e.is_connect() || e.is_request()
+            }
+        };
+        if last || !retryable {
+            break;
+        }
+        observer.events("retried", 1);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    "failed"
+}
+
+/// One event's attributes.
+struct Event<'a> {
+    id: &'a str,
+    kind: &'a str,
+    source: &'a str,
+    time_ms: i64,
+    model: &'a str,
+}
+
+/// One event's request: binary content mode, KServe's attributes. `ce-metadata` is `{}`, as
+/// KServe's logger sends it when no request headers are configured to be copied.
 fn event(
     client: &reqwest::Client,
     settings: &HttpSinkSettings,
-    batch: &PredictionBatch,
-    id: &str,
-    kind: &str,
+    e: &Event<'_>,
 ) -> reqwest::RequestBuilder {
     let mut url = settings.url.0.clone();
     let user = url.username().to_string();
@@ -196,20 +300,14 @@ fn event(
         .post(url)
         .header("content-type", "application/json")
         .header("ce-specversion", "1.0")
-        .header("ce-id", id)
-        .header("ce-type", kind)
-        .header(
-            "ce-source",
-            format!(
-                "/{}/models/{}/versions/{}",
-                settings.replica, batch.model, batch.version
-            ),
-        )
-        .header("ce-time", rfc3339(batch.time_ms))
-        .header("ce-inferenceservicename", &*batch.model)
+        .header("ce-id", e.id)
+        .header("ce-type", e.kind)
+        .header("ce-source", e.source)
+        .header("ce-time", rfc3339(e.time_ms))
+        .header("ce-inferenceservicename", e.model)
         .header("ce-component", "predictor")
         .header("ce-endpoint", "default")
-        .header("ce-modelversion", batch.version.to_string());
+        .header("ce-metadata", "{}");
     if let Some(ns) = &settings.namespace {
         req = req.header("ce-namespace", ns);
     }
@@ -219,31 +317,55 @@ fn event(
     req
 }
 
-/// The request as KServe V1 JSON: `{"instances": [[...], ...]}` (redacted features null).
-/// A value that is exactly a 32-bit float (every float32 model input) is written in its
-/// shortest float32 form, `5.1` rather than `5.099999904632568`, as the client sent it.
+/// A feedback request as posted to `/models/{name}/feedback`: `{"feedback": [{"id", and one
+/// of "label", "class_index", "value"}], "model_name": ...}`.
+fn feedback_body(b: &FeedbackBatch) -> Vec<u8> {
+    let items: Vec<serde_json::Value> = b
+        .items
+        .iter()
+        .map(|i| {
+            let mut item = serde_json::json!({ "id": i.id });
+            if let Some(l) = &i.label {
+                item["label"] = l.as_str().into();
+            }
+            if let Some(c) = i.class_index {
+                item["class_index"] = c.into();
+            }
+            if let Some(v) = i.value {
+                item["value"] = v.into();
+            }
+            item
+        })
+        .collect();
+    let body = serde_json::json!({ "feedback": items, "model_name": b.model });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// The request as KServe V1 JSON: `{"instances": [[...], ...]}` (redacted features null,
+/// string columns as JSON strings, integer columns as integers). A value that is exactly a
+/// 32-bit float (every float32 model input) is written in its shortest float32 form, `5.1`
+/// rather than `5.099999904632568`, as the client sent it.
 fn request_body(b: &PredictionBatch) -> Vec<u8> {
     use std::io::Write;
     if !b.fields.inputs {
         return br#"{"instances":null}"#.to_vec();
     }
-    let width = b.names.len();
+    let width = b.columns.width();
     let mut out = br#"{"instances":["#.to_vec();
     for r in 0..b.rows() {
         out.extend_from_slice(if r == 0 { b"[" } else { b",[" });
-        let values = b.features.get(r * width..(r + 1) * width);
         for j in 0..width {
             if j > 0 {
                 out.push(b',');
             }
-            let hidden = b.redacted.get(j).copied().unwrap_or(false);
-            let v = values.and_then(|v| v.get(j).copied()).filter(|_| !hidden);
-            let _ = match v {
-                Some(v) if v.is_finite() && f64::from(v as f32) == v => {
+            let _ = match b.value(r, j) {
+                Value::Float(v) if v.is_finite() && f64::from(v as f32) == v => {
                     write!(out, "{:?}", v as f32)
                 }
-                Some(v) if v.is_finite() => write!(out, "{v:?}"),
-                _ => write!(out, "null"),
+                Value::Float(v) if v.is_finite() => write!(out, "{v:?}"),
+                Value::Int(v) => write!(out, "{v}"),
+                Value::Text(s) => serde_json::to_writer(&mut out, s).map_err(std::io::Error::other),
+                Value::Float(_) | Value::Null => write!(out, "null"),
             };
         }
         out.push(b']');

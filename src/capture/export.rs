@@ -1,13 +1,15 @@
 //! `infera export`: joins a model's captured predictions (every version, every replica, Parquet
 //! or JSON lines) with the captured ground truth into one training-ready Parquet file: one
-//! column per feature by name, `prediction`, `label` (null where no ground truth came),
-//! `version`, `time`, `id`.
+//! column per feature by name with its captured type (float64, int64 or utf8), `prediction`,
+//! `label` (null where no ground truth came), `version`, `time`, `id`.
 //!
 //! Streaming: the ground truth of the model is held in memory (one entry per feedback id);
 //! predictions are read a chunk at a time and written out as one row group per chunk, so memory
 //! is bounded by the feedback ids plus one chunk, whatever the size of the capture. A first pass
-//! over the predictions finds the union of feature names and the class labels (so the output
-//! schema is known before the first row group); the second pass joins and writes.
+//! over the predictions finds the union of feature names and types and the class labels (so the
+//! output schema is known before the first row group): for Parquet files it reads the schema
+//! and only the two answer columns; JSON lines carry no schema and are read whole. The second
+//! pass reads every column, joins and writes.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -16,13 +18,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arrow_array::builder::{
-    Float64Builder, StringBuilder, TimestampMillisecondBuilder, UInt64Builder,
+    Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 
-use super::export_read::{self, Row, Truth};
+use super::export_read::{self, wider, Feature, Row, Truth};
+use super::record::ColumnType;
 use super::time::date_of;
 
 /// What to export.
@@ -57,6 +60,8 @@ pub struct ExportSummary {
 /// What the first pass learns: the output's feature columns and how to name classes.
 struct Plan {
     names: Vec<String>,
+    /// Per feature: the type that holds every captured value (None: only nulls seen).
+    types: Vec<Option<ColumnType>>,
     classifier: bool,
     class_labels: HashMap<i64, String>,
     truths: HashMap<String, Truth>,
@@ -82,7 +87,10 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportSummary> {
     let mut out = Output::create(&tmp, &plan)?;
     let mut seen: HashSet<String> = HashSet::new();
     for (_, path) in files.iter().filter(|(sub, _)| sub != "feedback") {
-        let file_names = export_read::feature_names(path)?;
+        let file_names: Vec<String> = export_read::feature_columns(path)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         let columns: Vec<usize> = file_names
             .iter()
             .filter_map(|n| plan.names.iter().position(|m| m == n))
@@ -104,6 +112,7 @@ pub fn export(opts: &ExportOptions) -> anyhow::Result<ExportSummary> {
 fn plan(files: &[(String, PathBuf)], card_labels: &[String]) -> anyhow::Result<Plan> {
     let mut plan = Plan {
         names: Vec::new(),
+        types: Vec::new(),
         classifier: false,
         class_labels: HashMap::new(),
         truths: HashMap::new(),
@@ -113,18 +122,41 @@ fn plan(files: &[(String, PathBuf)], card_labels: &[String]) -> anyhow::Result<P
             export_read::feedback(path, &mut plan.truths)?;
             continue;
         }
-        let names = export_read::feature_names(path)?;
-        for n in &names {
-            if !plan.names.contains(n) {
-                plan.names.push(n.clone());
-            }
+        let file_columns = export_read::feature_columns(path)?;
+        let mut at = Vec::with_capacity(file_columns.len());
+        for (n, t) in &file_columns {
+            let c = match plan.names.iter().position(|m| m == n) {
+                Some(c) => c,
+                None => {
+                    plan.names.push(n.clone());
+                    plan.types.push(None);
+                    plan.names.len() - 1
+                }
+            };
+            plan.types[c] = wider(plan.types[c], *t);
+            at.push(c);
         }
+        let mut answer = |label: Option<&str>, value: Option<f64>| {
+            if let (Some(label), Some(value)) = (label, value) {
+                plan.classifier = true;
+                plan.class_labels
+                    .entry(value as i64)
+                    .or_insert_with(|| label.to_string());
+            }
+        };
+        if !export_read::is_jsonl(path) {
+            // The schema gave the types: read only the answers.
+            export_read::parquet_answers(path, &mut answer)?;
+            continue;
+        }
+        let names: Vec<String> = file_columns.into_iter().map(|(n, _)| n).collect();
         export_read::predictions(path, &names, &mut |rows| {
             for r in rows {
-                if let (Some(label), Some(value)) = (r.label, r.value) {
-                    plan.classifier = true;
-                    plan.class_labels.entry(value as i64).or_insert(label);
+                // JSON lines carry no schema: the values say which type a column needs.
+                for (v, &c) in r.features.iter().zip(&at) {
+                    plan.types[c] = wider(plan.types[c], v.column_type());
                 }
+                answer(r.label.as_deref(), r.value);
             }
             Ok(())
         })?;
@@ -161,7 +193,15 @@ impl<'a> Output<'a> {
         let mut fields: Vec<Field> = plan
             .names
             .iter()
-            .map(|n| Field::new(n, DataType::Float64, true))
+            .zip(&plan.types)
+            .map(|(n, t)| {
+                let t = match t {
+                    Some(ColumnType::Utf8) => DataType::Utf8,
+                    Some(ColumnType::Int64) => DataType::Int64,
+                    Some(ColumnType::Float64) | None => DataType::Float64,
+                };
+                Field::new(n, t, true)
+            })
             .collect();
         fields.extend([
             Field::new(TAIL[0], answer.clone(), true),
@@ -198,10 +238,12 @@ impl<'a> Output<'a> {
         }
         let plan = self.plan;
         let n = rows.len();
-        let mut features: Vec<Float64Builder> = plan
-            .names
+        let mut features: Vec<OutColumn> = self
+            .schema
+            .fields()
             .iter()
-            .map(|_| Float64Builder::with_capacity(n))
+            .take(plan.names.len())
+            .map(|f| OutColumn::new(f.data_type(), n))
             .collect();
         let mut id = StringBuilder::new();
         let mut text_pred = StringBuilder::new();
@@ -210,14 +252,14 @@ impl<'a> Output<'a> {
         let mut num_label = Float64Builder::new();
         let mut version = UInt64Builder::new();
         let mut time = TimestampMillisecondBuilder::new().with_timezone("UTC");
-        let mut values: Vec<Option<f64>> = vec![None; plan.names.len()];
+        let mut values: Vec<Option<&Feature>> = vec![None; plan.names.len()];
         for r in rows {
             values.fill(None);
             for (v, &c) in r.features.iter().zip(columns) {
-                values[c] = *v;
+                values[c] = Some(v);
             }
             for (b, v) in features.iter_mut().zip(&values) {
-                b.append_option(*v);
+                b.append(*v);
             }
             let truth = r.id.as_deref().and_then(|i| plan.truths.get(i));
             match (truth, r.id.as_deref()) {
@@ -241,10 +283,7 @@ impl<'a> Output<'a> {
             time.append_option(r.time);
         }
         summary.rows += n;
-        let mut out: Vec<ArrayRef> = features
-            .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef)
-            .collect();
+        let mut out: Vec<ArrayRef> = features.iter_mut().map(OutColumn::finish).collect();
         if plan.classifier {
             out.push(Arc::new(text_pred.finish()));
             out.push(Arc::new(text_label.finish()));
@@ -278,6 +317,47 @@ impl<'a> Output<'a> {
     fn finish(self) -> anyhow::Result<()> {
         self.writer.close()?;
         Ok(())
+    }
+}
+
+/// A feature column of the output being built; values are converted to its type (a number
+/// in a string column is written as text, an integer in a float column as a float).
+enum OutColumn {
+    Float(Float64Builder),
+    Int(Int64Builder),
+    Text(StringBuilder),
+}
+
+impl OutColumn {
+    fn new(t: &DataType, rows: usize) -> OutColumn {
+        match t {
+            DataType::Utf8 => OutColumn::Text(StringBuilder::with_capacity(rows, rows * 8)),
+            DataType::Int64 => OutColumn::Int(Int64Builder::with_capacity(rows)),
+            _ => OutColumn::Float(Float64Builder::with_capacity(rows)),
+        }
+    }
+
+    fn append(&mut self, v: Option<&Feature>) {
+        let v = v.unwrap_or(&Feature::Null);
+        match (self, v) {
+            (OutColumn::Float(b), Feature::Float(x)) => b.append_value(*x),
+            (OutColumn::Float(b), Feature::Int(x)) => b.append_value(*x as f64),
+            (OutColumn::Float(b), _) => b.append_null(),
+            (OutColumn::Int(b), Feature::Int(x)) => b.append_value(*x),
+            (OutColumn::Int(b), _) => b.append_null(),
+            (OutColumn::Text(b), Feature::Text(x)) => b.append_value(x),
+            (OutColumn::Text(b), Feature::Int(x)) => b.append_value(x.to_string()),
+            (OutColumn::Text(b), Feature::Float(x)) => b.append_value(x.to_string()),
+            (OutColumn::Text(b), Feature::Null) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            OutColumn::Float(b) => Arc::new(b.finish()),
+            OutColumn::Int(b) => Arc::new(b.finish()),
+            OutColumn::Text(b) => Arc::new(b.finish()),
+        }
     }
 }
 

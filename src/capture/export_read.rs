@@ -10,11 +10,14 @@ use std::path::Path;
 use anyhow::Context;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType, UInt64Type};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
 use flate2::read::MultiGzDecoder;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
 use serde_json::Value;
 
+use super::record::ColumnType;
 use super::schema::{FEATURE_NAMES_KEY, FEATURE_PREFIX};
 
 /// Rows per chunk handed to the export.
@@ -30,12 +33,56 @@ pub struct Truth {
     pub value: Option<f64>,
 }
 
+/// One captured feature value as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Feature {
+    Null,
+    Float(f64),
+    Int(i64),
+    Text(String),
+}
+
+impl Feature {
+    /// The column type this value needs (None for null).
+    pub fn column_type(&self) -> Option<ColumnType> {
+        match self {
+            Feature::Null => None,
+            Feature::Float(_) => Some(ColumnType::Float64),
+            Feature::Int(_) => Some(ColumnType::Int64),
+            Feature::Text(_) => Some(ColumnType::Utf8),
+        }
+    }
+
+    fn from_json(v: &Value) -> Feature {
+        match v {
+            Value::String(s) => Feature::Text(s.clone()),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Feature::Int(i),
+                None => n.as_f64().map_or(Feature::Null, Feature::Float),
+            },
+            _ => Feature::Null,
+        }
+    }
+}
+
+/// The type a column needs to hold values of both types: strings hold anything, floats hold
+/// integers.
+pub fn wider(a: Option<ColumnType>, b: Option<ColumnType>) -> Option<ColumnType> {
+    use ColumnType::*;
+    match (a, b) {
+        (None, t) | (t, None) => t,
+        (Some(Utf8), _) | (_, Some(Utf8)) => Some(Utf8),
+        (Some(Float64), _) | (_, Some(Float64)) => Some(Float64),
+        (Some(Int64), Some(Int64)) => Some(Int64),
+    }
+}
+
 /// One captured prediction; `features[j]` is the file's feature `j`.
 pub struct Row {
     pub id: Option<String>,
     pub time: Option<i64>,
     pub version: Option<u64>,
-    pub features: Vec<Option<f64>>,
+    pub features: Vec<Feature>,
     pub label: Option<String>,
     pub value: Option<f64>,
 }
@@ -45,28 +92,46 @@ pub fn is_jsonl(path: &Path) -> bool {
     path.to_str().is_some_and(|p| p.ends_with(".jsonl.gz"))
 }
 
-/// The feature names of a predictions file, in column order.
-pub fn feature_names(path: &Path) -> anyhow::Result<Vec<String>> {
+/// The feature names of a predictions file, in column order, with each column's type (from
+/// the Parquet schema; for JSON lines from the first line's values, None where it is null).
+pub fn feature_columns(path: &Path) -> anyhow::Result<Vec<(String, Option<ColumnType>)>> {
     if is_jsonl(path) {
-        let mut names = Vec::new();
+        let mut columns = Vec::new();
         lines(path, &mut |line| {
-            names = line
+            columns = line
                 .iter()
-                .filter_map(|(k, _)| k.strip_prefix(FEATURE_PREFIX).map(String::from))
+                .filter_map(|(k, v)| {
+                    let name = k.strip_prefix(FEATURE_PREFIX)?;
+                    Some((name.to_string(), Feature::from_json(v).column_type()))
+                })
                 .collect();
             Ok(false)
         })?;
-        return Ok(names);
+        return Ok(columns);
     }
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("reading {}", path.display()))?;
-    let names = builder.schema().metadata().get(FEATURE_NAMES_KEY);
-    Ok(names
+    let schema = builder.schema();
+    let names: Vec<String> = schema
+        .metadata()
+        .get(FEATURE_NAMES_KEY)
         .map(|j| serde_json::from_str(j))
         .transpose()
         .with_context(|| format!("{}: bad feature names", path.display()))?
-        .unwrap_or_default())
+        .unwrap_or_default();
+    Ok(names
+        .into_iter()
+        .map(|n| {
+            let t = match schema.field_with_name(&format!("{FEATURE_PREFIX}{n}")) {
+                Ok(f) if *f.data_type() == DataType::Utf8 => ColumnType::Utf8,
+                Ok(f) if *f.data_type() == DataType::Int64 => ColumnType::Int64,
+                // Float64 columns, and files with the older `features` list column.
+                _ => ColumnType::Float64,
+            };
+            (n, Some(t))
+        })
+        .collect())
 }
 
 /// Calls `each` with every chunk of prediction rows of a file.
@@ -91,6 +156,40 @@ pub fn predictions(
         };
     }
     parquet_batches(path, &mut |b| each(parquet_rows(path, &b, names)?))
+}
+
+/// Calls `each` with the answer (`prediction`, `prediction_value`) of every row of a Parquet
+/// predictions file, reading only those two columns (the export's first pass: the features
+/// are read once, in the second).
+pub fn parquet_answers(
+    path: &Path,
+    each: &mut dyn FnMut(Option<&str>, Option<f64>),
+) -> anyhow::Result<()> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mask =
+        ProjectionMask::columns(builder.parquet_schema(), ["prediction", "prediction_value"]);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(CHUNK_ROWS)
+        .build()?;
+    for batch in reader {
+        let b = batch.with_context(|| format!("reading {}", path.display()))?;
+        let col = |name: &str| {
+            b.column_by_name(name)
+                .with_context(|| format!("{}: no column {name}", path.display()))
+        };
+        let label = col("prediction")?.as_string::<i32>();
+        let value = col("prediction_value")?.as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            each(
+                label.is_valid(i).then(|| label.value(i)),
+                value.is_valid(i).then(|| value.value(i)),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Adds a feedback file's ground truth to `truths` (the latest per id wins).
@@ -170,10 +269,11 @@ fn parquet_rows(path: &Path, b: &RecordBatch, names: &[String]) -> anyhow::Resul
         Some(_) => Vec::new(),
         None => names
             .iter()
-            .map(|n| Ok(col(&format!("{FEATURE_PREFIX}{n}"))?.as_primitive::<Float64Type>()))
-            .collect::<anyhow::Result<Vec<_>>>()?,
+            .map(|n| col(&format!("{FEATURE_PREFIX}{n}")).cloned())
+            .collect::<anyhow::Result<Vec<ArrayRef>>>()?,
     };
     let opt = |a: &arrow_array::Float64Array, i: usize| a.is_valid(i).then(|| a.value(i));
+    let float = |v: Option<f64>| v.map_or(Feature::Null, Feature::Float);
     Ok((0..b.num_rows())
         .map(|i| Row {
             id: id.is_valid(i).then(|| id.value(i).to_string()),
@@ -183,10 +283,10 @@ fn parquet_rows(path: &Path, b: &RecordBatch, names: &[String]) -> anyhow::Resul
                 Some(l) if l.is_valid(i) => {
                     let v = l.value(i);
                     let v = v.as_primitive::<Float64Type>();
-                    (0..v.len()).map(|j| opt(v, j)).collect()
+                    (0..v.len()).map(|j| float(opt(v, j))).collect()
                 }
                 Some(_) => Vec::new(),
-                None => columns.iter().map(|c| opt(c, i)).collect(),
+                None => columns.iter().map(|c| cell(c, i)).collect(),
             },
             label: label.is_valid(i).then(|| label.value(i).to_string()),
             value: opt(value, i),
@@ -194,13 +294,26 @@ fn parquet_rows(path: &Path, b: &RecordBatch, names: &[String]) -> anyhow::Resul
         .collect())
 }
 
+/// Value `i` of a feature column (float64, int64 or utf8).
+fn cell(c: &ArrayRef, i: usize) -> Feature {
+    if c.is_null(i) {
+        return Feature::Null;
+    }
+    match c.data_type() {
+        DataType::Utf8 => Feature::Text(c.as_string::<i32>().value(i).to_string()),
+        DataType::Int64 => Feature::Int(c.as_primitive::<Int64Type>().value(i)),
+        DataType::Float64 => Feature::Float(c.as_primitive::<Float64Type>().value(i)),
+        _ => Feature::Null,
+    }
+}
+
 fn json_row(line: &[(String, Value)], names: &[String]) -> Row {
     let get = |k: &str| line.iter().find(|(n, _)| n == k).map(|(_, v)| v);
-    let mut features = vec![None; names.len()];
+    let mut features = vec![Feature::Null; names.len()];
     let mut j = 0;
     for (k, v) in line {
         if k.starts_with(FEATURE_PREFIX) && j < features.len() {
-            features[j] = v.as_f64();
+            features[j] = Feature::from_json(v);
             j += 1;
         }
     }

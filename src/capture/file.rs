@@ -15,7 +15,10 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
-use super::schema::{feedback_rows, feedback_schema, prediction_rows, predictions_schema};
+use super::record::{ColumnType, Columns};
+use super::schema::{
+    feedback_rows, feedback_schema, prediction_rows, predictions_schema, FEATURE_PREFIX,
+};
 use super::sink::{commit, Rows, SinkFile};
 
 /// Suffix of a file being written (any format).
@@ -34,25 +37,35 @@ pub struct OpenFile {
 
 impl OpenFile {
     /// Creates `dir/.<name>.parquet.tmp`, to become `dir/<name>.parquet`: a predictions file
-    /// with these feature names, or a feedback file.
-    pub fn create(dir: &Path, name: &str, names: Option<&[String]>) -> io::Result<OpenFile> {
-        let schema = match names {
-            Some(names) => predictions_schema(names),
+    /// with these feature columns, or a feedback file.
+    pub fn create(dir: &Path, name: &str, columns: Option<&Columns>) -> io::Result<OpenFile> {
+        let schema = match columns {
+            Some(columns) => predictions_schema(columns),
             None => feedback_schema(),
         };
         let tmp = dir.join(format!(".{name}.parquet{TMP_SUFFIX}"));
         let path = dir.join(format!("{name}.parquet"));
         let file = File::create(&tmp)?;
-        // Dictionaries only where values repeat (model name, class label): hashing every
-        // float of every row into a dictionary the writer then abandons is the costliest
-        // part of encoding captured features.
-        let props = WriterProperties::builder()
+        // Dictionaries only where values repeat (model name, class label, string features,
+        // which are mostly categories): hashing every float of every row into a dictionary
+        // the writer then abandons is the costliest part of encoding captured features.
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_dictionary_enabled(false)
             .set_column_dictionary_enabled(ColumnPath::from("model"), true)
             .set_column_dictionary_enabled(ColumnPath::from("prediction"), true)
-            .set_column_dictionary_enabled(ColumnPath::from("label"), true)
-            .build();
+            .set_column_dictionary_enabled(ColumnPath::from("label"), true);
+        for (n, t) in columns
+            .map_or(&[][..], |c| c.names())
+            .iter()
+            .zip(columns.map_or(&[][..], |c| c.types()))
+        {
+            if *t == ColumnType::Utf8 {
+                let path = ColumnPath::from(format!("{FEATURE_PREFIX}{n}"));
+                props = props.set_column_dictionary_enabled(path, true);
+            }
+        }
+        let props = props.build();
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(io_error)?;
         Ok(OpenFile {
             tmp,

@@ -1,6 +1,7 @@
 //! One open JSON-lines capture file, gzip-compressed (`<name>.jsonl.gz`): one JSON object per
 //! row with the same fields as the Parquet files (`time` in milliseconds since the epoch, one
-//! `feature_<name>` key per feature, nulls written out so every line has the same keys). Same
+//! `feature_<name>` key per feature: a JSON number, integer or string by the column's type;
+//! nulls written out so every line has the same keys). Same
 //! rules as Parquet: written under a hidden `.tmp` name, flushed (a gzip sync flush) with every
 //! batch of rows, finished, fsynced and renamed on close.
 
@@ -13,7 +14,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use super::file::TMP_SUFFIX;
-use super::record::{FeedbackBatch, PredictionBatch};
+use super::record::{Columns, FeedbackBatch, PredictionBatch, Value};
 use super::schema::FEATURE_PREFIX;
 use super::sink::{commit, Rows, SinkFile};
 
@@ -48,12 +49,12 @@ pub struct JsonlFile {
 
 impl JsonlFile {
     /// Creates `dir/.<name>.jsonl.gz.tmp`, to become `dir/<name>.jsonl.gz`.
-    pub fn create(dir: &Path, name: &str, names: Option<&[String]>) -> io::Result<JsonlFile> {
+    pub fn create(dir: &Path, name: &str, columns: Option<&Columns>) -> io::Result<JsonlFile> {
         let tmp = dir.join(format!(".{name}.jsonl.gz{TMP_SUFFIX}"));
         let path = dir.join(format!("{name}.jsonl.gz"));
         let file = File::create(&tmp)?;
-        let keys = names
-            .unwrap_or_default()
+        let keys = columns
+            .map_or(&[][..], Columns::names)
             .iter()
             .map(|n| {
                 let mut k = b",".to_vec();
@@ -78,12 +79,7 @@ impl JsonlFile {
         let out = &mut self.line;
         for b in batches {
             let f = b.fields;
-            let width = self.keys.len();
-            let values = |row: usize| {
-                b.features
-                    .get(row * width..(row + 1) * width)
-                    .filter(|_| f.inputs && b.names.len() == width)
-            };
+            let same_width = b.columns.width() == self.keys.len();
             for (row, o) in b.outputs.iter().enumerate() {
                 out.extend_from_slice(b"{\"id\":");
                 match b.id.as_deref().filter(|_| f.ids) {
@@ -98,12 +94,15 @@ impl JsonlFile {
                 key(out, "prediction", &o.label.as_deref().filter(|_| shown));
                 key(out, "prediction_value", &o.value.filter(|_| shown));
                 key(out, "confidence", &o.confidence.filter(|_| shown));
-                let values = values(row);
                 for (j, k) in self.keys.iter().enumerate() {
                     out.extend_from_slice(k);
-                    let hidden = b.redacted.get(j).copied().unwrap_or(false);
-                    let v = values.and_then(|v| v.get(j)).filter(|_| !hidden);
-                    json(out, &v);
+                    match b.value(row, j) {
+                        _ if !same_width => out.extend_from_slice(b"null"),
+                        Value::Null => out.extend_from_slice(b"null"),
+                        Value::Float(v) => json(out, &v),
+                        Value::Int(v) => json(out, &v),
+                        Value::Text(v) => json(out, v),
+                    }
                 }
                 out.extend_from_slice(b"}\n");
             }

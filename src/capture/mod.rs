@@ -19,16 +19,20 @@ mod writer;
 
 use std::cell::Cell;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Sender, TrySendError};
+use crossbeam_channel::{bounded, unbounded, Sender};
 
 pub use cloudevents::{HttpSinkSettings, SinkUrl, REQUEST_TYPE, RESPONSE_TYPE};
 pub use export::{export, ExportOptions, ExportSummary};
-pub use record::{CapturedOutput, FeedbackBatch, FeedbackItem, PredictionBatch, Record};
-pub use schema::{FEATURE_NAMES_KEY, FEATURE_PREFIX, KIND_KEY};
+pub use record::{
+    CapturedOutput, ColumnType, Columns, FeedbackBatch, FeedbackItem, PredictionBatch, Record,
+    Value,
+};
+pub use schema::{FEATURE_NAMES_KEY, FEATURE_PREFIX, FEATURE_TYPES_KEY, KIND_KEY};
 pub use time::{date_of, now_ms, parse_date_ms};
 
 /// Which fields are written (unselected ones are null columns, so every file has one schema).
@@ -120,6 +124,10 @@ pub struct CaptureSettings {
     pub redact: Vec<String>,
     /// Messages (requests) the queue holds before it drops.
     pub queue: usize,
+    /// Bytes the queued messages may hold before new ones are dropped.
+    pub queue_bytes: usize,
+    /// A captured string value is cut to at most this many bytes (and counted).
+    pub max_string_bytes: usize,
     pub max_file_bytes: u64,
     pub max_file_age: Duration,
     /// How often buffered rows are written as a row group.
@@ -149,6 +157,47 @@ pub trait CaptureObserver: Send + Sync {
     /// CloudEvents of the HTTP sink by outcome: `sent`, `failed` (refused, timed out,
     /// unreachable) or `dropped` (its queue was full).
     fn events(&self, outcome: &'static str, count: usize);
+    /// String values cut to the length cap before they were queued.
+    fn truncated(&self, values: usize);
+}
+
+/// What the writer's queue may hold: messages and bytes, both taken before a message is sent
+/// and given back when the writer takes it, so the queue never holds more than either bound
+/// (the channel itself is unbounded; this budget is its bound).
+#[derive(Debug)]
+pub(crate) struct QueueBudget {
+    messages: AtomicUsize,
+    bytes: AtomicUsize,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+impl QueueBudget {
+    fn new(max_messages: usize, max_bytes: usize) -> QueueBudget {
+        QueueBudget {
+            messages: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            max_messages: max_messages.max(1),
+            max_bytes: max_bytes.max(1),
+        }
+    }
+
+    /// Takes room for one message of `bytes`, or none when either bound would be passed.
+    fn try_take(&self, bytes: usize) -> bool {
+        let messages = self.messages.fetch_add(1, Ordering::AcqRel);
+        let held = self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        if messages < self.max_messages && held.saturating_add(bytes) <= self.max_bytes {
+            return true;
+        }
+        self.give_back(bytes);
+        false
+    }
+
+    /// Gives back one message's room.
+    pub(crate) fn give_back(&self, bytes: usize) {
+        self.messages.fetch_sub(1, Ordering::AcqRel);
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
 }
 
 /// The request path's handle: cheap to clone.
@@ -158,8 +207,10 @@ pub struct Capture {
 }
 
 struct Shared {
-    /// The file writer's queue (None: no `--capture-dir`).
+    /// The file writer's queue (None: no `--capture-dir`) and its bound.
     tx: Option<Sender<Record>>,
+    budget: Arc<QueueBudget>,
+    max_string_bytes: usize,
     /// The CloudEvents sink (None: no `--capture-url`).
     http: Option<cloudevents::HttpSink>,
     sample_rate: f64,
@@ -189,6 +240,8 @@ impl Capture {
         let (sample_rate, fields, format) =
             (settings.sample_rate, settings.fields, settings.format);
         let redact: Arc<[String]> = settings.redact.clone().into();
+        let budget = Arc::new(QueueBudget::new(settings.queue, settings.queue_bytes));
+        let max_string_bytes = settings.max_string_bytes;
         let http = match settings.http.take() {
             Some(h) => Some(cloudevents::HttpSink::start(h, observer.clone())?),
             None => None,
@@ -203,9 +256,9 @@ impl Capture {
                         "capture: removed unfinished files left by an earlier run (killed before closing)"
                     );
                 }
-                let (tx, rx) = bounded(settings.queue.max(1));
+                let (tx, rx) = unbounded();
                 let (stop_tx, stop_rx) = bounded(1);
-                let w = writer::Writer::new(settings, dir, observer.clone());
+                let w = writer::Writer::new(settings, dir, observer.clone(), budget.clone());
                 let handle = std::thread::Builder::new()
                     .name("infera-capture".into())
                     .spawn(move || w.run(rx, stop_rx))?;
@@ -216,6 +269,8 @@ impl Capture {
         Ok(Capture {
             inner: Arc::new(Shared {
                 tx,
+                budget,
+                max_string_bytes,
                 http,
                 sample_rate,
                 fields,
@@ -237,6 +292,18 @@ impl Capture {
         self.inner.format
     }
 
+    /// The longest captured string value, in bytes (`--capture-max-string-bytes`).
+    pub fn max_string_bytes(&self) -> usize {
+        self.inner.max_string_bytes
+    }
+
+    /// Counts string values cut to the cap.
+    pub fn truncated(&self, values: usize) {
+        if values > 0 {
+            self.inner.observer.truncated(values);
+        }
+    }
+
     /// The server's sampling rate (`--capture-sample-rate`).
     pub fn sample_rate(&self) -> f64 {
         self.inner.sample_rate
@@ -252,21 +319,26 @@ impl Capture {
         sampled_at(self.inner.sample_rate)
     }
 
-    /// Queues a record, or drops and counts it when the queue is full. Never blocks.
+    /// Queues a record, or drops and counts it when the queue is full (in messages or bytes).
+    /// Never blocks.
     pub fn push(&self, record: Record) {
         let record = match (&self.inner.http, record) {
-            (Some(h), Record::Predictions(b)) if self.inner.tx.is_none() => return h.push(b),
-            (Some(h), Record::Predictions(b)) => {
-                h.push(b.clone());
-                Record::Predictions(b)
+            (Some(h), record) if self.inner.tx.is_none() => return h.push(record),
+            (Some(h), record) => {
+                h.push(record.clone());
+                record
             }
-            (_, record) => record,
+            (None, record) => record,
         };
         let Some(tx) = &self.inner.tx else { return };
-        let (kind, rows) = (record.kind(), record.rows());
+        let (kind, rows, bytes) = (record.kind(), record.rows(), record.bytes());
+        if !self.inner.budget.try_take(bytes) {
+            return self.inner.observer.dropped(kind, rows);
+        }
         match tx.try_send(record) {
             Ok(()) => self.inner.observer.queued(kind, rows),
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            Err(_) => {
+                self.inner.budget.give_back(bytes);
                 self.inner.observer.dropped(kind, rows)
             }
         }

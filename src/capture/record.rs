@@ -3,6 +3,118 @@
 
 use std::sync::Arc;
 
+/// The type of a captured feature column (Parquet/Arrow `Float64`, `Int64` or `Utf8`; JSON
+/// numbers, integers or strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Float64,
+    Int64,
+    Utf8,
+}
+
+impl ColumnType {
+    /// Name in the files' metadata (`infera.feature_types`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::Float64 => "float64",
+            ColumnType::Int64 => "int64",
+            ColumnType::Utf8 => "utf8",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ColumnType> {
+        match name {
+            "float64" => Some(ColumnType::Float64),
+            "int64" => Some(ColumnType::Int64),
+            "utf8" => Some(ColumnType::Utf8),
+            _ => None,
+        }
+    }
+}
+
+/// The feature columns of one model version (built once per version, shared by its records):
+/// names, types, which are redacted, and where each string column's values are in `texts`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Columns {
+    names: Vec<String>,
+    types: Vec<ColumnType>,
+    redacted: Vec<bool>,
+    /// Per column: its index among the string columns (meaningful for `Utf8` columns only).
+    slots: Vec<usize>,
+    text_width: usize,
+}
+
+impl Columns {
+    /// Columns from parallel lists (a missing type is `Float64`, a missing flag not redacted).
+    pub fn new(names: Vec<String>, types: Vec<ColumnType>, redacted: Vec<bool>) -> Columns {
+        let types: Vec<ColumnType> = (0..names.len())
+            .map(|j| types.get(j).copied().unwrap_or(ColumnType::Float64))
+            .collect();
+        let redacted = (0..names.len())
+            .map(|j| redacted.get(j).copied().unwrap_or(false))
+            .collect();
+        let mut text_width = 0;
+        let slots = types
+            .iter()
+            .map(|t| {
+                let slot = text_width;
+                if *t == ColumnType::Utf8 {
+                    text_width += 1;
+                }
+                slot
+            })
+            .collect();
+        Columns {
+            names,
+            types,
+            redacted,
+            slots,
+            text_width,
+        }
+    }
+
+    /// Number-only columns (tensor models without string inputs, and tests).
+    pub fn numbers(names: Vec<String>, redacted: Vec<bool>) -> Columns {
+        Columns::new(names, Vec::new(), redacted)
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn types(&self) -> &[ColumnType] {
+        &self.types
+    }
+
+    pub fn width(&self) -> usize {
+        self.names.len()
+    }
+
+    /// How many columns are strings (the width of a row of `texts`).
+    pub fn text_width(&self) -> usize {
+        self.text_width
+    }
+
+    pub fn is_redacted(&self, j: usize) -> bool {
+        self.redacted.get(j).copied().unwrap_or(false)
+    }
+
+    /// Whether two column sets make the same file schema (names and types; redaction is applied
+    /// per record).
+    pub fn same_schema(&self, other: &Columns) -> bool {
+        self.names == other.names && self.types == other.types
+    }
+}
+
+/// One captured feature value, as the writers read it from a record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Float(f64),
+    Int(i64),
+    Text(&'a str),
+}
+
 /// One request's predictions for one model version.
 #[derive(Debug, Clone)]
 pub struct PredictionBatch {
@@ -16,16 +128,18 @@ pub struct PredictionBatch {
     pub time_ms: i64,
     /// Seconds from the start of prediction to the answer (the whole request's).
     pub latency: f64,
-    /// Feature names, one per column of `features` (cached per model version).
-    pub names: Arc<[String]>,
-    /// Row-major inputs, `rows * names.len()` values; empty when inputs are not captured.
+    /// The feature columns (cached per model version).
+    pub columns: Arc<Columns>,
+    /// Row-major numeric inputs, `rows * columns.width()` values (a placeholder for a string
+    /// column); empty when inputs are not captured.
     pub features: Vec<f64>,
+    /// Row-major string inputs, `rows * columns.text_width()` values, each capped in length
+    /// (empty for a redacted column); empty when inputs are not captured.
+    pub texts: Vec<String>,
     /// One answer per row.
     pub outputs: Vec<CapturedOutput>,
     /// Which fields are written (the server's, or the model card's `[capture] fields`).
     pub fields: super::Fields,
-    /// Per column of `features`: written as null (redacted by the server or the card).
-    pub redacted: Arc<[bool]>,
     /// The file format (the server's `--capture-format`, or the card's `[capture] format`).
     pub format: super::Format,
 }
@@ -33,6 +147,49 @@ pub struct PredictionBatch {
 impl PredictionBatch {
     pub fn rows(&self) -> usize {
         self.outputs.len()
+    }
+
+    /// Feature `j` of row `row` as written: null when inputs are not captured, the column is
+    /// redacted or the value is missing; an `Int64` column's value only when it is a whole
+    /// number.
+    pub fn value(&self, row: usize, j: usize) -> Value<'_> {
+        let c = &*self.columns;
+        if !self.fields.inputs || c.is_redacted(j) {
+            return Value::Null;
+        }
+        match c.types.get(j) {
+            Some(ColumnType::Utf8) => self
+                .texts
+                .get(row * c.text_width + c.slots[j])
+                .map_or(Value::Null, |s| Value::Text(s)),
+            Some(ColumnType::Int64) => match self.features.get(row * c.width() + j) {
+                Some(v) if v.fract() == 0.0 && v.abs() < 9.2e18 => Value::Int(*v as i64),
+                _ => Value::Null,
+            },
+            Some(ColumnType::Float64) => self
+                .features
+                .get(row * c.width() + j)
+                .map_or(Value::Null, |v| Value::Float(*v)),
+            None => Value::Null,
+        }
+    }
+
+    /// Bytes this record holds (what the queue's byte budget counts): the struct and its
+    /// heap data.
+    pub fn bytes(&self) -> usize {
+        let texts: usize = self.texts.iter().map(|t| t.len() + 24).sum();
+        let outputs: usize = self
+            .outputs
+            .iter()
+            .map(|o| {
+                std::mem::size_of::<CapturedOutput>() + o.label.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        std::mem::size_of::<PredictionBatch>()
+            + self.id.as_ref().map_or(0, String::len)
+            + self.features.len() * 8
+            + texts
+            + outputs
     }
 }
 
@@ -65,7 +222,7 @@ pub struct FeedbackItem {
 }
 
 /// A queued capture message.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Record {
     Predictions(PredictionBatch),
     Feedback(FeedbackBatch),
@@ -77,6 +234,25 @@ impl Record {
         match self {
             Record::Predictions(_) => "prediction",
             Record::Feedback(_) => "feedback",
+        }
+    }
+
+    /// Bytes this message holds (what the queue's byte budget counts).
+    pub fn bytes(&self) -> usize {
+        match self {
+            Record::Predictions(b) => b.bytes(),
+            Record::Feedback(b) => {
+                std::mem::size_of::<FeedbackBatch>()
+                    + b.model.len()
+                    + b.items
+                        .iter()
+                        .map(|i| {
+                            std::mem::size_of::<FeedbackItem>()
+                                + i.id.len()
+                                + i.label.as_ref().map_or(0, String::len)
+                        })
+                        .sum::<usize>()
+            }
         }
     }
 

@@ -30,6 +30,7 @@ impl CaptureObserver for Counts {
         self.deleted.fetch_add(count, Ordering::Relaxed);
     }
     fn events(&self, _: &'static str, _: usize) {}
+    fn truncated(&self, _: usize) {}
 }
 
 fn settings(dir: &std::path::Path) -> CaptureSettings {
@@ -39,6 +40,8 @@ fn settings(dir: &std::path::Path) -> CaptureSettings {
         fields: Fields::parse(&Fields::NAMES).unwrap(),
         redact: vec!["b".into()],
         queue: 1024,
+        queue_bytes: 64 << 20,
+        max_string_bytes: 4096,
         max_file_bytes: 64 << 20,
         max_file_age: Duration::from_secs(3600),
         flush_every: Duration::from_millis(50),
@@ -50,15 +53,16 @@ fn settings(dir: &std::path::Path) -> CaptureSettings {
 }
 
 fn batch(id: &str, version: u64, rows: usize, time_ms: i64) -> Record {
-    let names: Arc<[String]> = vec!["a".to_string(), "b".to_string()].into();
+    let columns = Columns::numbers(vec!["a".into(), "b".into()], vec![false, true]);
     Record::Predictions(PredictionBatch {
         model: "m".into(),
         version,
         id: Some(id.into()),
         time_ms,
         latency: 0.001,
-        names,
+        columns: Arc::new(columns),
         features: (0..rows * 2).map(|v| v as f64).collect(),
+        texts: Vec::new(),
         outputs: (0..rows)
             .map(|r| CapturedOutput {
                 label: Some(format!("c{}", r % 2)),
@@ -67,7 +71,6 @@ fn batch(id: &str, version: u64, rows: usize, time_ms: i64) -> Record {
             })
             .collect(),
         fields: Fields::parse(&Fields::NAMES).unwrap(),
-        redacted: vec![false, true].into(),
         format: Format::Parquet,
     })
 }
@@ -403,4 +406,86 @@ fn leftovers_of_a_replica_whose_name_prefixes_another_are_kept() {
     capture.shutdown();
     assert!(!part.join(".r1-5.jsonl.gz.tmp").exists());
     assert!(part.join(".r1-a-5.parquet.tmp").exists());
+}
+
+#[test]
+fn the_queue_budget_bounds_messages_and_bytes() {
+    let budget = QueueBudget::new(3, 1000);
+    assert!(budget.try_take(400));
+    assert!(budget.try_take(400));
+    assert!(
+        !budget.try_take(400),
+        "1,200 bytes would pass the 1,000-byte bound"
+    );
+    assert!(budget.try_take(200));
+    assert!(!budget.try_take(0), "three messages is the bound");
+    budget.give_back(400);
+    assert!(budget.try_take(400), "room given back is taken again");
+    assert!(
+        !QueueBudget::new(10, 100).try_take(101),
+        "a message larger than the bound"
+    );
+}
+
+#[test]
+fn typed_columns_keep_strings_and_integers() {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = Arc::new(Counts::default());
+    let capture = Capture::start(settings(dir.path()), counts.clone()).unwrap();
+    let columns = Columns::new(
+        vec!["city".into(), "rooms".into(), "area".into(), "note".into()],
+        vec![
+            ColumnType::Utf8,
+            ColumnType::Int64,
+            ColumnType::Float64,
+            ColumnType::Utf8,
+        ],
+        vec![false, false, false, true],
+    );
+    capture.push(Record::Predictions(PredictionBatch {
+        model: "m".into(),
+        version: 1,
+        id: Some("q".into()),
+        time_ms: now_ms(),
+        latency: 0.001,
+        columns: Arc::new(columns),
+        features: vec![0.0, 3.0, 51.5, 0.0, 0.0, 2.5, 40.0, 0.0],
+        texts: vec!["rome".into(), String::new(), "oslo".into(), String::new()],
+        outputs: vec![
+            CapturedOutput {
+                label: Some("a".into()),
+                value: Some(0.0),
+                confidence: Some(0.9),
+            };
+            2
+        ],
+        fields: Fields::parse(&Fields::NAMES).unwrap(),
+        format: Format::Parquet,
+    }));
+    capture.shutdown();
+    let file = parquet_files(dir.path()).pop().unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&file).unwrap(),
+    )
+    .unwrap();
+    let types = reader.schema().metadata()[FEATURE_TYPES_KEY].clone();
+    assert_eq!(types, r#"["utf8","int64","float64","utf8"]"#);
+    let b = reader.build().unwrap().next().unwrap().unwrap();
+    use arrow_array::cast::AsArray;
+    let city = b.column_by_name("feature_city").unwrap().as_string::<i32>();
+    assert_eq!((city.value(0), city.value(1)), ("rome", "oslo"));
+    let rooms = b.column_by_name("feature_rooms").unwrap();
+    let rooms = rooms.as_primitive::<arrow_array::types::Int64Type>();
+    assert_eq!(rooms.value(0), 3);
+    assert!(
+        rooms.is_null(1),
+        "2.5 is no integer: null, not a wrong number"
+    );
+    let area = b.column_by_name("feature_area").unwrap();
+    assert_eq!(
+        area.as_primitive::<arrow_array::types::Float64Type>()
+            .value(1),
+        40.0
+    );
+    assert_eq!(b.column_by_name("feature_note").unwrap().null_count(), 2);
 }

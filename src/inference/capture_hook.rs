@@ -9,16 +9,17 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::capture::{
-    now_ms, sampled_at, Capture, CapturedOutput, Fields, Format, PredictionBatch, Record,
+    now_ms, sampled_at, Capture, CapturedOutput, ColumnType, Columns, Fields, Format,
+    PredictionBatch, Record,
 };
-use crate::contract::InputContract;
-use crate::contract::Prediction;
-use crate::engine::Tensor;
+use crate::contract::{FeatureType, InputContract, Prediction};
+use crate::engine::{DataType, Tensor, TensorData};
 use crate::repository::LoadedVersion;
 
 /// Inputs kept for a sampled request (empty when inputs are not captured).
 pub struct Sampled {
     features: Vec<f64>,
+    texts: Vec<String>,
     policy: Arc<VersionPolicy>,
 }
 
@@ -34,8 +35,7 @@ struct VersionPolicy {
     sample_rate: f64,
     fields: Fields,
     format: Format,
-    names: Arc<[String]>,
-    redacted: Arc<[bool]>,
+    columns: Arc<Columns>,
 }
 
 /// Policies per (loaded version's address, row width): looked up on every request without
@@ -68,7 +68,8 @@ impl CaptureHook {
     }
 
     /// Decides whether this request is captured and, if so, copies its inputs (row-major, the
-    /// inputs of one instance side by side).
+    /// inputs of one instance side by side; string values cut to the cap, redacted ones not
+    /// copied).
     pub fn sample(&self, loaded: &Arc<LoadedVersion>, inputs: &[Tensor]) -> Option<Sampled> {
         let width: usize = inputs.iter().map(Tensor::row_len).sum();
         let policy = self.policy(loaded, inputs, width);
@@ -77,18 +78,41 @@ impl CaptureHook {
         }
         let rows = inputs.first().map_or(0, Tensor::rows);
         let mut features = Vec::new();
+        let mut texts = Vec::new();
         if policy.fields.inputs {
             features.reserve(rows.saturating_mul(width));
+            texts.reserve(rows.saturating_mul(policy.columns.text_width()));
+            let cap = self.capture.max_string_bytes();
+            let mut truncated = 0;
             for row in 0..rows {
+                let mut j = 0;
                 for t in inputs {
                     let n = t.row_len();
-                    features.extend(
-                        (row * n..(row + 1) * n).map(|i| t.data.get_f64(i).unwrap_or(f64::NAN)),
-                    );
+                    if let TensorData::String(v) = &t.data {
+                        for i in row * n..(row + 1) * n {
+                            let keep = !policy.columns.is_redacted(j);
+                            let s = v.get(i).filter(|_| keep).map_or("", String::as_str);
+                            let (s, cut) = capped(s, cap);
+                            truncated += usize::from(cut);
+                            texts.push(s.to_string());
+                            features.push(0.0);
+                            j += 1;
+                        }
+                    } else {
+                        features.extend(
+                            (row * n..(row + 1) * n).map(|i| t.data.get_f64(i).unwrap_or(f64::NAN)),
+                        );
+                        j += n;
+                    }
                 }
             }
+            self.capture.truncated(truncated);
         }
-        Some(Sampled { features, policy })
+        Some(Sampled {
+            features,
+            texts,
+            policy,
+        })
     }
 
     /// Queues the record of a sampled request.
@@ -108,11 +132,11 @@ impl CaptureHook {
             id: id.filter(|id| capturable_id(id)).map(str::to_string),
             time_ms: now_ms(),
             latency: started.elapsed().as_secs_f64(),
-            names: policy.names.clone(),
+            columns: policy.columns.clone(),
             features: sampled.features,
+            texts: sampled.texts,
             outputs,
             fields: policy.fields,
-            redacted: policy.redacted.clone(),
             format: policy.format,
         }));
     }
@@ -150,10 +174,11 @@ impl CaptureHook {
         width: usize,
     ) -> VersionPolicy {
         let card = loaded.capture.as_ref();
-        let names = feature_names(loaded, inputs, width);
+        let (names, types) = feature_columns(loaded, inputs, width);
         let redact = |n: &String| {
             self.capture.redact().contains(n) || card.is_some_and(|c| c.redact.contains(n))
         };
+        let redacted = names.iter().map(redact).collect();
         VersionPolicy {
             _loaded: Arc::downgrade(loaded),
             model: loaded.model.as_str().into(),
@@ -169,8 +194,7 @@ impl CaptureHook {
                 .and_then(|c| c.format.as_deref())
                 .and_then(|f| Format::parse(f).ok())
                 .unwrap_or(self.capture.format()),
-            redacted: names.iter().map(redact).collect(),
-            names,
+            columns: Arc::new(Columns::new(names, types, redacted)),
         }
     }
 }
@@ -184,18 +208,76 @@ fn capturable_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'))
 }
 
-/// Feature names: the card's for tabular models, `<input>_<j>` for tensor models.
-fn feature_names(loaded: &LoadedVersion, inputs: &[Tensor], width: usize) -> Arc<[String]> {
-    match &loaded.contract.input {
-        InputContract::Tabular { features, .. } if features.len() == width => {
-            features.iter().map(|f| f.name.clone()).collect()
-        }
-        InputContract::Tabular { .. } => (0..width).map(|j| format!("x{j}")).collect(),
+/// A string cut to at most `cap` bytes (on a character boundary), and whether it was cut.
+fn capped(s: &str, cap: usize) -> (&str, bool) {
+    if s.len() <= cap {
+        return (s, false);
+    }
+    let mut end = cap;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&s[..end], true)
+}
+
+/// A numeric tensor's column type: integers (and booleans) as `Int64`, the rest `Float64`.
+fn numeric_type(dtype: DataType) -> ColumnType {
+    match dtype {
+        DataType::String => ColumnType::Utf8,
+        d if d.is_float() => ColumnType::Float64,
+        _ => ColumnType::Int64,
+    }
+}
+
+/// A card feature's column type on a tensor of `dtype`.
+fn card_type(kind: FeatureType, dtype: DataType) -> ColumnType {
+    match kind {
+        FeatureType::String => ColumnType::Utf8,
+        FeatureType::Integer => ColumnType::Int64,
+        FeatureType::Number => numeric_type(dtype),
+    }
+}
+
+/// Feature names and column types: the card's features for tabular models and for models with
+/// one input per card feature (a DataFrame export), `<input>_<j>` typed by the tensor for
+/// other tensor models.
+fn feature_columns(
+    loaded: &LoadedVersion,
+    inputs: &[Tensor],
+    width: usize,
+) -> (Vec<String>, Vec<ColumnType>) {
+    let contract = &loaded.contract;
+    let per_column = contract.one_input_per_column()
+        && contract.columns.len() == width
+        && inputs.iter().all(|t| t.row_len() == 1);
+    if per_column {
+        return contract
+            .columns
+            .iter()
+            .map(|c| {
+                let dtype = inputs.get(c.input).map_or(DataType::F64, Tensor::dtype);
+                (c.spec.name.clone(), card_type(c.spec.kind, dtype))
+            })
+            .unzip();
+    }
+    match &contract.input {
+        InputContract::Tabular {
+            features, dtype, ..
+        } if features.len() == width => features
+            .iter()
+            .map(|f| (f.name.clone(), card_type(f.kind, *dtype)))
+            .unzip(),
+        InputContract::Tabular { .. } => (0..width)
+            .map(|j| (format!("x{j}"), ColumnType::Float64))
+            .unzip(),
         InputContract::Tensors { inputs: specs } => specs
             .iter()
             .zip(inputs)
-            .flat_map(|(s, t)| (0..t.row_len()).map(move |j| format!("{}_{j}", s.name)))
-            .collect(),
+            .flat_map(|(s, t)| {
+                let kind = numeric_type(t.dtype());
+                (0..t.row_len()).map(move |j| (format!("{}_{j}", s.name), kind))
+            })
+            .unzip(),
     }
 }
 

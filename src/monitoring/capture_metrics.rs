@@ -16,6 +16,7 @@ pub struct CaptureFamilies {
     bytes_closed: IntCounter,
     files_deleted: IntCounter,
     events: IntCounterVec,
+    truncated: IntCounter,
 }
 
 impl Default for CaptureFamilies {
@@ -56,11 +57,15 @@ impl CaptureFamilies {
             events: IntCounterVec::new(
                 Opts::new(
                     "infera_capture_events_total",
-                    "CloudEvents of the --capture-url sink by outcome: sent, failed (refused, timed out, unreachable), dropped (queue full)",
+                    "CloudEvents of the --capture-url sink by outcome: sent, failed (refused, timed out, unreachable, after the retries), retried (a failed try tried again), dropped (queue full)",
                 ),
                 &["outcome"],
             )
             .expect("static counter definition"),
+            truncated: counter(
+                "infera_capture_values_truncated_total",
+                "Captured string values cut to --capture-max-string-bytes",
+            ),
         }
     }
 
@@ -71,6 +76,7 @@ impl CaptureFamilies {
             Box::new(self.bytes_closed.clone()),
             Box::new(self.files_deleted.clone()),
             Box::new(self.events.clone()),
+            Box::new(self.truncated.clone()),
         ]
     }
 
@@ -117,5 +123,9 @@ impl CaptureObserver for CaptureFamilies {
         self.events
             .with_label_values(&[outcome])
             .inc_by(count as u64);
+    }
+
+    fn truncated(&self, values: usize) {
+        self.truncated.inc_by(values as u64);
     }
 }

@@ -182,3 +182,55 @@ def test_json_lines_capture_is_read_by_pandas_and_duckdb_and_exported(tmp_path):
                            "--out", str(out)], capture_output=True, text=True, check=True)
     assert "joined 7, unlabelled 13, orphan feedback 0" in done.stdout, done.stdout
     assert read_everywhere(out) == 20
+
+
+def penguins_rows():
+    golden = json.loads((REPO / "models/penguins/1/golden.json").read_text())
+    return golden["inputs"]
+
+
+def test_string_and_integer_columns_keep_their_types_in_every_reader(tmp_path):
+    """A DataFrame model (one graph input per column, island and sex strings): the capture files
+    and the export hold the strings as strings and the integer columns as integers, in pyarrow,
+    pandas and DuckDB alike, for Parquet and JSON lines."""
+    rows = penguins_rows()[:6]
+    for fmt in ("parquet", "jsonl"):
+        cap = tmp_path / fmt
+        server = Server(cap, "--capture-format", fmt)
+        out = server.post("/models/penguins/predict", {"instances": rows, "id": "pg"})
+        ids = [p["id"] for p in out["predictions"]]
+        server.post("/models/penguins/feedback", {"feedback": [{"id": ids[0], "label": "Adelie"}]})
+        server.stop()
+
+        ext = ".parquet" if fmt == "parquet" else ".jsonl.gz"
+        files = sorted(p for p in (cap / "penguins" / "1").rglob("*" + ext) if not p.name.startswith("."))
+        assert len(files) == 1, files
+        if fmt == "parquet":
+            table = pq.read_table(files[0])
+            assert str(table.schema.field("feature_island").type) == "string"
+            assert str(table.schema.field("feature_flipper_length_mm").type) == "int64"
+            assert str(table.schema.field("feature_bill_length_mm").type) == "double"
+            df = pd.read_parquet(files[0])
+            duck = duckdb.sql(f"select feature_island, feature_flipper_length_mm from read_parquet('{files[0]}')").fetchall()
+        else:
+            df = pd.read_json(files[0], lines=True, compression="gzip")
+            duck = duckdb.sql(f"select feature_island, feature_flipper_length_mm from read_json_auto('{files[0]}', format='newline_delimited')").fetchall()
+        assert list(df["feature_island"]) == [r["island"] for r in rows]
+        assert list(df["feature_sex"]) == [r["sex"] for r in rows]
+        assert list(df["feature_flipper_length_mm"]) == [int(r["flipper_length_mm"]) for r in rows]
+        assert [d[0] for d in duck] == [r["island"] for r in rows]
+        assert [d[1] for d in duck] == [int(r["flipper_length_mm"]) for r in rows]
+
+        train = tmp_path / f"penguins-{fmt}.parquet"
+        done = subprocess.run([_bin(), "export", "--capture", str(cap), "--model", "penguins",
+                               "--out", str(train)], capture_output=True, text=True, check=True)
+        assert "joined 1, unlabelled 5, orphan feedback 0" in done.stdout, done.stdout
+        assert read_everywhere(train) == 6
+        t = pq.read_table(train)
+        assert str(t.schema.field("island").type) == "string"
+        assert str(t.schema.field("flipper_length_mm").type) == "int64"
+        df = pd.read_parquet(train)
+        assert list(df["island"]) == [r["island"] for r in rows]
+        assert df["label"].tolist().count("Adelie") == 1
+        islands = duckdb.sql(f"select island from read_parquet('{train}') order by id").fetchall()
+        assert sorted(i[0] for i in islands) == sorted(r["island"] for r in rows)

@@ -1,56 +1,15 @@
 //! Data capture end to end: predictions through REST and V2 on one replica, ground truth sent to
 //! another replica sharing the capture directory, clean shutdown, then `export` joins them.
 
-use std::path::{Path, PathBuf};
-
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_array::{Array, RecordBatch};
+use arrow_array::Array;
 use axum::http::StatusCode;
 use infera::capture::{export, ExportOptions};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
 
-use crate::common::{get, loaded, metric, post, shipped_models};
-
-fn replica(dir: &Path, name: &str, extra: &[&str]) -> infera::server::Infera {
-    let dir = dir.to_str().unwrap();
-    let mut flags = vec!["--capture-dir", dir, "--capture-replica", name];
-    flags.extend_from_slice(extra);
-    loaded(&shipped_models(), &flags)
-}
-
-pub(crate) fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-pub(crate) fn read(path: &Path) -> RecordBatch {
-    let file = std::fs::File::open(path).unwrap();
-    let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-        .collect();
-    arrow_select_concat(&batches)
-}
-
-fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
-    assert_eq!(batches.len(), 1, "one batch expected");
-    batches[0].clone()
-}
+use crate::capture_support::{files, read, replica};
+use crate::common::{get, metric, post};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feedback_sent_to_another_replica_joins_in_the_export() {

@@ -3,64 +3,19 @@
 //! the server's settings, and the drift webhook naming the capture location and the window that
 //! drifted.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::Array;
 use infera::api::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use infera::api::grpc::proto::model_infer_request::InferInputTensor;
 use infera::api::grpc::proto::{InferTensorContents, ModelInferRequest};
-use infera::capture::{export, ExportOptions};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
 
-use crate::capture::files;
+use crate::capture_support::{batches, capture_flags, export_model, prediction_files};
 use crate::common::{copy_dir, eventually, loaded, post, repo_with, shipped_models};
 use crate::monitoring::{drift_repo, receiver, stream, Rng, TWO_SD};
-
-fn capture_flags<'a>(dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut flags = vec!["--capture-dir", dir.to_str().unwrap()];
-    flags.extend_from_slice(extra);
-    flags
-}
-
-/// Every record batch of a Parquet file.
-fn batches(path: &Path) -> Vec<RecordBatch> {
-    let file = std::fs::File::open(path).unwrap();
-    ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-        .collect()
-}
-
-fn export_model(dir: &Path, model: &str) -> (infera::capture::ExportSummary, RecordBatch) {
-    let out = dir.join(format!("{model}-train.parquet"));
-    let summary = export(&ExportOptions {
-        capture: dir.to_path_buf(),
-        model: model.into(),
-        out: out.clone(),
-        since_ms: None,
-        labels: vec![],
-    })
-    .unwrap();
-    let mut all = batches(&out);
-    assert_eq!(all.len(), 1, "a small export is one batch");
-    (summary, all.remove(0))
-}
-
-fn prediction_files(dir: &Path, model: &str) -> Vec<PathBuf> {
-    files(dir)
-        .into_iter()
-        .filter(|f| {
-            let s = f.to_str().unwrap();
-            s.contains(&format!("/{model}/")) && !s.contains("/feedback/")
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_inference_is_captured_under_its_request_id() {

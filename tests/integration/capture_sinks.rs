@@ -10,7 +10,7 @@ use axum::Router;
 use infera::capture::{export, ExportOptions};
 use serde_json::{json, Value};
 
-use crate::capture::files;
+use crate::capture_support::{files, read};
 use crate::common::{eventually, get, loaded, metric, post, repo_with, shipped_models};
 
 /// One received event: its headers (lower-case names) and JSON body.
@@ -18,20 +18,33 @@ type Event = (HashMap<String, String>, Value);
 
 /// A CloudEvents receiver on 127.0.0.1 port 0 answering `status`.
 async fn ce_receiver(status: StatusCode) -> (String, Arc<Mutex<Vec<Event>>>) {
+    ce_receiver_with(move |_| status).await
+}
+
+/// A receiver whose answer depends on how many times it already received the same event
+/// (same `ce-id` and `ce-type`).
+async fn ce_receiver_with(
+    answer: impl Fn(usize) -> StatusCode + Clone + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<Event>>>) {
     let got: Arc<Mutex<Vec<Event>>> = Arc::default();
     let sink = got.clone();
     let app = Router::new().route(
         "/events",
         axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-            let sink = sink.clone();
+            let (sink, answer) = (sink.clone(), answer.clone());
             async move {
-                let headers = headers
+                let headers: HashMap<String, String> = headers
                     .iter()
                     .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
                     .collect();
                 let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                sink.lock().unwrap().push((headers, body));
-                status
+                let mut got = sink.lock().unwrap();
+                let key = |h: &HashMap<String, String>| {
+                    (h.get("ce-id").cloned(), h.get("ce-type").cloned())
+                };
+                let before = got.iter().filter(|(h, _)| key(h) == key(&headers)).count();
+                got.push((headers, body));
+                answer(before)
             }
         }),
     );
@@ -186,7 +199,7 @@ async fn json_lines_files_from_the_flag_and_the_card_are_exported() {
         (summary.rows, summary.joined, summary.unlabelled),
         (2, 1, 1)
     );
-    let t = crate::capture::read(&out);
+    let t = read(&out);
     let names: Vec<&str> = t
         .schema_ref()
         .fields()
@@ -203,4 +216,100 @@ async fn json_lines_files_from_the_flag_and_the_card_are_exported() {
         ],
         "feature columns in the order written"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_post_is_retried_and_feedback_is_posted_as_an_event() {
+    // Every event is refused once (503), then accepted.
+    let (url, events) = ce_receiver_with(|before| {
+        if before == 0 {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::ACCEPTED
+        }
+    })
+    .await;
+    let flags = ["--capture-url", &url, "--capture-replica", "pod-a"];
+    let infera = loaded(&shipped_models(), &flags);
+    let app = infera.router();
+    let body = json!({"instances": [[5.1, 3.5, 1.4, 0.2]], "id": "rt-1"});
+    assert_eq!(post(&app, "/models/iris/predict", &body).await.status, 200);
+    let feedback = json!({"feedback": [{"id": "rt-1/0", "label": "setosa"}, {"id": "rt-9/0", "class_index": 2}]});
+    assert_eq!(
+        post(&app, "/models/iris/feedback", &feedback).await.status,
+        200
+    );
+    eventually("three events, each tried twice", || {
+        events.lock().unwrap().len() >= 6
+    })
+    .await;
+    tokio::task::block_in_place(|| infera.stop_capture());
+    let text = get(&app, "/metrics").await.text;
+    let count = |outcome: &str| {
+        metric(
+            &text,
+            &format!("infera_capture_events_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(count("sent"), Some(3.0), "{text}");
+    assert_eq!(count("retried"), Some(3.0), "{text}");
+    assert_eq!(count("failed").unwrap_or(0.0), 0.0, "{text}");
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.len(), 6);
+    let (h, body) = events
+        .iter()
+        .find(|(h, _)| h["ce-type"] == "org.kubeflow.serving.feedback")
+        .expect("a feedback event")
+        .clone();
+    assert_eq!(h["ce-source"], "/pod-a/models/iris/feedback");
+    assert_eq!(h["ce-inferenceservicename"], "iris");
+    assert!(h["ce-id"].starts_with("pod-a-feedback-"), "{h:?}");
+    assert_eq!(
+        body,
+        json!({"feedback": [{"id": "rt-1/0", "label": "setosa"}, {"id": "rt-9/0", "class_index": 2}], "model_name": "iris"})
+    );
+    for (h, _) in &events {
+        assert_eq!(h["ce-metadata"], "{}", "KServe's metadata attribute: {h:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_never_grow_the_event_queue_past_its_bound() {
+    let (url, events) = ce_receiver(StatusCode::SERVICE_UNAVAILABLE).await;
+    let flags = [
+        "--capture-url",
+        &url,
+        "--capture-url-queue",
+        "1",
+        "--capture-url-in-flight",
+        "1",
+        "--capture-url-retries",
+        "2",
+    ];
+    let infera = loaded(&shipped_models(), &flags);
+    let app = infera.router();
+    for i in 0..20 {
+        let body = json!({"instances": [[5.1, 3.5, 1.4, 0.2]], "id": format!("b{i}")});
+        let r = post(&app, "/models/iris/predict", &body).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    eventually("the first event was tried three times", || {
+        events.lock().unwrap().len() >= 3
+    })
+    .await;
+    tokio::task::block_in_place(|| infera.stop_capture());
+    let text = get(&app, "/metrics").await.text;
+    let count = |outcome: &str| {
+        metric(
+            &text,
+            &format!("infera_capture_events_total{{outcome=\"{outcome}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    // One post in flight (retrying for 300 ms) and one request queued: the other requests'
+    // events are dropped, not held.
+    assert!(count("dropped") >= 2.0 * 15.0, "{text}");
+    assert_eq!(count("dropped") + count("failed"), 40.0, "{text}");
+    assert_eq!(count("retried"), 2.0 * count("failed"), "{text}");
+    assert_eq!(events.lock().unwrap().len() as f64, 3.0 * count("failed"));
 }
