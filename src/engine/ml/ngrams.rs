@@ -128,7 +128,6 @@ impl NgramPool {
                 break;
             }
             for start in 0..row.len() {
-                let mut len = 0;
                 for n in 1..=self.max_n {
                     let Some(&token) = row.get(start + (n - 1) * distance) else {
                         break;
@@ -136,12 +135,11 @@ impl NgramPool {
                     let Some(id) = token else {
                         break;
                     };
-                    key[len] = id;
-                    len += 1;
+                    key[n - 1] = id;
                     if n < lo {
                         continue;
                     }
-                    if let Some(c) = self.columns.get(&key[..len]) {
+                    if let Some(c) = self.columns.get(&key[..n]) {
                         if let Some(o) = out.get_mut(*c) {
                             *o += 1.0;
                         }

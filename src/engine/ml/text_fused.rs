@@ -288,7 +288,10 @@ mod tests {
                     texts.iter().map(|s| s.to_string()).collect(),
                 )
                 .unwrap();
-                let tokens = tokenizer.eval(&[input.clone()]).unwrap().remove(0);
+                let tokens = tokenizer
+                    .eval(std::slice::from_ref(&input))
+                    .unwrap()
+                    .remove(0);
                 let dims = tokens.shape().to_vec();
                 let flat = tokens
                     .into_tensor()
