@@ -4,6 +4,9 @@
 //! `benches/ml_vs_onnxruntime.sh` runs it with a Python venv and writes the comparison table.
 //! By hand: `INFERA_ORT_PYTHON=/path/to/venv/bin/python cargo bench --bench ml` (without the
 //! variable only infera is measured). `INFERA_ML_BENCH_FILTER=rf_` limits the models.
+//! onnxruntime is measured model by model, right after infera's cells of the same model, so a
+//! change in the machine's load between the two falls on both (the machine is shared).
+//! `INFERA_ORT_ARGS` passes extra arguments to the script (e.g. `--min-time 0.1 --repeat 5`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -94,8 +97,11 @@ fn criterion_median_us(model: &str, batch: usize) -> Option<f64> {
     Some(v["median"]["point_estimate"].as_f64()? / 1e3)
 }
 
-/// Runs models/bench_onnxruntime.py and returns model -> batch -> median microseconds.
-fn onnxruntime_us(python: &str) -> Option<BTreeMap<String, BTreeMap<usize, f64>>> {
+type Medians = BTreeMap<String, BTreeMap<usize, f64>>;
+
+/// Runs models/bench_onnxruntime.py on the one model `name` and adds its medians (batch ->
+/// microseconds) to `into`.
+fn onnxruntime_us(python: &str, name: &str, into: &mut Medians) -> Option<()> {
     let out = target_dir().join("ml-onnxruntime.json");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/bench_onnxruntime.py");
     let mut cmd = std::process::Command::new(python);
@@ -103,25 +109,24 @@ fn onnxruntime_us(python: &str) -> Option<BTreeMap<String, BTreeMap<usize, f64>>
     for b in BATCHES {
         cmd.arg("--batch").arg(b.to_string());
     }
-    if let Ok(filter) = std::env::var("INFERA_ML_BENCH_FILTER") {
-        cmd.arg("--only").arg(format!("*{filter}*"));
+    cmd.arg("--only").arg(name);
+    if let Ok(extra) = std::env::var("INFERA_ORT_ARGS") {
+        cmd.args(extra.split_whitespace());
     }
-    let status = cmd.status().ok()?;
+    let status = cmd.stdout(std::process::Stdio::null()).status().ok()?;
     if !status.success() {
-        eprintln!("onnxruntime benchmark failed: {status}");
+        eprintln!("onnxruntime benchmark failed on {name}: {status}");
         return None;
     }
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).ok()?).ok()?;
-    let mut result: BTreeMap<String, BTreeMap<usize, f64>> = BTreeMap::new();
     for record in v.as_array()? {
         let model = record["model"].as_str()?.to_string();
         let batch = record["batch"].as_u64()? as usize;
-        result
-            .entry(model)
+        into.entry(model)
             .or_default()
             .insert(batch, record["median_us"].as_f64()?);
     }
-    Some(result)
+    Some(())
 }
 
 fn main() {
@@ -130,6 +135,8 @@ fn main() {
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
     let names = models();
+    let python = std::env::var("INFERA_ORT_PYTHON").ok();
+    let mut ort = Medians::new();
     {
         let mut group = c.benchmark_group("ml");
         for name in &names {
@@ -141,18 +148,18 @@ fn main() {
                     b.iter(|| model.run(x.clone()).unwrap())
                 });
             }
+            if let Some(python) = &python {
+                onnxruntime_us(python, name, &mut ort);
+            }
         }
         group.finish();
     }
     c.final_summary();
 
-    let Ok(python) = std::env::var("INFERA_ORT_PYTHON") else {
+    if python.is_none() {
         eprintln!("INFERA_ORT_PYTHON not set: onnxruntime not measured");
         return;
-    };
-    let Some(ort) = onnxruntime_us(&python) else {
-        return;
-    };
+    }
     let mut table = String::from(
         "| model | batch | infera µs | onnxruntime µs | infera / onnxruntime |\n|---|---:|---:|---:|---:|\n",
     );

@@ -23,6 +23,12 @@ pub trait Kernel: Debug + Send + Sync + 'static {
     /// Computes every output; inputs arrive with the batch axis first.
     fn eval(&self, inputs: &[TValue]) -> TractResult<TVec<TValue>>;
 
+    /// As [`Kernel::eval`], owning the inputs: a kernel whose output is its input changed in
+    /// place overrides it (the plan hands over values no later node reads).
+    fn eval_owned(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        self.eval(&inputs)
+    }
+
     /// Refuses, when the plan is typed (at load), an element type of input 0 the kernel does
     /// not take.
     fn check_input(&self, _dt: DatumType) -> TractResult<()> {
@@ -85,7 +91,7 @@ impl EvalOp for MlOp {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        self.0.eval(&inputs)
+        self.0.eval_owned(inputs)
     }
 }
 

@@ -134,17 +134,20 @@ impl Kernel for LinearClassifier {
         let mut z = vec![0f32; rows * w];
         for r in 0..rows {
             let row = &mut scores[r * classes..(r + 1) * classes];
-            let values: Vec<f64> = if classes == 1 {
+            let out = &mut z[r * w..(r + 1) * w];
+            if classes == 1 {
                 let s = row[0];
                 labels.push(if s > 0.0 {
                     self.labels[1]
                 } else {
                     self.labels[0]
                 });
-                match self.post {
-                    PostTransform::Logistic => vec![1.0 - logistic(s), logistic(s)],
-                    _ => vec![1.0 - s, s],
-                }
+                let p = match self.post {
+                    PostTransform::Logistic => logistic(s),
+                    _ => s,
+                };
+                out[0] = (1.0 - p) as f32;
+                out[1] = p as f32;
             } else {
                 let mut best = 0;
                 for c in 1..classes {
@@ -154,10 +157,9 @@ impl Kernel for LinearClassifier {
                 }
                 labels.push(self.labels[best]);
                 self.post.apply(row);
-                row.to_vec()
-            };
-            for (o, v) in z[r * w..(r + 1) * w].iter_mut().zip(values) {
-                *o = v as f32;
+                for (o, v) in out.iter_mut().zip(row.iter()) {
+                    *o = *v as f32;
+                }
             }
         }
         Ok(tvec!(output(rows, &[], &labels)?, output(rows, &[w], &z)?))
@@ -292,15 +294,16 @@ impl Kernel for Normalizer {
                     }
                 }
                 Norm::L2 => {
+                    // One square root per row (onnxruntime takes one per element, as
+                    // sign(v) * sqrt(v * v / s): the two differ by about one ulp).
                     let s: f32 = xr.iter().map(|v| v * v).sum();
-                    for (o, v) in yr.iter_mut().zip(xr) {
-                        *o = if s == 0.0 {
-                            *v
-                        } else if *v < 0.0 {
-                            -(v * v / s).sqrt()
-                        } else {
-                            (v * v / s).sqrt()
-                        };
+                    if s == 0.0 {
+                        yr.copy_from_slice(xr);
+                    } else {
+                        let norm = s.sqrt();
+                        for (o, v) in yr.iter_mut().zip(xr) {
+                            *o = v / norm;
+                        }
                     }
                 }
             }

@@ -2,16 +2,19 @@
 //! that classic ML graphs (trees, SVMs, scalers, encoders, ZipMap) run as ordinary tract models,
 //! mixed freely with standard operators.
 
+mod argmax;
 mod attrs;
 mod feature_extractor;
 mod kernel;
 mod linear;
 mod logsumexp;
+mod ngrams;
 mod post;
 mod refused;
 mod strings;
 mod svm;
 mod text;
+mod text_fused;
 mod transforms;
 mod tree;
 mod tree_ops;
@@ -45,7 +48,9 @@ pub fn onnx() -> Onnx {
     reg.insert("StringNormalizer", text::string_normalizer);
     reg.insert("Tokenizer", text::tokenizer);
     reg.insert("TfIdfVectorizer", text::tfidf_vectorizer);
+    reg.insert(text_fused::FUSED_OP, text_fused::tokenized_tfidf);
     reg.insert("ReduceLogSumExp", logsumexp::reduce_log_sum_exp);
+    reg.insert("ArgMax", argmax::arg_max);
     reg.insert(
         "ArrayFeatureExtractor",
         feature_extractor::array_feature_extractor,
@@ -89,10 +94,13 @@ pub fn class_labels(path: &Path) -> TractResult<Option<Vec<String>>> {
 /// ArrayFeatureExtractor with a scalar index (skl2onnx's SVM and discretizer graphs): onnxruntime
 /// keeps the last axis with length 1, tract drops it. Giving the index the shape [1] makes both
 /// agree.
+///
+/// Tokenizer -> Flatten -> TfIdfVectorizer chains become one fused node (`text_fused.rs`).
 fn normalise(proto: &mut ModelProto) {
     let Some(graph) = proto.graph.as_mut() else {
         return;
     };
+    text_fused::fuse(graph);
     let scalar_indices: Vec<String> = graph
         .node
         .iter()

@@ -1,9 +1,9 @@
 //! The text operators skl2onnx emits for CountVectorizer / TfidfVectorizer, following
 //! onnxruntime (`string_normalizer.cc`, contrib `tokenizer.cc`, `tfidfvectorizer.cc`):
 //! StringNormalizer (case folding), Tokenizer (com.microsoft: regular-expression tokens, padded
-//! rows) and TfIdfVectorizer (n-gram counts with skips, TF / IDF / TFIDF weighting).
-
-use std::collections::HashMap;
+//! rows) and TfIdfVectorizer (n-gram counts with skips, TF / IDF / TFIDF weighting). A Tokenizer
+//! feeding a TfIdfVectorizer through a Flatten runs fused (`text_fused.rs`): no token becomes a
+//! `String`.
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
@@ -11,21 +11,19 @@ use tract_onnx::tract_hir::internal::*;
 
 use super::attrs;
 use super::kernel::{Kernel, MlOp, OutShape};
+use super::ngrams::{NgramPool, TokenId};
 use super::strings::strings_tensor;
 
 type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
 
-fn strings_of(input: &TValue, op: &str) -> TractResult<Vec<String>> {
+/// The elements of a string input, borrowed.
+pub(super) fn string_slice<'a>(input: &'a TValue, op: &str) -> TractResult<&'a [String]> {
     ensure!(
         input.datum_type() == String::datum_type(),
         "{op}: expected a string tensor, got {:?}",
         input.datum_type()
     );
-    Ok(input
-        .to_plain_array_view::<String>()?
-        .iter()
-        .cloned()
-        .collect())
+    input.try_as_plain_ram()?.as_slice::<String>()
 }
 
 // ---------------------------------------------------------------- StringNormalizer
@@ -74,23 +72,37 @@ impl Kernel for StringNormalizer {
     }
 
     fn eval(&self, inputs: &[TValue]) -> TractResult<TVec<TValue>> {
-        let shape = inputs[0].shape().to_vec();
-        let mut x = strings_of(&inputs[0], "StringNormalizer")?;
-        for s in x.iter_mut() {
-            match self.case {
-                Case::Lower => *s = s.to_lowercase(),
-                Case::Upper => *s = s.to_uppercase(),
-                Case::None => {}
+        self.eval_owned(inputs.iter().cloned().collect())
+    }
+
+    /// Folds case in place: the input is the plan's only reference to its strings (the Reshape
+    /// before it hands over its output), so no string is copied, and ASCII text is folded
+    /// without allocating.
+    fn eval_owned(&self, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        ensure!(!inputs.is_empty(), "StringNormalizer: no input");
+        string_slice(&inputs[0], "StringNormalizer")?;
+        if self.case == Case::None {
+            return Ok(tvec!(inputs.swap_remove(0)));
+        }
+        let mut x = inputs.swap_remove(0).into_tensor();
+        let mut view = x.try_as_plain_ram_mut()?;
+        for s in view.as_slice_mut::<String>()? {
+            match (self.case, s.is_ascii()) {
+                (Case::Lower, true) => s.make_ascii_lowercase(),
+                (Case::Upper, true) => s.make_ascii_uppercase(),
+                (Case::Lower, false) => *s = s.to_lowercase(),
+                (Case::Upper, false) => *s = s.to_uppercase(),
+                (Case::None, _) => {}
             }
         }
-        Ok(tvec!(strings_tensor(&shape, x)?))
+        Ok(tvec!(x.into_tvalue()))
     }
 }
 
 // ---------------------------------------------------------------- Tokenizer
 
 #[derive(Debug)]
-struct Tokenizer {
+pub(super) struct Tokenizer {
     pattern: regex::Regex,
     mark: bool,
     pad: String,
@@ -98,10 +110,19 @@ struct Tokenizer {
     tokens: Symbol,
 }
 
+/// The begin and end marks a Tokenizer with `mark = 1` puts around each text's tokens.
+const MARKS: [&str; 2] = ["\u{2}", "\u{3}"];
+
 /// The longest tokenizer pattern accepted, in bytes (patterns come from the model file).
 const MAX_PATTERN_BYTES: usize = 4096;
 
 pub fn tokenizer(ctx: &ParsingContext, node: &NodeProto) -> Built {
+    let tokens = ctx.template.symbols.new_with_prefix("tokens");
+    Ok((MlOp::boxed(parse_tokenizer(node, tokens)?), vec![]))
+}
+
+/// The Tokenizer of a node's attributes; `tokens` names its output's last axis.
+pub(super) fn parse_tokenizer(node: &NodeProto, tokens: Symbol) -> TractResult<Tokenizer> {
     let name = format!("{} (Tokenizer)", node.name);
     ensure!(
         attrs::strings(node, "separators")?.is_empty(),
@@ -120,27 +141,58 @@ pub fn tokenizer(ctx: &ParsingContext, node: &NodeProto) -> Built {
         .map_err(|e| format_err!("{name}: tokenexp {exp:?}: {e}"))?;
     let min_chars = usize::try_from(node.get_attr_opt::<i64>("mincharnum")?.unwrap_or(1))
         .map_err(|_| format_err!("{name}: negative mincharnum"))?;
-    Ok((
-        MlOp::boxed(Tokenizer {
-            pattern,
-            mark: node.get_attr_opt::<i64>("mark")?.unwrap_or(0) != 0,
-            pad: node
-                .get_attr_opt::<String>("pad_value")?
-                .ok_or_else(|| format_err!("{name}: needs pad_value"))?,
-            min_chars,
-            tokens: ctx.template.symbols.new_with_prefix("tokens"),
-        }),
-        vec![],
-    ))
+    Ok(Tokenizer {
+        pattern,
+        mark: node.get_attr_opt::<i64>("mark")?.unwrap_or(0) != 0,
+        pad: node
+            .get_attr_opt::<String>("pad_value")?
+            .ok_or_else(|| format_err!("{name}: needs pad_value"))?,
+        min_chars,
+        tokens,
+    })
 }
 
 impl Tokenizer {
-    fn tokens<'a>(&self, text: &'a str) -> Vec<&'a str> {
+    /// The tokens of one text, in order.
+    pub(super) fn tokens<'a>(&self, text: &'a str) -> impl Iterator<Item = &'a str> + use<'a, '_> {
         self.pattern
             .find_iter(text)
             .map(|m| m.as_str())
-            .filter(|t| t.chars().count() >= self.min_chars)
-            .collect()
+            .filter(|t| {
+                (self.min_chars <= 1 && !t.is_empty()) || t.chars().count() >= self.min_chars
+            })
+    }
+
+    /// The padded width of rows whose longest text has `most` tokens (0 when no text has one).
+    pub(super) fn width(&self, most: usize) -> usize {
+        match (most, self.mark) {
+            (0, _) => 0,
+            (m, true) => m + 2,
+            (m, false) => m,
+        }
+    }
+
+    /// Appends one text's padded row of token ids: the marks, its tokens' ids (`ids`), the pad.
+    pub(super) fn pad_ids(
+        &self,
+        pool: &NgramPool,
+        ids: &[TokenId],
+        width: usize,
+        row: &mut Vec<TokenId>,
+    ) {
+        if width == 0 {
+            return;
+        }
+        let start = row.len();
+        if self.mark {
+            row.push(pool.id(MARKS[0]));
+        }
+        row.extend_from_slice(ids);
+        if self.mark {
+            row.push(pool.id(MARKS[1]));
+        }
+        let pad = pool.id(&self.pad);
+        row.resize(start + width, pad);
     }
 }
 
@@ -165,25 +217,23 @@ impl Kernel for Tokenizer {
             matches!(shape.len(), 1 | 2),
             "Tokenizer: takes texts [N] or [N, C], got shape {shape:?}"
         );
-        let texts = strings_of(&inputs[0], "Tokenizer")?;
-        let rows: Vec<Vec<&str>> = texts.iter().map(|t| self.tokens(t)).collect();
-        let marks = if self.mark { 2 } else { 0 };
-        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let width = if width == 0 { 0 } else { width + marks };
+        let texts = string_slice(&inputs[0], "Tokenizer")?;
+        let rows: Vec<Vec<&str>> = texts.iter().map(|t| self.tokens(t).collect()).collect();
+        let width = self.width(rows.iter().map(Vec::len).max().unwrap_or(0));
         let mut out = Vec::with_capacity(rows.len().saturating_mul(width));
         for row in &rows {
             if width == 0 {
                 break;
             }
+            let start = out.len();
             if self.mark {
-                out.push("\u{2}".to_string());
+                out.push(MARKS[0].to_string());
             }
             out.extend(row.iter().map(|t| t.to_string()));
             if self.mark {
-                out.push("\u{3}".to_string());
+                out.push(MARKS[1].to_string());
             }
-            let filled = row.len() + marks;
-            out.extend(std::iter::repeat_n(self.pad.clone(), width - filled));
+            out.resize(start + width, self.pad.clone());
         }
         let out_shape: Vec<usize> = shape.iter().copied().chain([width]).collect();
         Ok(tvec!(strings_tensor(&out_shape, out)?))
@@ -200,21 +250,22 @@ enum Weighting {
 }
 
 #[derive(Debug)]
-struct TfIdfVectorizer {
-    /// n-gram (its tokens joined by '\0') -> output column.
-    pool: HashMap<String, usize>,
-    min_n: usize,
-    max_n: usize,
-    max_skip: usize,
+pub(super) struct TfIdfVectorizer {
+    pool: NgramPool,
     weighting: Weighting,
     weights: Vec<f32>,
     width: usize,
 }
 
 /// Largest n-gram length and skip accepted (both come from the model file).
-const MAX_GRAM: usize = 64;
+pub(super) const MAX_GRAM: usize = 64;
 
 pub fn tfidf_vectorizer(_: &ParsingContext, node: &NodeProto) -> Built {
+    Ok((MlOp::boxed(parse_tfidf(node)?), vec![]))
+}
+
+/// The TfIdfVectorizer of a node's attributes.
+pub(super) fn parse_tfidf(node: &NodeProto) -> TractResult<TfIdfVectorizer> {
     let name = format!("{} (TfIdfVectorizer)", node.name);
     ensure!(
         attrs::ints(node, "pool_int64s")?.is_empty(),
@@ -246,10 +297,9 @@ pub fn tfidf_vectorizer(_: &ParsingContext, node: &NodeProto) -> Built {
     );
     // ngram_counts[i]: where the (i+1)-grams start in the pool; the k-th n-gram of the pool
     // counts into column ngram_indexes[k], weighted by weights[k].
-    let mut pool = HashMap::new();
+    let mut grams = Vec::with_capacity(indexes.len());
     let width = indexes.iter().max().map_or(0, |m| m + 1);
     let mut column_weights = vec![1f32; width];
-    let mut k = 0;
     for (i, start) in counts.iter().enumerate() {
         let n = i + 1;
         let end = counts.get(i + 1).copied().unwrap_or(strings.len());
@@ -259,28 +309,22 @@ pub fn tfidf_vectorizer(_: &ParsingContext, node: &NodeProto) -> Built {
             strings.len()
         );
         for gram in strings[*start..end].chunks(n) {
+            let k = grams.len();
             let column = *indexes
                 .get(k)
                 .ok_or_else(|| format_err!("{name}: more n-grams than ngram_indexes"))?;
-            pool.insert(gram.join("\0"), column);
+            grams.push((gram, column));
             if let Some(w) = weights.get(k) {
                 column_weights[column] = *w;
             }
-            k += 1;
         }
     }
-    Ok((
-        MlOp::boxed(TfIdfVectorizer {
-            pool,
-            min_n,
-            max_n,
-            max_skip,
-            weighting,
-            weights: column_weights,
-            width,
-        }),
-        vec![],
-    ))
+    Ok(TfIdfVectorizer {
+        pool: NgramPool::new(grams, min_n, max_n, max_skip)?,
+        weighting,
+        weights: column_weights,
+        width,
+    })
 }
 
 fn attrs_usize(node: &NodeProto, name: &str) -> TractResult<usize> {
@@ -289,35 +333,28 @@ fn attrs_usize(node: &NodeProto, name: &str) -> TractResult<usize> {
 }
 
 impl TfIdfVectorizer {
-    /// Counts of one row's n-grams into `out`, walking starts and skips as onnxruntime does:
-    /// unigrams once, longer n-grams once per skip distance.
-    fn count(&self, row: &[String], out: &mut [f32]) {
-        let mut key = String::new();
-        for distance in 1..=self.max_skip + 1 {
-            let lo = if distance == 1 {
-                self.min_n
-            } else {
-                self.min_n.max(2)
-            };
-            if lo > self.max_n {
-                break;
+    pub(super) fn pool(&self) -> &NgramPool {
+        &self.pool
+    }
+
+    /// Output columns per row.
+    pub(super) fn width(&self) -> usize {
+        self.width
+    }
+
+    /// One output row: the counts of `row`'s n-grams (tokens as ids), weighted.
+    pub(super) fn row(&self, row: &[TokenId], out: &mut [f32]) {
+        self.pool.count(row, out);
+        match self.weighting {
+            Weighting::Tf => {}
+            Weighting::Idf => {
+                for (v, w) in out.iter_mut().zip(&self.weights) {
+                    *v = if *v > 0.0 { *w } else { 0.0 };
+                }
             }
-            for start in 0..row.len() {
-                for n in lo..=self.max_n {
-                    let last = start + (n - 1) * distance;
-                    if last >= row.len() {
-                        break;
-                    }
-                    key.clear();
-                    for j in 0..n {
-                        if j > 0 {
-                            key.push('\0');
-                        }
-                        key.push_str(&row[start + j * distance]);
-                    }
-                    if let Some(c) = self.pool.get(&key) {
-                        out[*c] += 1.0;
-                    }
+            Weighting::TfIdf => {
+                for (v, w) in out.iter_mut().zip(&self.weights) {
+                    *v *= w;
                 }
             }
         }
@@ -339,19 +376,16 @@ impl Kernel for TfIdfVectorizer {
             [n, t] => (*n, *t),
             other => bail!("TfIdfVectorizer: takes [N, tokens], got shape {other:?}"),
         };
-        let tokens = strings_of(&inputs[0], "TfIdfVectorizer")?;
+        let tokens = string_slice(&inputs[0], "TfIdfVectorizer")?;
         let mut out = vec![0f32; rows * self.width];
-        for r in 0..rows {
-            let row_out = &mut out[r * self.width..(r + 1) * self.width];
-            self.count(&tokens[r * per_row..(r + 1) * per_row], row_out);
-            for (c, v) in row_out.iter_mut().enumerate() {
-                *v = match self.weighting {
-                    Weighting::Tf => *v,
-                    Weighting::Idf if *v > 0.0 => self.weights[c],
-                    Weighting::Idf => 0.0,
-                    Weighting::TfIdf => *v * self.weights[c],
-                };
-            }
+        let mut ids: Vec<TokenId> = Vec::with_capacity(per_row);
+        for (r, row_out) in out.chunks_exact_mut(self.width.max(1)).enumerate() {
+            let Some(row) = tokens.get(r * per_row..(r + 1) * per_row) else {
+                break;
+            };
+            ids.clear();
+            ids.extend(row.iter().map(|t| self.pool.id(t)));
+            self.row(&ids, row_out);
         }
         Ok(tvec!(
             Tensor::from_shape(&[rows, self.width], &out)?.into_tvalue()
@@ -363,46 +397,36 @@ impl Kernel for TfIdfVectorizer {
 mod tests {
     use super::*;
 
-    fn row(tokens: &[&str]) -> Vec<String> {
-        tokens.iter().map(|t| t.to_string()).collect()
-    }
-
-    fn vectorizer(
-        grams: &[(&str, usize)],
-        min_n: usize,
-        max_n: usize,
-        skip: usize,
-    ) -> TfIdfVectorizer {
-        TfIdfVectorizer {
-            pool: grams
-                .iter()
-                .map(|(g, c)| (g.replace(' ', "\0"), *c))
-                .collect(),
-            min_n,
-            max_n,
-            max_skip: skip,
-            weighting: Weighting::Tf,
-            weights: vec![1.0; 4],
-            width: 4,
-        }
+    fn strings(t: &TValue) -> Vec<String> {
+        t.to_plain_array_view::<String>()
+            .unwrap()
+            .iter()
+            .cloned()
+            .collect()
     }
 
     #[test]
-    fn ngrams_are_counted_once_per_skip_distance_and_unigrams_once() {
-        let v = vectorizer(&[("a", 0), ("b", 1), ("a b", 2), ("a a", 3)], 1, 2, 0);
-        let mut out = vec![0.0; 4];
-        v.count(&row(&["a", "b", "a", "b"]), &mut out);
-        assert_eq!(out, vec![2.0, 2.0, 2.0, 0.0]);
-        // With one skip, "a _ a" adds an "a a" bigram; unigrams are not counted again.
-        let v = vectorizer(&[("a", 0), ("b", 1), ("a b", 2), ("a a", 3)], 1, 2, 1);
-        let mut out = vec![0.0; 4];
-        v.count(&row(&["a", "b", "a", "b"]), &mut out);
-        assert_eq!(out, vec![2.0, 2.0, 2.0, 1.0]);
-        // Bigrams only.
-        let v = vectorizer(&[("a", 0), ("a b", 2)], 2, 2, 0);
-        let mut out = vec![0.0; 4];
-        v.count(&row(&["a", "b", "#"]), &mut out);
-        assert_eq!(out, vec![0.0, 0.0, 1.0, 0.0]);
+    fn string_normalizer_folds_ascii_and_unicode_text() {
+        let texts = || strings_tensor(&[3], vec!["Win BIG".into(), "ÉTÉ Ünï".into(), "".into()]);
+        let lower = StringNormalizer { case: Case::Lower };
+        let out = lower.eval_owned(tvec!(texts().unwrap())).unwrap();
+        assert_eq!(strings(&out[0]), vec!["win big", "été ünï", ""]);
+        assert_eq!(out[0].shape(), &[3]);
+        let upper = StringNormalizer { case: Case::Upper };
+        let out = upper.eval(&[texts().unwrap()]).unwrap();
+        assert_eq!(strings(&out[0]), vec!["WIN BIG", "ÉTÉ ÜNÏ", ""]);
+        // A shared input (another node reads it too) is copied, never changed under the reader.
+        let shared = texts().unwrap();
+        let out = lower.eval_owned(tvec!(shared.clone())).unwrap();
+        assert_eq!(strings(&shared)[0], "Win BIG");
+        assert_eq!(strings(&out[0])[0], "win big");
+        let none = StringNormalizer { case: Case::None };
+        assert_eq!(
+            strings(&none.eval(&[texts().unwrap()]).unwrap()[0])[1],
+            "ÉTÉ Ünï"
+        );
+        let numbers = Tensor::from_shape(&[1], &[1f32]).unwrap().into_tvalue();
+        assert!(lower.eval(&[numbers]).is_err());
     }
 
     #[test]

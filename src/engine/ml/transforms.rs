@@ -241,6 +241,18 @@ impl Kernel for ZipMap {
         );
         Ok(tvec!(output(rows, &[self.classes], &x)?))
     }
+
+    /// Probabilities that already are `[N, classes]` f32 pass through without a copy.
+    fn eval_owned(&self, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let passes = inputs.len() == 1
+            && inputs[0].datum_type() == f32::datum_type()
+            && inputs[0].rank() == 2
+            && inputs[0].shape()[1] == self.classes;
+        if passes {
+            return Ok(tvec!(inputs.swap_remove(0)));
+        }
+        self.eval(&inputs)
+    }
 }
 
 // ---------------------------------------------------------------- OneHotEncoder

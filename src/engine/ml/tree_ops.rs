@@ -85,7 +85,7 @@ pub fn tree_classifier(_: &ParsingContext, node: &NodeProto) -> Built {
 impl TreeClassifier {
     /// Label and probabilities of one instance from its per-class scores, as onnxruntime's
     /// `FinalizeScores` (see docs/ml-operators.md).
-    fn finalize(&self, scores: &mut [Score], probs: &mut [f32]) -> i64 {
+    fn finalize(&self, scores: &mut [Score], probs: &mut [f32], values: &mut Vec<f64>) -> i64 {
         let value = |s: &Score| if s.set { s.value } else { 0.0 };
         if self.labels.len() != 2 {
             for (s, b) in scores.iter_mut().zip(&self.base) {
@@ -99,9 +99,10 @@ impl TreeClassifier {
                     best = Some((c, s.value));
                 }
             }
-            let mut values: Vec<f64> = scores.iter().map(value).collect();
-            self.post.apply(&mut values);
-            write(probs, &values);
+            values.clear();
+            values.extend(scores.iter().map(value));
+            self.post.apply(values);
+            write(probs, values);
             return self.labels[best.map(|b| b.0).unwrap_or(0)];
         }
         let (mut p0, mut p1) = (scores[0], scores[1]);
@@ -145,18 +146,18 @@ impl TreeClassifier {
             i64::from(pos > 0.0)
         };
         let values = if two_scores {
-            let mut v = vec![value(&p0), value(&p1)];
+            let mut v = [value(&p0), value(&p1)];
             self.post.apply(&mut v);
             v
         } else {
             let s = p0.value;
             let logistic_post = self.post == PostTransform::Logistic;
             match code {
-                0 | 1 if logistic_post => vec![1.0 - logistic(s), logistic(s)],
-                0 | 1 => vec![1.0 - s, s],
-                2 | 3 if logistic_post => vec![logistic(-s), logistic(s)],
-                2 | 3 => vec![-s, s],
-                _ => vec![s, 0.0],
+                0 | 1 if logistic_post => [1.0 - logistic(s), logistic(s)],
+                0 | 1 => [1.0 - s, s],
+                2 | 3 if logistic_post => [logistic(-s), logistic(s)],
+                2 | 3 => [-s, s],
+                _ => [s, 0.0],
             }
         };
         write(probs, &values);
@@ -191,9 +192,11 @@ impl Kernel for TreeClassifier {
         let mut scores = vec![Score::default(); rows * classes];
         self.forest
             .score_batch(&x, rows, width, Aggregate::Sum, &mut scores);
+        let mut values = Vec::with_capacity(classes);
         for r in 0..rows {
             let row = &mut scores[r * classes..(r + 1) * classes];
-            labels.push(self.finalize(row, &mut probs[r * classes..(r + 1) * classes]));
+            let out = &mut probs[r * classes..(r + 1) * classes];
+            labels.push(self.finalize(row, out, &mut values));
         }
         Ok(tvec!(
             output(rows, &[], &labels)?,
