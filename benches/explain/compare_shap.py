@@ -4,13 +4,20 @@
 Starts infera (the binary given with --infera) on the shipped models, and for each model
 explains the first --instances rows of its golden.json twice: through infera's
 POST /models/{name}/explain, and with shap.KernelExplainer on the same ONNX model (run by
-onnxruntime), the same background (the version's background.json) and the same target (the
+onnxruntime), the same background (the version's background.json, or for a model without one
+the rows infera builds from its profile.json) and the same target (the
 class infera explains, or the value). Then it prints a Markdown table of the values' agreement
 and of the time per instance, and exits non-zero when the values disagree beyond tolerance.
 
   * Few features (iris 4, diabetes 10): both sides enumerate every coalition (infera's exact
     Shapley values; shap's KernelExplainer with nsamples >= 2^F - 2 enumerates them all too), so
     the values must agree to float rounding: max |difference| <= 1e-4.
+  * penguins (6 columns, island and sex strings; one graph input per column): the version has no
+    background.json, so infera uses its profile-quantile background (10 rows, string columns
+    from the profile's categories); this script builds the same 10 rows from profile.json (the
+    rule in docs/explain.md) and gives shap numbers in which a string column holds the index of
+    its string (the model function turns them back into strings for onnxruntime). Exact on both
+    sides (2^6 coalitions): max |difference| <= 1e-4.
   * breast-cancer (30 features): both sample (infera with its own seeded generator, shap with
     numpy's), so they differ by sampling noise. The check: the infera-vs-shap difference is of the
     same size as infera's own seed-to-seed difference (at most 3x it, plus 1e-3).
@@ -43,7 +50,7 @@ import onnxruntime as ort
 import shap
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ["iris", "diabetes", "breast-cancer"]
+MODELS = ["iris", "diabetes", "breast-cancer", "penguins"]
 
 
 def free_port() -> int:
@@ -99,8 +106,100 @@ class Model:
         return np.asarray(proba, dtype=np.float64)
 
 
+    def instance(self, x: np.ndarray):
+        """x as infera takes it."""
+        return x.tolist()
+
+
+def profile_quantile(edges: list, shares: list, q: float) -> float:
+    """infera's quantile of a binned profile feature (src/explain/background.rs)."""
+    below = 0.0
+    for b, share in enumerate(shares):
+        if q <= below + share or b + 1 == len(shares):
+            lo = edges[0] if b == 0 else edges[b - 1]
+            hi = edges[-1] if b >= len(edges) else edges[b]
+            t = min(max((q - below) / share, 0.0), 1.0) if share > 0 else 0.5
+            return lo + t * (hi - lo)
+        below += share
+    return edges[-1]
+
+
+def profile_category(categories: list, shares: list, q: float) -> str:
+    below = 0.0
+    for c, share in zip(categories, shares):
+        below += share
+        if q <= below:
+            return c
+    return categories[-1]
+
+
+class ColumnsModel(Model):
+    """A DataFrame export (one input per column, strings among them), explained against the
+    background infera builds from profile.json. shap sees numbers: a string column holds the
+    index of its string in `self.vocab[j]`."""
+
+    ROWS = 10
+
+    def __init__(self, name: str):
+        d = ROOT / "models" / name / "1"
+        self.name = name
+        self.session = ort.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"])
+        self.inputs = self.session.get_inputs()
+        self.text = [i.type == "tensor(string)" for i in self.inputs]
+        self.features = [i.name for i in self.inputs]
+        profile = json.loads((d / "profile.json").read_text())
+        assert [f["name"] for f in profile["features"]] == self.features
+        self.vocab: list[list[str]] = [[] for _ in self.features]
+        rows = []
+        for k in range(self.ROWS):
+            q = (k + 0.5) / self.ROWS
+            row = []
+            for j, f in enumerate(profile["features"]):
+                if f.get("categories"):
+                    row.append(self.code(j, profile_category(f["categories"], f["shares"], q)))
+                else:
+                    row.append(profile_quantile(f["edges"], f["shares"], q))
+            rows.append(row)
+        self.background = np.asarray(rows, dtype=np.float64)
+        golden = json.loads((d / "golden.json").read_text())["inputs"]
+        self.x = np.asarray(
+            [[self.code(j, r[f]) if self.text[j] else r[f] for j, f in enumerate(self.features)] for r in golden],
+            dtype=np.float64,
+        )
+        self.classifier = True
+
+    def code(self, j: int, s: str) -> float:
+        if s not in self.vocab[j]:
+            self.vocab[j].append(s)
+        return float(self.vocab[j].index(s))
+
+    def feeds(self, x: np.ndarray) -> dict:
+        x = np.asarray(x, dtype=np.float64).reshape(-1, len(self.features))
+        out = {}
+        for j, i in enumerate(self.inputs):
+            if self.text[j]:
+                out[i.name] = np.asarray([[self.vocab[j][int(c)]] for c in x[:, j]], dtype=object)
+            else:
+                out[i.name] = x[:, j : j + 1].astype(np.float32)
+        return out
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run(None, self.feeds(x))[1], dtype=np.float64)
+
+    def instance(self, x: np.ndarray):
+        return {
+            f: (self.vocab[j][int(x[j])] if self.text[j] else float(np.float32(x[j])))
+            for j, f in enumerate(self.features)
+        }
+
+
+def load(name: str) -> Model:
+    d = ROOT / "models" / name / "1"
+    return Model(name) if (d / "background.json").exists() else ColumnsModel(name)
+
+
 def infera_explain(base: str, m: Model, x: np.ndarray, budget: int, seed: int) -> tuple[dict, float]:
-    body = {"instances": [x.tolist()], "budget": budget, "seed": seed}
+    body = {"instances": [m.instance(x)], "budget": budget, "seed": seed}
     started = time.perf_counter()
     got = post(f"{base}/models/{m.name}/explain", body)
     took = time.perf_counter() - started
@@ -186,7 +285,7 @@ def main() -> None:
         )
         try:
             wait_ready(base, proc)
-            rows = [compare(base, Model(n), args.instances, args.repeats, args.budget) for n in args.models.split(",")]
+            rows = [compare(base, load(n), args.instances, args.repeats, args.budget) for n in args.models.split(",")]
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -220,6 +220,7 @@ impl From<ExplainError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_instances", message)
             }
             ExplainError::NotTabular { .. }
+            | ExplainError::FreeText { .. }
             | ExplainError::RawOutputs { .. }
             | ExplainError::NoBackground { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_explainable", message)

@@ -3,11 +3,14 @@
 //!
 //! Read from `background.json` beside the model (`{"source", "features", "rows"}`, a sample of
 //! training rows written by `models/make_models.py`), or, when there is none, built from the
-//! reference profile's quantile bins: an approximation (see docs/explain.md).
+//! reference profile's quantile bins: an approximation (see docs/explain.md). A string column's
+//! values are held as codes into the background's [`Vocabulary`].
 
 use std::path::Path;
 
 use serde::Deserialize;
+
+use super::vocabulary::{Value, Vocabulary};
 
 /// `background.json`.
 #[derive(Debug, Deserialize)]
@@ -17,15 +20,29 @@ struct BackgroundFile {
     source: String,
     /// Feature names in column order; must match the model card.
     features: Vec<String>,
-    rows: Vec<Vec<f64>>,
+    /// Numbers, and strings in the string columns.
+    rows: Vec<Vec<Value>>,
 }
 
-/// Background rows, row-major.
+/// One column's distribution in the reference profile.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bins {
+    /// Increasing edges and the share of rows in each of the `edges.len() + 1` bins.
+    Numbers { edges: Vec<f64>, shares: Vec<f64> },
+    /// A categorical column's categories and the share of rows in each.
+    Categories {
+        categories: Vec<String>,
+        shares: Vec<f64>,
+    },
+}
+
+/// Background rows, row-major (a string column's cells are codes into `vocabulary`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Background {
     width: usize,
     data: Vec<f64>,
     source: String,
+    vocabulary: Vocabulary,
 }
 
 impl Background {
@@ -53,15 +70,58 @@ impl Background {
             width,
             data,
             source,
+            vocabulary: Vocabulary::numbers(width),
         })
     }
 
-    /// Reads `background.json`, checking its feature names against the model's, and keeps at
-    /// most `max_rows` rows (the first ones; the source then says so).
-    pub fn read(path: &Path, features: &[String], max_rows: usize) -> Result<Background, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    /// Rows of numbers and strings: column `j` holds strings when `text[j]`, numbers otherwise.
+    pub fn with_text(
+        text: &[bool],
+        rows: &[Vec<Value>],
+        source: String,
+    ) -> Result<Background, String> {
+        let mut vocabulary = Vocabulary::with_text(text);
+        let mut coded = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            if row.len() != text.len() {
+                return Err(format!(
+                    "background row {i} has {} values; the model takes {}",
+                    row.len(),
+                    text.len()
+                ));
+            }
+            let mut out = Vec::with_capacity(row.len());
+            for (j, (value, &is_text)) in row.iter().zip(text).enumerate() {
+                out.push(match (value, is_text) {
+                    (Value::Text(s), true) => vocabulary.intern(j, s),
+                    (Value::Number(v), false) => *v,
+                    (_, true) => {
+                        return Err(format!("background row {i}, column {j}: expected a string"))
+                    }
+                    (_, false) => {
+                        return Err(format!("background row {i}, column {j}: expected a number"))
+                    }
+                });
+            }
+            coded.push(out);
+        }
+        let mut background = Background::new(text.len(), &coded, source)?;
+        background.vocabulary = vocabulary;
+        Ok(background)
+    }
+
+    /// Reads `background.json`, checking its feature names against the model's (column `j`
+    /// holds strings when `text[j]`), and keeps at most `max_rows` rows (the first ones; the
+    /// source then says so).
+    pub fn read(
+        path: &Path,
+        features: &[String],
+        text: &[bool],
+        max_rows: usize,
+    ) -> Result<Background, String> {
+        let json = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut file: BackgroundFile =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::from_str(&json).map_err(|e| format!("{}: {e}", path.display()))?;
         if file.features != features {
             return Err(format!(
                 "{}: features {:?} differ from the model card's {:?}",
@@ -75,30 +135,42 @@ impl Background {
             source = format!("{source}; first {max_rows} of {} rows", file.rows.len());
             file.rows.truncate(max_rows);
         }
-        Background::new(features.len(), &file.rows, source)
+        Background::with_text(text, &file.rows, source)
             .map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// An approximate background from per-feature quantile bins (edges `e0 < e1 < ...` and the
     /// share of rows in `(-inf, e0], (e0, e1], ..., (e_last, inf)`): row `k` of `rows` holds every
     /// feature at its `(k + 0.5) / rows` quantile, interpolated inside its bin (the open outer bins
-    /// are clamped to the outer edges). It keeps each feature's spread but not how features vary
-    /// together.
+    /// are clamped to the outer edges). A categorical feature takes the category whose cumulative
+    /// share (in the profile's order) first reaches that quantile, so each category fills about
+    /// its share of the rows. It keeps each feature's spread but not how features vary together.
     pub fn from_quantiles(
-        features: &[(Vec<f64>, Vec<f64>)],
+        features: &[Bins],
         rows: usize,
         source: String,
     ) -> Result<Background, String> {
-        let table: Vec<Vec<f64>> = (0..rows)
+        let table: Vec<Vec<Value>> = (0..rows)
             .map(|k| {
                 let q = (k as f64 + 0.5) / rows as f64;
                 features
                     .iter()
-                    .map(|(edges, shares)| quantile(edges, shares, q))
+                    .map(|bins| match bins {
+                        Bins::Numbers { edges, shares } => {
+                            Value::Number(quantile(edges, shares, q))
+                        }
+                        Bins::Categories { categories, shares } => {
+                            Value::Text(category(categories, shares, q).to_string())
+                        }
+                    })
                     .collect()
             })
             .collect();
-        Background::new(features.len(), &table, source)
+        let text: Vec<bool> = features
+            .iter()
+            .map(|b| matches!(b, Bins::Categories { .. }))
+            .collect();
+        Background::with_text(&text, &table, source)
     }
 
     pub fn width(&self) -> usize {
@@ -117,6 +189,11 @@ impl Background {
         &self.source
     }
 
+    /// The strings of the string columns (the codes in their cells index them).
+    pub fn vocabulary(&self) -> &Vocabulary {
+        &self.vocabulary
+    }
+
     /// The first `n` rows.
     pub fn first(&self, n: usize) -> Background {
         let n = n.min(self.rows());
@@ -124,6 +201,7 @@ impl Background {
             width: self.width,
             data: self.data[..n * self.width].to_vec(),
             source: format!("{}; first {n} rows", self.source),
+            vocabulary: self.vocabulary.clone(),
         }
     }
 
@@ -138,6 +216,19 @@ impl Background {
         let n = self.rows() as f64;
         m.into_iter().map(|x| x / n).collect()
     }
+}
+
+/// The category at quantile `q` of a categorical distribution (see
+/// [`Background::from_quantiles`]); categories are not empty (the profile is checked).
+fn category<'a>(categories: &'a [String], shares: &[f64], q: f64) -> &'a str {
+    let mut below = 0.0;
+    for (c, share) in categories.iter().zip(shares) {
+        below += share;
+        if q <= below {
+            return c;
+        }
+    }
+    categories.last().map_or("", String::as_str)
 }
 
 /// The `q` quantile of a binned distribution (see [`Background::from_quantiles`]).
@@ -181,7 +272,8 @@ mod tests {
         // Uniform on [0, 10] in bins (-inf,2], (2,4], ..., (8, inf) of 0.2 each (outer clamped).
         let edges = vec![2.0, 4.0, 6.0, 8.0];
         let shares = vec![0.2; 5];
-        let b = Background::from_quantiles(&[(edges, shares)], 5, "profile".into()).unwrap();
+        let b = Background::from_quantiles(&[Bins::Numbers { edges, shares }], 5, "profile".into())
+            .unwrap();
         let col: Vec<f64> = (0..5).map(|i| b.row(i)[0]).collect();
         // Middles of the inner bins; the outer bins collapse onto their edge.
         for (got, want) in col.iter().zip([2.0, 3.0, 5.0, 7.0, 8.0]) {
@@ -200,11 +292,47 @@ mod tests {
         )
         .unwrap();
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(Background::read(&path, &names(&["a", "c"]), 10)
-            .unwrap_err()
-            .contains("differ"));
-        let b = Background::read(&path, &names(&["a", "b"]), 2).unwrap();
+        assert!(
+            Background::read(&path, &names(&["a", "c"]), &[false, false], 10)
+                .unwrap_err()
+                .contains("differ")
+        );
+        let b = Background::read(&path, &names(&["a", "b"]), &[false, false], 2).unwrap();
         assert_eq!(b.rows(), 2);
         assert!(b.source().contains("first 2 of 3"));
+    }
+
+    #[test]
+    fn string_columns_are_read_as_codes_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("background.json");
+        std::fs::write(
+            &path,
+            r#"{"source": "s", "features": ["city", "n"], "rows": [["rome", 2], ["oslo", 3], ["rome", 4]]}"#,
+        )
+        .unwrap();
+        let names = vec!["city".to_string(), "n".to_string()];
+        let b = Background::read(&path, &names, &[true, false], 10).unwrap();
+        assert_eq!(b.vocabulary().strings(0), ["rome", "oslo"]);
+        let col: Vec<f64> = (0..3).map(|i| b.row(i)[0]).collect();
+        assert_eq!(col, [0.0, 1.0, 0.0]);
+        assert_eq!(b.row(2)[1], 4.0);
+        let e = Background::read(&path, &names, &[false, false], 10).unwrap_err();
+        assert!(e.contains("row 0, column 0: expected a number"), "{e}");
+        let e = Background::read(&path, &names, &[true, true], 10).unwrap_err();
+        assert!(e.contains("column 1: expected a string"), "{e}");
+    }
+
+    #[test]
+    fn categories_fill_rows_in_proportion_to_their_shares() {
+        let bins = Bins::Categories {
+            categories: vec!["a".into(), "b".into(), "c".into()],
+            shares: vec![0.5, 0.36, 0.14],
+        };
+        let b = Background::from_quantiles(&[bins], 10, "profile".into()).unwrap();
+        let got: Vec<&str> = (0..10)
+            .map(|i| b.vocabulary().strings(0)[b.row(i)[0] as usize].as_str())
+            .collect();
+        assert_eq!(got, ["a", "a", "a", "a", "a", "b", "b", "b", "b", "c"]);
     }
 }

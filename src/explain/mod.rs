@@ -15,12 +15,16 @@ mod occlusion;
 mod rng;
 #[cfg(test)]
 mod tests;
+mod tokens;
+mod vocabulary;
 
 use std::ops::Range;
 
-pub use background::Background;
+pub use background::{Background, Bins};
 pub use coalitions::{binomial, Attribution, Coalitions, Method};
 pub use occlusion::Occlusion;
+pub use tokens::Tokens;
+pub use vocabulary::{Codes, Value, Vocabulary};
 
 /// Appends the perturbed rows of coalitions `range` for instance `x` to `out`: for each
 /// coalition, `background.rows()` rows of `x.len()` values.

@@ -25,6 +25,16 @@ pub enum ExplainError {
     )]
     NotTabular { model: String },
 
+    /// A string column holds free text (no known set of values): a value left out of a
+    /// coalition has no replacement that means "absent".
+    #[error(
+        "model {model:?} takes free text in column {column:?} (a string feature without \
+         categories): attributions are computed for numeric and categorical columns only; list \
+         the column's categories in the card, or give background rows with its values, if it is \
+         categorical"
+    )]
+    FreeText { model: String, column: String },
+
     /// The model's outputs are neither class probabilities nor one value.
     #[error("model {model:?} has raw outputs; only classifiers and regressors can be explained")]
     RawOutputs { model: String },
@@ -58,6 +68,7 @@ impl ExplainError {
             ExplainError::Busy { .. } => "busy",
             ExplainError::TooManyInstances { .. } => "too_many_instances",
             ExplainError::NotTabular { .. } => "not_tabular",
+            ExplainError::FreeText { .. } => "free_text",
             ExplainError::RawOutputs { .. } => "raw_outputs",
             ExplainError::NoBackground { .. } => "no_background",
             ExplainError::BadOption(_) => "bad_option",

@@ -16,12 +16,12 @@ use tokio::sync::Semaphore;
 use super::error::PredictError;
 use super::explain_error::ExplainError;
 use super::explain_subject::{
-    instance_rows, output_table, subject, target_column, tensor, Input, Subject,
+    instance_rows, output_table, subject, target_column, tensors, Input, Subject,
 };
 use super::predictor::Target;
 use crate::contract::Instance;
 use crate::engine::Tensor;
-use crate::explain::{self, Background, Coalitions, Method, Occlusion};
+use crate::explain::{self, Background, Coalitions, Codes, Method, Occlusion, Vocabulary};
 use crate::monitoring::Metrics;
 use crate::repository::{LoadedVersion, ModelStore};
 
@@ -80,6 +80,9 @@ pub struct ExplainOptions {
 pub const DEFAULT_PATCH: usize = 8;
 /// Most elements in one chunk of tensor rows (4 MB of f32), whatever `chunk_rows` says.
 const CHUNK_ELEMENTS: usize = 1 << 20;
+/// Most bytes of strings in one chunk of rows (string columns: each row holds a copy of the
+/// instance's or a background row's string), whatever `chunk_rows` says.
+const CHUNK_TEXT_BYTES: usize = 8 << 20;
 
 /// One instance's explanation.
 #[derive(Debug, Clone, PartialEq)]
@@ -192,9 +195,13 @@ impl Explainer {
             options,
             deadline: started + self.limits.timeout,
         };
-        match &subject.input {
-            Input::Tabular { features } => self.shapley(&job, features, instances).await,
-            Input::Tensor { shape } => self.occlusion(&job, shape, instances).await,
+        match (&subject.input, subject.input.features()) {
+            (Input::Tensor { shape }, _) => self.occlusion(&job, shape, instances).await,
+            (Input::Text { spec }, _) => self.tokens(&job, spec, instances).await,
+            (_, Some(features)) => self.shapley(&job, features, instances).await,
+            (_, None) => Err(ExplainError::NotTabular {
+                model: loaded.model.clone(),
+            }),
         }
     }
 
@@ -207,7 +214,10 @@ impl Explainer {
     ) -> Result<ExplainOutcome, ExplainError> {
         let background = self.background(job.loaded)?;
         let coalitions = self.coalitions(features.len(), job.options)?;
-        let rows = instance_rows(job.loaded, instances)?;
+        let mut codes = Codes::new(background.vocabulary());
+        let rows = instance_rows(job.loaded, instances, &mut codes)?;
+        let subject = job.subject;
+        let build = |values: &[f64]| tensors(values, &subject.input, subject.dtype, &codes);
         let mut explanations = Vec::with_capacity(instances.len());
         for x in rows.chunks(features.len()) {
             let fill =
@@ -216,8 +226,9 @@ impl Explainer {
                 count: coalitions.len(),
                 per: background.rows(),
                 width: x.len(),
+                text_bytes: codes.row_text_bytes(),
             };
-            let table = self.evaluate(job, units, &fill).await?;
+            let table = self.evaluate(job, units, &fill, &build).await?;
             let column = target_column(
                 job.subject,
                 job.options.target.as_deref(),
@@ -272,8 +283,12 @@ impl Explainer {
                 ))
             })?;
         let baseline = job.options.baseline;
-        let rows = instance_rows(job.loaded, instances)?;
+        let no_text = Vocabulary::default();
+        let codes = Codes::new(&no_text);
+        let rows = instance_rows(job.loaded, instances, &mut Codes::new(&no_text))?;
         let width: usize = shape.iter().product();
+        let subject = job.subject;
+        let build = |values: &[f64]| tensors(values, &subject.input, subject.dtype, &codes);
         let mut explanations = Vec::with_capacity(instances.len());
         for x in rows.chunks(width) {
             let fill = |range, out: &mut Vec<f64>| grid.rows(range, x, baseline, out);
@@ -281,8 +296,9 @@ impl Explainer {
                 count: grid.len(),
                 per: 1,
                 width,
+                text_bytes: 0,
             };
-            let table = self.evaluate(job, units, &fill).await?;
+            let table = self.evaluate(job, units, &fill, &build).await?;
             let (column, target) =
                 target_column(job.subject, job.options.target.as_deref(), &table, 0)?;
             let values = explain::column(&table, job.subject.columns, column);
@@ -327,7 +343,7 @@ impl Explainer {
 
     /// The coalitions for `width` features under the request's method and budget, refused
     /// (before anything is built) when over the limits.
-    fn coalitions(
+    pub(super) fn coalitions(
         &self,
         width: usize,
         options: &ExplainOptions,
@@ -375,29 +391,36 @@ impl Explainer {
         Ok(Coalitions::kernel(width, budget, options.seed))
     }
 
-    /// Runs every unit's rows (`units.per` rows each, built by `fill`) through the model, two
-    /// chunks in the queue at a time (so one explanation can use two workers), and returns each
-    /// unit's mean output row (`units.count x columns`).
-    async fn evaluate(
+    /// Runs every unit's rows (`units.per` rows each, built by `fill`, made into the model's
+    /// input tensors by `build`) through the model, two chunks in the queue at a time (so one
+    /// explanation can use two workers), and returns each unit's mean output row
+    /// (`units.count x columns`).
+    pub(super) async fn evaluate(
         &self,
         job: &Job<'_>,
         units: Units,
         fill: &(dyn Fn(Range<usize>, &mut Vec<f64>) + Sync),
+        build: &(dyn Fn(&[f64]) -> Vec<Tensor> + Sync),
     ) -> Result<Vec<f64>, ExplainError> {
         let (loaded, subject) = (job.loaded, job.subject);
         let rows_per_chunk = self
             .limits
             .chunk_rows
             .min(CHUNK_ELEMENTS / units.width.max(1))
+            .min(
+                CHUNK_TEXT_BYTES
+                    .checked_div(units.text_bytes)
+                    .unwrap_or(usize::MAX),
+            )
             .max(1);
         let step = (rows_per_chunk / units.per).max(1);
-        let chunk = |start: usize| -> Option<(usize, (usize, Tensor))> {
+        let chunk = |start: usize| -> Option<(usize, (usize, Vec<Tensor>))> {
             let end = (start + step).min(units.count);
             (start < end).then(|| {
                 let n = (end - start) * units.per;
                 let mut rows = Vec::with_capacity(n * units.width);
                 fill(start..end, &mut rows);
-                (end, (n, tensor(&rows, &subject.input, subject.dtype)))
+                (end, (n, build(&rows)))
             })
         };
         let mut table = Vec::with_capacity(units.count * subject.columns);
@@ -407,14 +430,13 @@ impl Explainer {
             let end = second.as_ref().map_or(middle, |(end, _)| *end);
             let run_second = async {
                 match second {
-                    Some((_, (n, input))) => {
-                        Some((n, loaded.queue.run(vec![input], job.deadline).await))
+                    Some((_, (n, inputs))) => {
+                        Some((n, loaded.queue.run(inputs, job.deadline).await))
                     }
                     None => None,
                 }
             };
-            let run_first =
-                async { (first.0, loaded.queue.run(vec![first.1], job.deadline).await) };
+            let run_first = async { (first.0, loaded.queue.run(first.1, job.deadline).await) };
             let (a, b) = tokio::join!(run_first, run_second);
             for (n, run) in std::iter::once(a).chain(b) {
                 let run = run.map_err(PredictError::from)?;
@@ -429,15 +451,15 @@ impl Explainer {
 }
 
 /// One explain request's fixed parts.
-struct Job<'a> {
-    loaded: &'a Arc<LoadedVersion>,
-    subject: &'a Subject<'a>,
-    options: &'a ExplainOptions,
+pub(super) struct Job<'a> {
+    pub(super) loaded: &'a Arc<LoadedVersion>,
+    pub(super) subject: &'a Subject<'a>,
+    pub(super) options: &'a ExplainOptions,
     deadline: Instant,
 }
 
 impl Job<'_> {
-    fn outcome(
+    pub(super) fn outcome(
         &self,
         background: String,
         background_rows: usize,
@@ -453,10 +475,12 @@ impl Job<'_> {
     }
 }
 
-/// What `evaluate` runs: `count` units of `per` rows of `width` values.
+/// What `evaluate` runs: `count` units of `per` rows of `width` values, each row's strings
+/// taking at most `text_bytes` bytes once decoded.
 #[derive(Debug, Clone, Copy)]
-struct Units {
-    count: usize,
-    per: usize,
-    width: usize,
+pub(super) struct Units {
+    pub(super) count: usize,
+    pub(super) per: usize,
+    pub(super) width: usize,
+    pub(super) text_bytes: usize,
 }

@@ -6,6 +6,7 @@ mod capture_hook;
 mod error;
 mod explain_error;
 mod explain_subject;
+mod explain_text;
 mod explainer;
 mod predictor;
 mod shadow;

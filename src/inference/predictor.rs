@@ -219,6 +219,7 @@ impl Predictor {
             let (tensors, rows) = check_tensors(&loaded.contract, inputs)?;
             self.check_count(rows)?;
             let unseen = check_columns(&loaded.contract.columns, &tensors)?;
+            self.observe_inputs(&loaded, &tensors);
             let sampled = self
                 .capture
                 .as_ref()
@@ -226,6 +227,7 @@ impl Predictor {
             let mirrored = routed.wants_mirror().then(|| (tensors.clone(), rows));
             let run = self.execute(&loaded, tensors, rows, started).await?;
             count_unseen(&loaded, &unseen);
+            observe_prediction_drift(&loaded, &run.predictions);
             if let (Some(c), Some(s)) = (&self.capture, sampled) {
                 c.record(&loaded, s, &run.predictions, id, started);
             }
@@ -277,7 +279,8 @@ impl Predictor {
 
     /// Counts each instance's inputs for drift (before the tensors move to a worker; the rows
     /// are read in place, not copied): the columns of a tabular input, or of a model with one
-    /// input per card feature (strings included).
+    /// input per card feature (strings included). Every protocol's request passes here once:
+    /// `/predict` and V1 through `predict`, V2 REST (JSON and binary) and gRPC through `infer`.
     fn observe_inputs(&self, loaded: &LoadedVersion, inputs: &[Tensor]) {
         if !loaded.monitor.tracks_drift() {
             return;
@@ -303,14 +306,7 @@ impl Predictor {
 
     /// Counts the predictions for drift and keeps them for feedback.
     fn observe_predictions(&self, loaded: &LoadedVersion, predictions: &[Prediction], id: &str) {
-        let observed: Vec<Observed> = predictions
-            .iter()
-            .map(|p| match p {
-                Prediction::Classification { class_index, .. } => Observed::Class(*class_index),
-                Prediction::Regression { value } => Observed::Value(*value),
-                Prediction::Raw { .. } => Observed::None,
-            })
-            .collect();
+        let observed: Vec<Observed> = predictions.iter().map(observed).collect();
         for o in &observed {
             loaded.monitor.observe_prediction(*o);
         }
@@ -387,6 +383,25 @@ impl Predictor {
             queue_wait: run.queue_wait,
             compute: run.compute,
         })
+    }
+}
+
+/// What drift counts of one prediction.
+fn observed(p: &Prediction) -> Observed {
+    match p {
+        Prediction::Classification { class_index, .. } => Observed::Class(*class_index),
+        Prediction::Regression { value } => Observed::Value(*value),
+        Prediction::Raw { .. } => Observed::None,
+    }
+}
+
+/// Counts the predictions of a tensor-protocol request (V2 REST, gRPC) for drift. (Their
+/// answers are tensors; the feedback log keeps only `/predict` and V1 predictions.)
+fn observe_prediction_drift(loaded: &LoadedVersion, predictions: &[Prediction]) {
+    if loaded.monitor.tracks_drift() {
+        for p in predictions {
+            loaded.monitor.observe_prediction(observed(p));
+        }
     }
 }
 

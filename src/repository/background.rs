@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::layout::{VersionDir, PROFILE_FILE};
-use crate::contract::{InputContract, ModelContract};
-use crate::explain::Background;
+use crate::contract::{FeatureType, InputContract, ModelContract};
+use crate::explain::{Background, Bins};
 use crate::monitoring::ReferenceProfile;
 
 /// The background file beside `model.onnx`.
@@ -22,15 +22,25 @@ pub fn load_background(
     dir: &VersionDir,
     contract: &ModelContract,
 ) -> Result<Arc<Background>, String> {
-    let InputContract::Tabular { features, .. } = &contract.input else {
-        return Err("only tabular models have a background".into());
+    let (names, text): (Vec<String>, Vec<bool>) = match &contract.input {
+        InputContract::Tabular { features, .. } => {
+            features.iter().map(|f| (f.name.clone(), false)).unzip()
+        }
+        // A DataFrame export: one input per card feature, strings included.
+        InputContract::Tensors { .. } if contract.one_input_per_column() => contract
+            .columns
+            .iter()
+            .map(|c| (c.spec.name.clone(), c.spec.kind == FeatureType::String))
+            .unzip(),
+        InputContract::Tensors { .. } => {
+            return Err("only models of named features have a background".into())
+        }
     };
-    let names: Vec<String> = features.iter().map(|f| f.name.clone()).collect();
     let file = dir.model_file.with_file_name(BACKGROUND_FILE);
     let background = if file.is_file() {
-        Background::read(&file, &names, MAX_FILE_ROWS)
+        Background::read(&file, &names, &text, MAX_FILE_ROWS)
     } else if let Some(profile) = &dir.profile_file {
-        from_profile(profile, &names)
+        from_profile(profile, &names, &text)
     } else {
         return Err(format!(
             "no {BACKGROUND_FILE} or {PROFILE_FILE} beside the model"
@@ -41,7 +51,11 @@ pub fn load_background(
     })
 }
 
-fn from_profile(path: &std::path::Path, names: &[String]) -> Result<Background, String> {
+fn from_profile(
+    path: &std::path::Path,
+    names: &[String],
+    text: &[bool],
+) -> Result<Background, String> {
     let profile = ReferenceProfile::read(path)?;
     let profiled: Vec<&String> = profile.features.iter().map(|f| &f.name).collect();
     if profiled.iter().copied().ne(names.iter()) {
@@ -50,11 +64,34 @@ fn from_profile(path: &std::path::Path, names: &[String]) -> Result<Background, 
             path.display()
         ));
     }
-    let bins: Vec<(Vec<f64>, Vec<f64>)> = profile
-        .features
-        .iter()
-        .map(|f| (f.edges.clone(), f.shares.clone()))
-        .collect();
+    let mut bins = Vec::with_capacity(names.len());
+    for (f, &is_text) in profile.features.iter().zip(text) {
+        bins.push(match (f.categories.is_empty(), is_text) {
+            (true, false) => Bins::Numbers {
+                edges: f.edges.clone(),
+                shares: f.shares.clone(),
+            },
+            (false, true) => Bins::Categories {
+                categories: f.categories.clone(),
+                shares: f.shares.clone(),
+            },
+            (true, true) => {
+                return Err(format!(
+                    "{}: string feature {:?} is profiled without categories",
+                    path.display(),
+                    f.name
+                ))
+            }
+            // Categories of a number column (an integer code): not a background value.
+            (false, false) => {
+                return Err(format!(
+                    "{}: number feature {:?} is profiled by categories; write a {BACKGROUND_FILE}",
+                    path.display(),
+                    f.name
+                ))
+            }
+        });
+    }
     Background::from_quantiles(
         &bins,
         PROFILE_ROWS,

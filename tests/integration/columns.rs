@@ -445,8 +445,11 @@ async fn string_class_names_are_feedback_labels() {
     assert_eq!(view["quality"]["accuracy"], 0.8, "{view}");
 }
 
+/// Explanations name the string columns (main refused them with 422 `not_explainable` before
+/// the explainer carried strings as background codes): with the profile, its categories stand
+/// in for an absent island or sex; without background data, the refusal says what is missing.
 #[tokio::test]
-async fn explanations_refuse_string_columns_clearly() {
+async fn explanations_name_string_columns() {
     let dir = penguins(CARD);
     let app = app(dir.path());
     let r = post(
@@ -458,5 +461,24 @@ async fn explanations_refuse_string_columns_clearly() {
     let (message, kind) = r.error(StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(kind, "not_explainable");
     assert!(message.contains("\"penguins\""), "{message}");
-    assert!(message.contains("tabular"), "{message}");
+    assert!(message.contains("background.json"), "{message}");
+    std::fs::write(
+        dir.path().join("penguins/1/profile.json"),
+        profile().to_string(),
+    )
+    .unwrap();
+    let app = self::app(dir.path());
+    let r = post(
+        &app,
+        "/models/penguins/explain",
+        &json!({ "instances": [row()] }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let e = &r.json()["explanations"][0];
+    let names: Vec<&String> = e["attributions"].as_object().unwrap().keys().collect();
+    for f in ["island", "sex", "bill_length_mm", "body_mass_g"] {
+        assert!(names.iter().any(|n| *n == f), "{f} in {e}");
+    }
+    assert_eq!(names.len(), 6, "{e}");
 }

@@ -704,3 +704,31 @@ async fn api_keys_scopes_and_rate_limits_apply_to_grpc_calls() {
     assert!(!text.contains(APP), "keys never reach the metrics");
     server.stop().await;
 }
+
+/// gRPC inputs are counted for drift once per instance, typed and raw, like every REST
+/// protocol's (drift_protocols.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_inputs_are_counted_for_drift() {
+    let server = GrpcServer::start(shipped()).await;
+    let router = server.infera.router();
+    let pending = || async {
+        let view = crate::common::get(&router, "/models/iris/monitoring")
+            .await
+            .json();
+        view["drift"]["pending"].as_u64().unwrap()
+    };
+    assert_eq!(pending().await, 0);
+    let rows = golden("iris")["inputs"].as_array().unwrap().len() as u64;
+    let mut client = server.client().await;
+    client
+        .model_infer(golden_request("iris", false))
+        .await
+        .unwrap();
+    assert_eq!(pending().await, rows, "typed contents");
+    client
+        .model_infer(golden_request("iris", true))
+        .await
+        .unwrap();
+    assert_eq!(pending().await, 2 * rows, "raw contents");
+    server.stop().await;
+}
