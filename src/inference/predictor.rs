@@ -306,13 +306,14 @@ impl Predictor {
 
     /// Counts the predictions for drift and keeps them for feedback.
     fn observe_predictions(&self, loaded: &LoadedVersion, predictions: &[Prediction], id: &str) {
+        if loaded.monitor.quality().is_none() {
+            return observe_prediction_drift(loaded, predictions);
+        }
         let observed: Vec<Observed> = predictions.iter().map(observed).collect();
         for o in &observed {
             loaded.monitor.observe_prediction(*o);
         }
-        if loaded.monitor.quality().is_some() {
-            self.log.insert(id, &loaded.monitor, &observed);
-        }
+        self.log.insert(id, &loaded.monitor, &observed);
     }
 
     /// Refuses a request whose tensors would hold more than `max_elements` elements. `None`

@@ -265,3 +265,21 @@ pub async fn binary_infer(
     let head: Value = serde_json::from_slice(&bytes[..json_len]).unwrap();
     (status, head, bytes[json_len..].to_vec())
 }
+
+/// The shipped penguins model's columns, in graph input order.
+pub const PENGUIN_FEATURES: [&str; 6] = [
+    "island",
+    "sex",
+    "bill_length_mm",
+    "bill_depth_mm",
+    "flipper_length_mm",
+    "body_mass_g",
+];
+
+/// The shipped penguins model's golden rows (objects of named column values).
+pub fn penguin_golden_inputs() -> Vec<serde_json::Value> {
+    let path = shipped_models().join("penguins/1/golden.json");
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    golden["inputs"].as_array().unwrap().clone()
+}

@@ -6,22 +6,10 @@ use axum::http::StatusCode;
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::common::{binary_infer, copy_dir, get, loaded, post, shipped_models};
-
-const FEATURES: [&str; 6] = [
-    "island",
-    "sex",
-    "bill_length_mm",
-    "bill_depth_mm",
-    "flipper_length_mm",
-    "body_mass_g",
-];
-
-fn golden_inputs() -> Vec<Value> {
-    let path = shipped_models().join("penguins/1/golden.json");
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    golden["inputs"].as_array().unwrap().clone()
-}
+use crate::common::{
+    binary_infer, copy_dir, get, loaded, penguin_golden_inputs, post, shipped_models,
+    PENGUIN_FEATURES,
+};
 
 /// Instances counted towards the next drift comparison.
 async fn pending(router: &Router) -> u64 {
@@ -33,7 +21,7 @@ async fn pending(router: &Router) -> u64 {
 
 /// One V2 JSON tensor per column.
 fn v2_json(rows: &[Value]) -> Value {
-    let inputs: Vec<Value> = FEATURES
+    let inputs: Vec<Value> = PENGUIN_FEATURES
         .iter()
         .map(|f| {
             let column: Vec<Value> = rows.iter().map(|r| r[f].clone()).collect();
@@ -51,7 +39,7 @@ fn v2_json(rows: &[Value]) -> Value {
 /// The binary extension: each column's bytes (length-prefixed strings, little-endian f32s).
 fn v2_binary(rows: &[Value]) -> (Value, Vec<u8>) {
     let mut tail = Vec::new();
-    let inputs: Vec<Value> = FEATURES
+    let inputs: Vec<Value> = PENGUIN_FEATURES
         .iter()
         .map(|f| {
             let start = tail.len();
@@ -81,7 +69,7 @@ async fn every_rest_protocol_counts_each_instance_once_for_drift() {
         &dir.path().join("penguins"),
     );
     let router = loaded(dir.path(), &[]).router();
-    let rows = golden_inputs();
+    let rows = penguin_golden_inputs();
     assert_eq!(pending(&router).await, 0);
 
     let r = post(&router, "/v2/models/penguins/infer", &v2_json(&rows[..2])).await;
@@ -135,7 +123,7 @@ async fn a_v2_window_reports_like_a_predict_window() {
         )
         .unwrap();
         let router = loaded(dir.path(), &[]).router();
-        let rows = &golden_inputs()[..8];
+        let rows = &penguin_golden_inputs()[..8];
         // Twice: predictions are counted after their inputs, into the slice after theirs, so
         // the second window holds the first request's predictions.
         for _ in 0..2 {

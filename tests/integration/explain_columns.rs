@@ -9,22 +9,9 @@ use axum::http::StatusCode;
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::common::{copy_dir, get, loaded, metric, post, shipped_models};
-
-const FEATURES: [&str; 6] = [
-    "island",
-    "sex",
-    "bill_length_mm",
-    "bill_depth_mm",
-    "flipper_length_mm",
-    "body_mass_g",
-];
-
-fn golden_inputs() -> Vec<Value> {
-    let path = shipped_models().join("penguins/1/golden.json");
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    golden["inputs"].as_array().unwrap().clone()
-}
+use crate::common::{
+    copy_dir, get, loaded, metric, penguin_golden_inputs, post, shipped_models, PENGUIN_FEATURES,
+};
 
 /// The shipped penguins model in a repository of its own; with `background` rows (objects of
 /// named values) written as its background.json when given.
@@ -37,9 +24,9 @@ fn penguins(background: Option<&[Value]>) -> (tempfile::TempDir, Router) {
     if let Some(rows) = background {
         let rows: Vec<Value> = rows
             .iter()
-            .map(|r| Value::Array(FEATURES.iter().map(|f| r[f].clone()).collect()))
+            .map(|r| Value::Array(PENGUIN_FEATURES.iter().map(|f| r[f].clone()).collect()))
             .collect();
-        let file = json!({"source": "golden rows 3-7", "features": FEATURES, "rows": rows});
+        let file = json!({"source": "golden rows 3-7", "features": PENGUIN_FEATURES, "rows": rows});
         std::fs::write(
             dir.path().join("penguins/1/background.json"),
             file.to_string(),
@@ -52,8 +39,8 @@ fn penguins(background: Option<&[Value]>) -> (tempfile::TempDir, Router) {
 
 fn attributions(e: &Value) -> Vec<f64> {
     let map = e["attributions"].as_object().unwrap();
-    assert_eq!(map.len(), FEATURES.len(), "{e}");
-    FEATURES
+    assert_eq!(map.len(), PENGUIN_FEATURES.len(), "{e}");
+    PENGUIN_FEATURES
         .iter()
         .map(|f| map[*f].as_f64().unwrap_or_else(|| panic!("{f} in {e}")))
         .collect()
@@ -68,7 +55,7 @@ fn assert_sums(e: &Value, tolerance: f64) {
 /// `x` with the features outside `mask` taken from `b`.
 fn blend(x: &Value, b: &Value, mask: usize) -> Value {
     let mut row = serde_json::Map::new();
-    for (j, f) in FEATURES.iter().enumerate() {
+    for (j, f) in PENGUIN_FEATURES.iter().enumerate() {
         let from = if mask & (1 << j) != 0 { x } else { b };
         row.insert(f.to_string(), from[f].clone());
     }
@@ -87,7 +74,7 @@ async fn shapley_from_predictions(
     background: &[Value],
     class: usize,
 ) -> (Vec<f64>, f64) {
-    let f = FEATURES.len();
+    let f = PENGUIN_FEATURES.len();
     let instances: Vec<Value> = (0..1usize << f)
         .flat_map(|mask| background.iter().map(move |b| blend(x, b, mask)))
         .collect();
@@ -125,7 +112,7 @@ async fn shapley_from_predictions(
 
 #[tokio::test]
 async fn string_columns_are_named_and_equal_exact_shapley_values_from_predictions() {
-    let golden = golden_inputs();
+    let golden = penguin_golden_inputs();
     let background = &golden[3..8];
     let (_dir, router) = penguins(Some(background));
     for x in &golden[..3] {
@@ -160,7 +147,7 @@ async fn string_columns_are_named_and_equal_exact_shapley_values_from_prediction
             assert!(
                 (g - w).abs() < 1e-6,
                 "{}: infera {g} vs {w} ({e})",
-                FEATURES[j]
+                PENGUIN_FEATURES[j]
             );
         }
         // A string column carries weight: the island or the sex moves the output.
@@ -171,7 +158,7 @@ async fn string_columns_are_named_and_equal_exact_shapley_values_from_prediction
 #[tokio::test]
 async fn the_profile_gives_string_columns_their_categories_and_unseen_values_are_explained() {
     let (_dir, router) = penguins(None);
-    let x = golden_inputs()[0].clone();
+    let x = penguin_golden_inputs()[0].clone();
     let mut unseen = x.clone();
     unseen["island"] = json!("Atlantis");
     let r = post(
@@ -202,7 +189,7 @@ async fn the_profile_gives_string_columns_their_categories_and_unseen_values_are
 
 #[tokio::test]
 async fn long_strings_are_evaluated_in_chunks_bounded_by_their_bytes() {
-    let golden = golden_inputs();
+    let golden = penguin_golden_inputs();
     let (_dir, router) = penguins(Some(&golden[3..8]));
     // A 400 kB island (the card allows unseen categories): 64 coalitions x 5 background rows
     // would be one 320-row chunk; its strings bound a chunk to 8 MiB, 20 rows.
@@ -364,7 +351,7 @@ async fn a_free_text_column_among_others_is_refused_naming_it() {
     std::fs::write(to.join("model.toml"), card).unwrap();
     std::fs::remove_file(to.join("1/profile.json")).unwrap();
     let router = loaded(dir.path(), &[]).router();
-    let x = golden_inputs()[0].clone();
+    let x = penguin_golden_inputs()[0].clone();
     let r = post(
         &router,
         "/models/penguins/explain",
