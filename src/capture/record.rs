@@ -33,15 +33,18 @@ impl ColumnType {
 }
 
 /// The feature columns of one model version (built once per version, shared by its records):
-/// names, types, which are redacted, and where each string column's values are in `texts`.
+/// names, types, which are redacted, and where each string column's values are in `texts` and
+/// each integer column's in `ints`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Columns {
     names: Vec<String>,
     types: Vec<ColumnType>,
     redacted: Vec<bool>,
-    /// Per column: its index among the string columns (meaningful for `Utf8` columns only).
+    /// Per column: its index among the columns of its kind (string columns among the string
+    /// ones, integer columns among the integer ones; unused for `Float64` columns).
     slots: Vec<usize>,
     text_width: usize,
+    int_width: usize,
 }
 
 impl Columns {
@@ -53,15 +56,17 @@ impl Columns {
         let redacted = (0..names.len())
             .map(|j| redacted.get(j).copied().unwrap_or(false))
             .collect();
-        let mut text_width = 0;
+        let (mut text_width, mut int_width) = (0, 0);
         let slots = types
             .iter()
             .map(|t| {
-                let slot = text_width;
-                if *t == ColumnType::Utf8 {
-                    text_width += 1;
-                }
-                slot
+                let width = match t {
+                    ColumnType::Utf8 => &mut text_width,
+                    ColumnType::Int64 => &mut int_width,
+                    ColumnType::Float64 => return 0,
+                };
+                *width += 1;
+                *width - 1
             })
             .collect();
         Columns {
@@ -70,6 +75,7 @@ impl Columns {
             redacted,
             slots,
             text_width,
+            int_width,
         }
     }
 
@@ -93,6 +99,11 @@ impl Columns {
     /// How many columns are strings (the width of a row of `texts`).
     pub fn text_width(&self) -> usize {
         self.text_width
+    }
+
+    /// How many columns are integers (the width of a row of `ints`).
+    pub fn int_width(&self) -> usize {
+        self.int_width
     }
 
     pub fn is_redacted(&self, j: usize) -> bool {
@@ -131,8 +142,12 @@ pub struct PredictionBatch {
     /// The feature columns (cached per model version).
     pub columns: Arc<Columns>,
     /// Row-major numeric inputs, `rows * columns.width()` values (a placeholder for a string
-    /// column); empty when inputs are not captured.
+    /// or integer column); empty when inputs are not captured.
     pub features: Vec<f64>,
+    /// Row-major integer inputs, `rows * columns.int_width()` values, exact (an integer tensor's
+    /// value as sent; None for a value that is not a whole number); empty when inputs are not
+    /// captured.
+    pub ints: Vec<Option<i64>>,
     /// Row-major string inputs, `rows * columns.text_width()` values, each capped in length
     /// (empty for a redacted column); empty when inputs are not captured.
     pub texts: Vec<String>,
@@ -151,7 +166,7 @@ impl PredictionBatch {
 
     /// Feature `j` of row `row` as written: null when inputs are not captured, the column is
     /// redacted or the value is missing; an `Int64` column's value only when it is a whole
-    /// number.
+    /// number (exact: it never passes through a float).
     pub fn value(&self, row: usize, j: usize) -> Value<'_> {
         let c = &*self.columns;
         if !self.fields.inputs || c.is_redacted(j) {
@@ -162,8 +177,8 @@ impl PredictionBatch {
                 .texts
                 .get(row * c.text_width + c.slots[j])
                 .map_or(Value::Null, |s| Value::Text(s)),
-            Some(ColumnType::Int64) => match self.features.get(row * c.width() + j) {
-                Some(v) if v.fract() == 0.0 && v.abs() < 9.2e18 => Value::Int(*v as i64),
+            Some(ColumnType::Int64) => match self.ints.get(row * c.int_width + c.slots[j]) {
+                Some(Some(v)) => Value::Int(*v),
                 _ => Value::Null,
             },
             Some(ColumnType::Float64) => self
@@ -188,6 +203,7 @@ impl PredictionBatch {
         std::mem::size_of::<PredictionBatch>()
             + self.id.as_ref().map_or(0, String::len)
             + self.features.len() * 8
+            + self.ints.len() * std::mem::size_of::<Option<i64>>()
             + texts
             + outputs
     }

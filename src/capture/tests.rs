@@ -62,6 +62,7 @@ fn batch(id: &str, version: u64, rows: usize, time_ms: i64) -> Record {
         latency: 0.001,
         columns: Arc::new(columns),
         features: (0..rows * 2).map(|v| v as f64).collect(),
+        ints: Vec::new(),
         texts: Vec::new(),
         outputs: (0..rows)
             .map(|r| CapturedOutput {
@@ -449,7 +450,9 @@ fn typed_columns_keep_strings_and_integers() {
         time_ms: now_ms(),
         latency: 0.001,
         columns: Arc::new(columns),
-        features: vec![0.0, 3.0, 51.5, 0.0, 0.0, 2.5, 40.0, 0.0],
+        features: vec![0.0, 0.0, 51.5, 0.0, 0.0, 0.0, 40.0, 0.0],
+        // 2^53 + 1 has no f64: it must arrive as sent.
+        ints: vec![Some(9_007_199_254_740_993), None],
         texts: vec!["rome".into(), String::new(), "oslo".into(), String::new()],
         outputs: vec![
             CapturedOutput {
@@ -476,10 +479,10 @@ fn typed_columns_keep_strings_and_integers() {
     assert_eq!((city.value(0), city.value(1)), ("rome", "oslo"));
     let rooms = b.column_by_name("feature_rooms").unwrap();
     let rooms = rooms.as_primitive::<arrow_array::types::Int64Type>();
-    assert_eq!(rooms.value(0), 3);
+    assert_eq!(rooms.value(0), 9_007_199_254_740_993);
     assert!(
         rooms.is_null(1),
-        "2.5 is no integer: null, not a wrong number"
+        "a value that is no integer is null, not a wrong number"
     );
     let area = b.column_by_name("feature_area").unwrap();
     assert_eq!(

@@ -373,6 +373,29 @@ impl TensorData {
     }
 }
 
+impl TensorData {
+    /// Element `i` as an exact i64: integers as they are (a `U64` above `i64::MAX` has none),
+    /// booleans as 0/1, floats only when they are whole numbers in range; strings have none.
+    pub fn get_i64(&self, i: usize) -> Option<i64> {
+        let whole = |x: f64| (x.fract() == 0.0 && x.abs() < 9.2e18).then_some(x as i64);
+        match self {
+            TensorData::Bool(v) => v.get(i).map(|b| i64::from(*b)),
+            TensorData::U8(v) => v.get(i).map(|x| i64::from(*x)),
+            TensorData::U16(v) => v.get(i).map(|x| i64::from(*x)),
+            TensorData::U32(v) => v.get(i).map(|x| i64::from(*x)),
+            TensorData::U64(v) => v.get(i).and_then(|x| i64::try_from(*x).ok()),
+            TensorData::I8(v) => v.get(i).map(|x| i64::from(*x)),
+            TensorData::I16(v) => v.get(i).map(|x| i64::from(*x)),
+            TensorData::I32(v) => v.get(i).map(|x| i64::from(*x)),
+            TensorData::I64(v) => v.get(i).copied(),
+            TensorData::F16(v) => v.get(i).and_then(|x| whole(x.to_f64())),
+            TensorData::F32(v) => v.get(i).and_then(|x| whole(f64::from(*x))),
+            TensorData::F64(v) => v.get(i).and_then(|x| whole(*x)),
+            TensorData::String(_) => None,
+        }
+    }
+}
+
 /// A dense tensor: shape plus flat row-major data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {

@@ -20,7 +20,59 @@ use crate::repository::LoadedVersion;
 pub struct Sampled {
     features: Vec<f64>,
     texts: Vec<String>,
+    ints: Vec<Option<i64>>,
     policy: Arc<VersionPolicy>,
+}
+
+impl Sampled {
+    /// Copies `rows` rows of the inputs (row-major, the inputs of one instance side by side):
+    /// numbers as f64, integer columns exactly, strings cut to `cap` bytes, redacted strings
+    /// not copied. Returns how many strings were cut.
+    fn copy_inputs(&mut self, inputs: &[Tensor], rows: usize, width: usize, cap: usize) -> usize {
+        let columns = self.policy.columns.clone();
+        self.features.reserve(rows.saturating_mul(width));
+        self.texts
+            .reserve(rows.saturating_mul(columns.text_width()));
+        self.ints.reserve(rows.saturating_mul(columns.int_width()));
+        let mut truncated = 0;
+        for row in 0..rows {
+            let mut j = 0;
+            for t in inputs {
+                let n = t.row_len();
+                let range = row * n..(row + 1) * n;
+                match &t.data {
+                    TensorData::String(v) => {
+                        for i in range {
+                            let keep = !columns.is_redacted(j);
+                            let s = v.get(i).filter(|_| keep).map_or("", String::as_str);
+                            let (s, cut) = capped(s, cap);
+                            truncated += usize::from(cut);
+                            self.texts.push(s.to_string());
+                            self.features.push(0.0);
+                            j += 1;
+                        }
+                    }
+                    data if columns.int_width() == 0 => {
+                        let value = |i| data.get_f64(i).unwrap_or(f64::NAN);
+                        self.features.extend(range.map(value));
+                        j += n;
+                    }
+                    data => {
+                        for i in range {
+                            if columns.types().get(j) == Some(&ColumnType::Int64) {
+                                self.ints.push(data.get_i64(i));
+                                self.features.push(0.0);
+                            } else {
+                                self.features.push(data.get_f64(i).unwrap_or(f64::NAN));
+                            }
+                            j += 1;
+                        }
+                    }
+                }
+            }
+        }
+        truncated
+    }
 }
 
 /// What is captured of one model version at one row width: the server's settings with the
@@ -76,43 +128,19 @@ impl CaptureHook {
         if !sampled_at(policy.sample_rate) {
             return None;
         }
-        let rows = inputs.first().map_or(0, Tensor::rows);
-        let mut features = Vec::new();
-        let mut texts = Vec::new();
-        if policy.fields.inputs {
-            features.reserve(rows.saturating_mul(width));
-            texts.reserve(rows.saturating_mul(policy.columns.text_width()));
-            let cap = self.capture.max_string_bytes();
-            let mut truncated = 0;
-            for row in 0..rows {
-                let mut j = 0;
-                for t in inputs {
-                    let n = t.row_len();
-                    if let TensorData::String(v) = &t.data {
-                        for i in row * n..(row + 1) * n {
-                            let keep = !policy.columns.is_redacted(j);
-                            let s = v.get(i).filter(|_| keep).map_or("", String::as_str);
-                            let (s, cut) = capped(s, cap);
-                            truncated += usize::from(cut);
-                            texts.push(s.to_string());
-                            features.push(0.0);
-                            j += 1;
-                        }
-                    } else {
-                        features.extend(
-                            (row * n..(row + 1) * n).map(|i| t.data.get_f64(i).unwrap_or(f64::NAN)),
-                        );
-                        j += n;
-                    }
-                }
-            }
+        let mut sampled = Sampled {
+            features: Vec::new(),
+            texts: Vec::new(),
+            ints: Vec::new(),
+            policy,
+        };
+        if sampled.policy.fields.inputs {
+            let rows = inputs.first().map_or(0, Tensor::rows);
+            let truncated =
+                sampled.copy_inputs(inputs, rows, width, self.capture.max_string_bytes());
             self.capture.truncated(truncated);
         }
-        Some(Sampled {
-            features,
-            texts,
-            policy,
-        })
+        Some(sampled)
     }
 
     /// Queues the record of a sampled request.
@@ -135,6 +163,7 @@ impl CaptureHook {
             columns: policy.columns.clone(),
             features: sampled.features,
             texts: sampled.texts,
+            ints: sampled.ints,
             outputs,
             fields: policy.fields,
             format: policy.format,
@@ -303,5 +332,67 @@ fn output(p: &Prediction) -> CapturedOutput {
             value: None,
             confidence: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampled(types: Vec<ColumnType>, redacted: Vec<bool>) -> Sampled {
+        let names = (0..types.len()).map(|j| format!("c{j}")).collect();
+        Sampled {
+            features: Vec::new(),
+            texts: Vec::new(),
+            ints: Vec::new(),
+            policy: Arc::new(VersionPolicy {
+                _loaded: Weak::new(),
+                model: "m".into(),
+                sample_rate: 1.0,
+                fields: Fields::parse(&Fields::NAMES).unwrap(),
+                format: Format::Parquet,
+                columns: Arc::new(Columns::new(names, types, redacted)),
+            }),
+        }
+    }
+
+    fn column(data: TensorData) -> Tensor {
+        let rows = data.len();
+        Tensor::new(vec![rows, 1], data).unwrap()
+    }
+
+    #[test]
+    fn integer_columns_are_copied_exactly() {
+        let big = (1i64 << 53) + 1;
+        let mut s = sampled(
+            vec![ColumnType::Int64, ColumnType::Float64, ColumnType::Int64],
+            vec![false; 3],
+        );
+        let inputs = [
+            column(TensorData::I64(vec![big, -big])),
+            column(TensorData::F32(vec![0.5, 1.5])),
+            column(TensorData::F64(vec![7.0, 2.5])),
+        ];
+        assert_eq!(s.copy_inputs(&inputs, 2, 3, 16), 0);
+        assert_eq!(s.ints, [Some(big), Some(7), Some(-big), None]);
+        assert_eq!(s.features, [0.0, 0.5, 0.0, 0.0, 1.5, 0.0]);
+    }
+
+    #[test]
+    fn strings_are_cut_and_redacted_ones_not_copied() {
+        let mut s = sampled(vec![ColumnType::Utf8, ColumnType::Utf8], vec![false, true]);
+        let text = |v: &[&str]| {
+            column(TensorData::String(
+                v.iter().map(|s| s.to_string()).collect(),
+            ))
+        };
+        let inputs = [text(&["héllo", "ok"]), text(&["secret", "secret"])];
+        assert_eq!(
+            s.copy_inputs(&inputs, 2, 2, 2),
+            1,
+            "é is cut before, not in half"
+        );
+        assert_eq!(s.texts, ["h", "", "ok", ""]);
+        assert!(s.ints.is_empty());
     }
 }
