@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::api::grpc::{GrpcSettings, GrpcTls};
-use crate::api::{self, AppState};
+use crate::api::{self, AppShared, AppState};
 use crate::auth::{self, Access};
 use crate::capture::Capture;
 use crate::config::ServeArgs;
@@ -124,7 +124,7 @@ impl Infera {
             predictor = predictor.with_capture(c.clone());
         }
         let predictor = Arc::new(predictor);
-        let state = AppState {
+        let state = AppState::new(AppShared {
             predictor,
             explainer,
             metrics,
@@ -137,7 +137,7 @@ impl Infera {
             draining: Default::default(),
             metrics_port: args.http.metrics_port,
             cors_origins: args.http.cors_origins.clone(),
-        };
+        });
         let tls = match (&args.http.tls_cert, &args.http.tls_key) {
             (Some(cert), Some(key)) => Some(Tls::load(cert, key)?),
             _ => None,

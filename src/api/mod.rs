@@ -27,7 +27,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use error::{ApiError, ErrorBody};
 pub use middleware::{RequestIds, UNMATCHED_ROUTE};
 pub use openapi::{spec, spec_json};
-pub use state::AppState;
+pub use state::{AppState, Shared as AppShared};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

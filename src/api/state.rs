@@ -8,8 +8,30 @@ use crate::inference::{Explainer, Predictor};
 use crate::monitoring::Metrics;
 use crate::repository::Reloader;
 
+/// What every handler can reach: one `Arc`, so the clone axum makes for every extractor and
+/// middleware is one reference count, not one per field (with a field-wise clone the counters'
+/// cache lines moved between the HTTP threads on every request: about 9% of the server's CPU
+/// at 35,000 small requests/s, `perf`).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The fields behind [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
     pub predictor: Arc<Predictor>,
     /// Feature attributions, through the same workers as predictions.
     pub explainer: Arc<Explainer>,
