@@ -14,6 +14,7 @@ mod jsonl;
 mod record;
 mod schema;
 mod sink;
+mod spare;
 mod time;
 mod writer;
 
@@ -33,6 +34,7 @@ pub use record::{
     Value,
 };
 pub use schema::{FEATURE_NAMES_KEY, FEATURE_PREFIX, FEATURE_TYPES_KEY, KIND_KEY};
+pub use spare::{fill_outputs, Answer, Spare};
 pub use time::{date_of, now_ms, parse_date_ms};
 
 /// Which fields are written (unselected ones are null columns, so every file has one schema).
@@ -210,6 +212,8 @@ struct Shared {
     /// The file writer's queue (None: no `--capture-dir`) and its bound.
     tx: Option<Sender<Record>>,
     budget: Arc<QueueBudget>,
+    /// Written records' buffers, for the request path to fill again.
+    spares: Arc<spare::Spares>,
     max_string_bytes: usize,
     /// The CloudEvents sink (None: no `--capture-url`).
     http: Option<cloudevents::HttpSink>,
@@ -241,6 +245,7 @@ impl Capture {
             (settings.sample_rate, settings.fields, settings.format);
         let redact: Arc<[String]> = settings.redact.clone().into();
         let budget = Arc::new(QueueBudget::new(settings.queue, settings.queue_bytes));
+        let spares = Arc::new(spare::Spares::new(writer::ROW_GROUP_ROWS));
         let max_string_bytes = settings.max_string_bytes;
         let http = match settings.http.take() {
             Some(h) => Some(cloudevents::HttpSink::start(h, observer.clone())?),
@@ -258,7 +263,13 @@ impl Capture {
                 }
                 let (tx, rx) = unbounded();
                 let (stop_tx, stop_rx) = bounded(1);
-                let w = writer::Writer::new(settings, dir, observer.clone(), budget.clone());
+                let w = writer::Writer::new(
+                    settings,
+                    dir,
+                    observer.clone(),
+                    budget.clone(),
+                    spares.clone(),
+                );
                 let handle = std::thread::Builder::new()
                     .name("infera-capture".into())
                     .spawn(move || w.run(rx, stop_rx))?;
@@ -270,6 +281,7 @@ impl Capture {
             inner: Arc::new(Shared {
                 tx,
                 budget,
+                spares,
                 max_string_bytes,
                 http,
                 sample_rate,
@@ -302,6 +314,12 @@ impl Capture {
         if values > 0 {
             self.inner.observer.truncated(values);
         }
+    }
+
+    /// Buffers to fill for a prediction record: a written record's when one is spare (see
+    /// `spare.rs`), else empty ones.
+    pub fn spare(&self) -> Spare {
+        self.inner.spares.take()
     }
 
     /// The server's sampling rate (`--capture-sample-rate`).

@@ -15,6 +15,7 @@ use super::file::OpenFile;
 use super::jsonl::JsonlFile;
 use super::record::{Columns, FeedbackBatch, PredictionBatch, Record};
 use super::sink::{Rows, SinkFile};
+use super::spare::Spares;
 use super::time::{date_of, now_ms};
 use super::{CaptureObserver, CaptureSettings, Format, QueueBudget};
 
@@ -69,6 +70,8 @@ pub struct Writer {
     observer: Arc<dyn CaptureObserver>,
     /// The queue's bound: room is given back as records are taken.
     budget: Arc<QueueBudget>,
+    /// Where written records' buffers go back to the request path.
+    spares: Arc<Spares>,
     /// Open partitions (a handful: models x versions x days), searched linearly so that a
     /// record needs no allocation to find its file.
     open: Vec<Partition>,
@@ -82,7 +85,7 @@ pub struct Writer {
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
 
 /// Rows buffered before they are written regardless of time.
-const ROW_GROUP_ROWS: usize = 16_384;
+pub(super) const ROW_GROUP_ROWS: usize = 16_384;
 
 /// The nice value of the writer thread (0 is the request threads'; 19 the lowest priority).
 /// At 5 the writer still yields to the request threads (about a third of their CPU weight)
@@ -95,12 +98,14 @@ impl Writer {
         root: std::path::PathBuf,
         observer: Arc<dyn CaptureObserver>,
         budget: Arc<QueueBudget>,
+        spares: Arc<Spares>,
     ) -> Writer {
         Writer {
             settings,
             root,
             observer,
             budget,
+            spares,
             open: Vec::new(),
             seq: 0,
             last_tick: Instant::now(),
@@ -240,7 +245,7 @@ impl Writer {
         let written = match &mut p.pending {
             Pending::Predictions(v) => {
                 let r = p.file.append(Rows::Predictions(v));
-                v.clear();
+                v.drain(..).for_each(|b| self.spares.give(b));
                 r
             }
             Pending::Feedback(v) => {

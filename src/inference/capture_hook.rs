@@ -9,8 +9,8 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::capture::{
-    now_ms, sampled_at, Capture, CapturedOutput, ColumnType, Columns, Fields, Format,
-    PredictionBatch, Record,
+    fill_outputs, now_ms, sampled_at, Answer, Capture, ColumnType, Columns, Fields, Format,
+    PredictionBatch, Record, Spare,
 };
 use crate::contract::{FeatureType, InputContract, Prediction};
 use crate::engine::{DataType, Tensor, TensorData};
@@ -18,9 +18,9 @@ use crate::repository::LoadedVersion;
 
 /// Inputs kept for a sampled request (empty when inputs are not captured).
 pub struct Sampled {
-    features: Vec<f64>,
+    /// Numbers, integers and (later) answers and id, in buffers reused from written records.
+    spare: Spare,
     texts: Vec<String>,
-    ints: Vec<Option<i64>>,
     policy: Arc<VersionPolicy>,
 }
 
@@ -30,10 +30,12 @@ impl Sampled {
     /// not copied. Returns how many strings were cut.
     fn copy_inputs(&mut self, inputs: &[Tensor], rows: usize, width: usize, cap: usize) -> usize {
         let columns = self.policy.columns.clone();
-        self.features.reserve(rows.saturating_mul(width));
+        self.spare.features.reserve(rows.saturating_mul(width));
         self.texts
             .reserve(rows.saturating_mul(columns.text_width()));
-        self.ints.reserve(rows.saturating_mul(columns.int_width()));
+        self.spare
+            .ints
+            .reserve(rows.saturating_mul(columns.int_width()));
         let mut truncated = 0;
         for row in 0..rows {
             let mut j = 0;
@@ -48,22 +50,24 @@ impl Sampled {
                             let (s, cut) = capped(s, cap);
                             truncated += usize::from(cut);
                             self.texts.push(s.to_string());
-                            self.features.push(0.0);
+                            self.spare.features.push(0.0);
                             j += 1;
                         }
                     }
                     data if columns.int_width() == 0 => {
                         let value = |i| data.get_f64(i).unwrap_or(f64::NAN);
-                        self.features.extend(range.map(value));
+                        self.spare.features.extend(range.map(value));
                         j += n;
                     }
                     data => {
                         for i in range {
                             if columns.types().get(j) == Some(&ColumnType::Int64) {
-                                self.ints.push(data.get_i64(i));
-                                self.features.push(0.0);
+                                self.spare.ints.push(data.get_i64(i));
+                                self.spare.features.push(0.0);
                             } else {
-                                self.features.push(data.get_f64(i).unwrap_or(f64::NAN));
+                                self.spare
+                                    .features
+                                    .push(data.get_f64(i).unwrap_or(f64::NAN));
                             }
                             j += 1;
                         }
@@ -129,9 +133,8 @@ impl CaptureHook {
             return None;
         }
         let mut sampled = Sampled {
-            features: Vec::new(),
+            spare: self.capture.spare(),
             texts: Vec::new(),
-            ints: Vec::new(),
             policy,
         };
         if sampled.policy.fields.inputs {
@@ -152,19 +155,27 @@ impl CaptureHook {
         id: Option<&str>,
         started: Instant,
     ) {
-        let outputs = predictions.iter().map(output).collect();
-        let policy = sampled.policy;
+        let Sampled {
+            mut spare,
+            texts,
+            policy,
+        } = sampled;
+        fill_outputs(&mut spare.outputs, predictions.iter().map(answer));
+        let id = id.filter(|id| capturable_id(id)).map(|id| {
+            spare.id.push_str(id);
+            std::mem::take(&mut spare.id)
+        });
         self.capture.push(Record::Predictions(PredictionBatch {
             model: policy.model.clone(),
             version: loaded.version,
-            id: id.filter(|id| capturable_id(id)).map(str::to_string),
+            id,
             time_ms: now_ms(),
             latency: started.elapsed().as_secs_f64(),
             columns: policy.columns.clone(),
-            features: sampled.features,
-            texts: sampled.texts,
-            ints: sampled.ints,
-            outputs,
+            features: spare.features,
+            texts,
+            ints: spare.ints,
+            outputs: spare.outputs,
             fields: policy.fields,
             format: policy.format,
         }));
@@ -310,28 +321,21 @@ fn feature_columns(
     }
 }
 
-fn output(p: &Prediction) -> CapturedOutput {
+/// What is captured of one answer: label, value (class index or predicted value), confidence.
+fn answer(p: &Prediction) -> Answer<'_> {
     match p {
         Prediction::Classification {
             class_index,
             label,
             confidence,
             ..
-        } => CapturedOutput {
-            label: Some(label.clone()),
-            value: Some(*class_index as f64),
-            confidence: Some(*confidence),
-        },
-        Prediction::Regression { value } => CapturedOutput {
-            label: None,
-            value: Some(*value),
-            confidence: None,
-        },
-        Prediction::Raw { .. } => CapturedOutput {
-            label: None,
-            value: None,
-            confidence: None,
-        },
+        } => (
+            Some(label.as_str()),
+            Some(*class_index as f64),
+            Some(*confidence),
+        ),
+        Prediction::Regression { value } => (None, Some(*value), None),
+        Prediction::Raw { .. } => (None, None, None),
     }
 }
 
@@ -342,9 +346,8 @@ mod tests {
     fn sampled(types: Vec<ColumnType>, redacted: Vec<bool>) -> Sampled {
         let names = (0..types.len()).map(|j| format!("c{j}")).collect();
         Sampled {
-            features: Vec::new(),
+            spare: Spare::default(),
             texts: Vec::new(),
-            ints: Vec::new(),
             policy: Arc::new(VersionPolicy {
                 _loaded: Weak::new(),
                 model: "m".into(),
@@ -374,8 +377,8 @@ mod tests {
             column(TensorData::F64(vec![7.0, 2.5])),
         ];
         assert_eq!(s.copy_inputs(&inputs, 2, 3, 16), 0);
-        assert_eq!(s.ints, [Some(big), Some(7), Some(-big), None]);
-        assert_eq!(s.features, [0.0, 0.5, 0.0, 0.0, 1.5, 0.0]);
+        assert_eq!(s.spare.ints, [Some(big), Some(7), Some(-big), None]);
+        assert_eq!(s.spare.features, [0.0, 0.5, 0.0, 0.0, 1.5, 0.0]);
     }
 
     #[test]
@@ -393,6 +396,6 @@ mod tests {
             "é is cut before, not in half"
         );
         assert_eq!(s.texts, ["h", "", "ok", ""]);
-        assert!(s.ints.is_empty());
+        assert!(s.spare.ints.is_empty());
     }
 }
