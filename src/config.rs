@@ -123,7 +123,8 @@ pub struct HttpArgs {
     /// Open connections at most; more wait in the kernel's backlog until one closes.
     #[arg(long, env = "INFERA_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
-    /// Milliseconds a client has to send a request's headers (or finish a TLS handshake); idle
+    /// Milliseconds a client has to send a request's headers: for its first request counted from
+    /// the accept (TLS handshake included), for later ones from the previous answer; idle
     /// keep-alive connections are closed after it too. Each HTTP connection gets a random 75-100%
     /// of it, so connections opened together are not all closed in the same instant.
     #[arg(long, env = "INFERA_HEADER_TIMEOUT_MS", default_value_t = 10_000)]

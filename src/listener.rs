@@ -8,6 +8,10 @@
 //!    HTTP middleware), so clients close their connections after their next answer.
 //! 3. Connections still open after `idle_close` are told to shut down gracefully: hyper finishes
 //!    a request in progress and closes an idle connection. Up to `grace` in total is allowed.
+//!
+//! A connection costs little until its client sends something: its task waits for the first
+//! byte (under the header timeout) before the TLS handshake or hyper's connection state and read
+//! buffer exist, so thousands of idle connections hold a task and a socket each.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,7 +38,7 @@ pub struct ConnectionLimits {
     /// Open connections at most; beyond it new ones wait in the kernel's backlog.
     pub max_connections: usize,
     /// Time a client has to send a request's headers (also reclaims idle keep-alive
-    /// connections), and to finish a TLS handshake.
+    /// connections): for the first request counted from the accept, TLS handshake included.
     pub header_timeout: Duration,
 }
 
@@ -199,16 +203,20 @@ impl Connections {
     ) {
         let _ = stream.set_nodelay(true);
         let open = self.tracker.enter();
-        let stop = self.tracker.stop.subscribe();
+        let mut stop = self.tracker.stop.subscribe();
         let (tls, app, limits) = (self.tls.clone(), self.app.clone(), self.limits);
         tokio::spawn(async move {
             let _held = (open, permit);
+            let head = FirstHead::new(limits.header_timeout);
+            if !first_byte(&stream, head.deadline, &mut stop).await {
+                return;
+            }
             match tls {
-                None => serve_connection(stream, peer, app, limits, stop).await,
+                None => serve_connection(stream, peer, app, head, stop).await,
                 Some(Tls(acceptor)) => {
                     let handshake = acceptor.accept(stream);
-                    match tokio::time::timeout(limits.header_timeout, handshake).await {
-                        Ok(Ok(stream)) => serve_connection(stream, peer, app, limits, stop).await,
+                    match tokio::time::timeout_at(head.deadline, handshake).await {
+                        Ok(Ok(stream)) => serve_connection(stream, peer, app, head, stop).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -218,29 +226,86 @@ impl Connections {
     }
 }
 
+/// Waits until the client has sent something (true), or until `deadline` or shutdown (false:
+/// the connection is closed). Until its first byte a connection holds no read buffer and no
+/// HTTP state, only its task and socket: thousands of idle connections cost little memory, and
+/// one that never sends costs no HTTP set-up.
+async fn first_byte(
+    stream: &TcpStream,
+    deadline: tokio::time::Instant,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        biased;
+        ready = tokio::time::timeout_at(deadline, stream.readable()) => matches!(ready, Ok(Ok(()))),
+        _ = stop.wait_for(|stop| *stop) => false,
+    }
+}
+
+/// The header timeout of one connection and the deadline of its first request head: the whole
+/// timeout counts from the accept (waiting for the first byte, the TLS handshake, the head), so
+/// a slow client gets no more time than the bound. Later requests on the connection get the
+/// same timeout from hyper, counted from the end of the previous answer.
+#[derive(Debug, Clone, Copy)]
+struct FirstHead {
+    timeout: Duration,
+    deadline: tokio::time::Instant,
+}
+
+impl FirstHead {
+    fn new(bound: Duration) -> FirstHead {
+        let timeout = jittered(bound);
+        FirstHead {
+            timeout,
+            deadline: tokio::time::Instant::now() + timeout,
+        }
+    }
+}
+
+/// Most bytes a connection buffers while reading (hyper's default is about 400 KB): the largest
+/// request head accepted (a longer one is answered 431 and the connection closed) and the read
+/// buffer a fast body upload grows to. Bounds memory per connection at `--max-connections`.
+pub const CONNECTION_BUFFER_BYTES: usize = 64 * 1024;
+
 async fn serve_connection<I>(
     io: I,
     peer: SocketAddr,
     app: Router,
-    limits: ConnectionLimits,
+    head: FirstHead,
     mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let head_seen = Arc::new(AtomicBool::new(false));
+    let seen = head_seen.clone();
     let service = app.map_request(move |mut request: axum::extract::Request<_>| {
+        seen.store(true, Ordering::Relaxed);
         request.extensions_mut().insert(ConnectInfo(peer));
         request
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(jittered(limits.header_timeout))
+        .header_read_timeout(head.timeout)
+        .max_buf_size(CONNECTION_BUFFER_BYTES)
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(connection);
+    // hyper starts its header timer when it starts reading; the first head must also be in by
+    // the deadline counted from the accept.
+    let first_head_late = async {
+        tokio::time::sleep_until(head.deadline).await;
+        if head_seen.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
     let stopping = async {
         let _ = stop.wait_for(|stop| *stop).await;
     };
     tokio::select! {
         result = connection.as_mut() => return log_end(peer, result),
+        _ = first_head_late => {
+            tracing::debug!(%peer, "no complete request head within the header timeout");
+            return;
+        }
         _ = stopping => connection.as_mut().graceful_shutdown(),
     }
     log_end(peer, connection.await);

@@ -13,6 +13,7 @@ mod capture_support;
 mod columns;
 mod common;
 mod conformance;
+mod connections;
 mod decode_limits;
 mod drain;
 mod drift_protocols;
