@@ -287,6 +287,9 @@ async fn serve_connection<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(head.timeout)
         .max_buf_size(CONNECTION_BUFFER_BYTES)
+        // The buffer bound alone is soft for a head read in one go (the buffer's capacity can
+        // exceed it); this makes the head bound exact.
+        .max_header_size(CONNECTION_BUFFER_BYTES)
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(connection);
     // hyper starts its header timer when it starts reading; the first head must also be in by

@@ -109,8 +109,16 @@ async fn a_request_head_over_the_connection_buffer_is_refused_with_431() {
     let mut fits = TcpStream::connect(server.addr).await.unwrap();
     fits.write_all(&predict_with_id(60_000)).await.unwrap();
     let got = String::from_utf8(read_to_close(&mut fits).await).unwrap();
-    assert!(got.starts_with("HTTP/1.1 200"), "{}", &got[..got.len().min(200)]);
-    assert!(got.len() < 2_000, "the id is not echoed: {} bytes", got.len());
+    assert!(
+        got.starts_with("HTTP/1.1 200"),
+        "{}",
+        &got[..got.len().min(200)]
+    );
+    assert!(
+        got.len() < 2_000,
+        "the id is not echoed: {} bytes",
+        got.len()
+    );
 
     // One over the bound: hyper refuses the head and closes the connection.
     let mut over = TcpStream::connect(server.addr).await.unwrap();
