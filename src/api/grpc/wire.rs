@@ -67,7 +67,7 @@ impl Scalar {
             Scalar::Fixed32 => 4,
             Scalar::Fixed64 => 8,
         };
-        if payload.len() % width != 0 {
+        if !payload.len().is_multiple_of(width) {
             return Err(Malformed("a packed field of fixed-size values cut short"));
         }
         Ok(payload.len() / width)
