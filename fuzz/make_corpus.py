@@ -4,7 +4,8 @@
 Input layout (fuzz/src/lib.rs): byte 0 picks the model (0 iris, 1 digits, 2 diabetes,
 3 breast-cancer, 4 a model that does not exist); an optional `x-request-id` value ended by two
 zero bytes; then the body. v2_binary puts a little-endian u32 (the
-Inference-Header-Content-Length value) before the body. The seeds hold a valid request per
+Inference-Header-Content-Length value) before the body. grpc_infer takes a serialised
+ModelInferRequest as it is. The seeds hold a valid request per
 model kind plus the known crash cases: the V2 shape whose element count overflowed into a 562 TB
 allocation, and a 60 KB request id with 1024 instances.
 
@@ -33,6 +34,40 @@ def v2_input(model: int, rows: int = 1) -> dict:
     row = ROWS[model]
     return {"name": "float_input", "shape": [rows, len(row)], "datatype": "FP32",
             "data": row * rows}
+
+
+def varint(n: int) -> bytes:
+    out = b""
+    while n >= 0x80:
+        out += bytes([n & 0x7F | 0x80])
+        n >>= 7
+    return out + bytes([n])
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2)."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def grpc_seeds() -> dict[str, bytes]:
+    """grpc_infer: serialised ModelInferRequests (proto/grpc_predict_v2.proto field numbers)."""
+    row = ROWS[IRIS]
+    shape = field(3, varint(1) + varint(4))
+    typed = field(5, field(6, struct.pack("<4f", *row)))  # contents.fp32_contents, packed
+    tensor = field(1, b"float_input") + field(2, b"FP32") + shape
+    parameter = field(4, field(1, b"binary_data_output") + field(2, varint(1 << 3) + b"\x01"))
+    return {
+        "typed": field(1, b"iris") + field(5, tensor + typed) + field(6, field(1, b"label")),
+        "raw": field(1, b"iris") + field(5, tensor) + field(7, struct.pack("<4f", *row))
+        + parameter,
+        # Unpacked int64 contents, a group in an unknown field, merged contents fields.
+        "unpacked": field(1, b"iris") + field(5, tensor + field(5, varint(3 << 3) + varint(7)
+                                                                 + varint(3 << 3) + varint(9))
+                                              + field(5, field(8, b"x")))
+        + varint(99 << 3 | 3) + varint(1 << 3) + varint(5) + varint(99 << 3 | 4),
+        # The 654 MB case, cut to 64 KiB: empty inputs entries.
+        "empty_inputs": field(1, b"iris") + b"\x2a\x00" * 32768,
+    }
 
 
 def seeds() -> dict[str, dict[str, bytes]]:
@@ -80,6 +115,7 @@ def seeds() -> dict[str, dict[str, bytes]]:
     out["feedback"]["regression"] = bytes([DIABETES]) + j({"feedback": [{"id": "a", "value": 3}]})
     out["feedback"]["crash_huge_request_id"] = with_id(
         CANCER, huge_id, j({"feedback": [{"id": "y" * 200, "class_index": 1}] * 1024}))
+    out["grpc_infer"] = grpc_seeds()
     return out
 
 

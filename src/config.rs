@@ -98,6 +98,8 @@ pub struct ServeArgs {
     pub capture: CaptureArgs,
     #[command(flatten)]
     pub traffic: TrafficArgs,
+    #[command(flatten)]
+    pub lists: ListLimitArgs,
 }
 
 /// Where and how the HTTP server listens.
@@ -576,6 +578,54 @@ impl TrafficArgs {
     }
 }
 
+/// Bounds on the lists of a named-tensor request (V2 JSON and binary, gRPC `ModelInfer`), held
+/// while the request is decoded: past a limit the decoding stops and the request is refused
+/// (413; gRPC INVALID_ARGUMENT), before the list is built.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Request lists")]
+pub struct ListLimitArgs {
+    /// Most input tensors one request may carry; also the most requested outputs, and gRPC
+    /// `raw_input_contents` entries.
+    #[arg(long, env = "INFERA_MAX_TENSORS", default_value_t = 1024)]
+    pub max_tensors: usize,
+    /// Most dimensions in one tensor's shape.
+    #[arg(long, env = "INFERA_MAX_RANK", default_value_t = 32)]
+    pub max_rank: usize,
+    /// Most parameters one request may carry, its own and its tensors' together (the V2 binary
+    /// extension puts one on every input and output it carries as binary).
+    #[arg(long, env = "INFERA_MAX_PARAMETERS", default_value_t = 4096)]
+    pub max_parameters: usize,
+}
+
+impl ListLimitArgs {
+    /// The limits the decoders hold requests to.
+    pub fn limits(&self) -> crate::contract::ListLimits {
+        crate::contract::ListLimits {
+            max_tensors: self.max_tensors,
+            max_rank: self.max_rank,
+            max_parameters: self.max_parameters,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let ranges = [
+            ("--max-tensors", self.max_tensors, 1..=1_000_000),
+            ("--max-rank", self.max_rank, 1..=1024),
+            ("--max-parameters", self.max_parameters, 0..=100_000),
+        ];
+        for (flag, value, range) in ranges {
+            if !range.contains(&value) {
+                return Err(format!(
+                    "{flag} must be between {} and {}, got {value}",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// The model repository to check.
@@ -641,7 +691,8 @@ impl ServeArgs {
         self.reload.validate()?;
         self.shapes.validate()?;
         self.capture.validate()?;
-        self.traffic.validate()
+        self.traffic.validate()?;
+        self.lists.validate()
     }
 }
 

@@ -64,6 +64,7 @@ impl Infera {
         let limits = Limits {
             max_instances: args.limits.max_instances,
             max_elements: args.limits.max_elements,
+            lists: args.lists.limits(),
             timeout: args.limits.request_timeout(),
         };
         let log = Arc::new(PredictionLog::new(

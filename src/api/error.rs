@@ -195,6 +195,11 @@ impl From<PredictError> for ApiError {
                 "too_many_elements",
                 e.to_string(),
             ),
+            PredictError::ListTooLong { list, .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                list.error_type(),
+                e.to_string(),
+            ),
             PredictError::Contract(v) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 v.kind.as_str(),

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::json_instance::Instance;
+use super::list_limits::{ListLimits, RequestList};
 
 /// The limits one parse is held to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub struct DecodeBudget {
     pub max_instances: usize,
     /// Values the body's V2 `data` arrays may hold in total (`--max-elements`).
     pub max_elements: usize,
+    /// Tensors, dimensions and parameters of a named-tensor request.
+    pub lists: ListLimits,
 }
 
 /// Why a parse was stopped.
@@ -37,12 +40,15 @@ pub enum Overrun {
     Instances { count: Option<usize>, limit: usize },
     /// The body's V2 `data` arrays went past `limit` values (the rest was not read).
     Elements { limit: usize },
+    /// A list of a named-tensor request went past its `limit` (the rest was not read).
+    List { list: RequestList, limit: usize },
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Active {
     budget: DecodeBudget,
     elements: usize,
+    parameters: usize,
 }
 
 thread_local! {
@@ -65,6 +71,7 @@ pub fn within<T>(budget: DecodeBudget, parse: impl FnOnce() -> T) -> Result<T, O
         ACTIVE.replace(Some(Active {
             budget,
             elements: 0,
+            parameters: 0,
         })),
         OVERRUN.take(),
     );
@@ -75,8 +82,30 @@ pub fn within<T>(budget: DecodeBudget, parse: impl FnOnce() -> T) -> Result<T, O
     }
 }
 
+/// The limit of `list` in the parse running on this thread (none outside [`within`]).
+pub(super) fn limit_of(list: RequestList) -> usize {
+    ACTIVE.get().map_or(usize::MAX, |a| a.budget.lists.of(list))
+}
+
+/// Counts one parameter of the request against `--max-parameters`.
+pub(super) fn spend_parameter<E: de::Error>() -> Result<(), E> {
+    let Some(mut active) = ACTIVE.get() else {
+        return Ok(());
+    };
+    let limit = active.budget.lists.max_parameters;
+    if active.parameters >= limit {
+        return Err(stop(Overrun::List {
+            list: RequestList::Parameters,
+            limit,
+        }));
+    }
+    active.parameters += 1;
+    ACTIVE.set(Some(active));
+    Ok(())
+}
+
 /// Records the overrun for [`within`] and stops the parse with an error.
-fn stop<E: de::Error>(overrun: Overrun) -> E {
+pub(super) fn stop<E: de::Error>(overrun: Overrun) -> E {
     OVERRUN.set(Some(overrun));
     E::custom("request over its size limits")
 }
@@ -281,9 +310,16 @@ mod tests {
         data: Option<Value>,
     }
 
+    const LISTS: ListLimits = ListLimits {
+        max_tensors: 4,
+        max_rank: 3,
+        max_parameters: 2,
+    };
+
     const BUDGET: DecodeBudget = DecodeBudget {
         max_instances: 3,
         max_elements: 100,
+        lists: LISTS,
     };
 
     fn parse<T: for<'de> Deserialize<'de>>(
@@ -338,6 +374,7 @@ mod tests {
         let budget = DecodeBudget {
             max_instances: 10,
             max_elements: 5,
+            lists: LISTS,
         };
         let fits = parse::<Vec<Tensor>>(budget, r#"[{"data": [1, 2]}, {"data": [[3], [4], [5]]}]"#);
         assert_eq!(fits.expect("no overrun").expect("valid").len(), 2);

@@ -4,10 +4,12 @@
 //! in the catalog; `inference` decodes requests and presents answers with it; the validation gate
 //! uses the same codecs on golden and evaluation rows. Depends only on `engine`.
 
+mod bounded_lists;
 mod columns;
 mod decode_budget;
 mod instances;
 mod json_instance;
+mod list_limits;
 mod prediction;
 mod tensors;
 
@@ -18,10 +20,12 @@ use utoipa::ToSchema;
 
 use crate::engine::{DataType, ModelSignature, TensorSpec};
 
+pub use bounded_lists::{bounded_inputs, bounded_outputs, bounded_parameters, bounded_shape};
 pub use columns::{check_columns, CategorySet, Column, FeatureSpec, FeatureType, Unseen};
 pub use decode_budget::{at_most, bounded_data, bounded_instances, within, DecodeBudget, Overrun};
 pub use instances::{decode as decode_instances, ContractViolation, ViolationKind};
 pub use json_instance::Instance;
+pub use list_limits::{ListLimits, RequestList};
 pub use prediction::{predictions, Prediction, RawOutput};
 pub use tensors::{check_tensors, protocol_outputs, InputTensor};
 

@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 use crate::auth::RateLimited;
-use crate::contract::{ContractViolation, Overrun};
+use crate::contract::{ContractViolation, Overrun, RequestList};
 use crate::engine::EngineError;
 use crate::repository::ResolveError;
 
@@ -19,6 +19,11 @@ pub enum PredictError {
     /// any buffer for them is allocated.
     #[error("the request holds {count} tensor elements; the limit is {limit}")]
     TooManyElements { count: String, limit: usize },
+
+    /// A list of a named-tensor request (tensors, a shape, parameters) past its limit, stopped
+    /// while the request was decoded.
+    #[error("more than {limit} {}; the limit is {limit} ({})", .list.what(), .list.flag())]
+    ListTooLong { list: RequestList, limit: usize },
 
     #[error(transparent)]
     Contract(#[from] ContractViolation),
@@ -42,6 +47,7 @@ impl PredictError {
             PredictError::Resolve(_) => "resolve",
             PredictError::TooManyInstances { .. } => "too_many_instances",
             PredictError::TooManyElements { .. } => "too_many_elements",
+            PredictError::ListTooLong { list, .. } => list.error_type(),
             PredictError::Contract(v) => v.kind.as_str(),
             PredictError::RateLimited(_) => "rate_limited",
             PredictError::Engine(e) => e.reason(),
@@ -63,6 +69,7 @@ impl From<Overrun> for PredictError {
                 count: format!("more than {limit}"),
                 limit,
             },
+            Overrun::List { list, limit } => PredictError::ListTooLong { list, limit },
         }
     }
 }

@@ -14,9 +14,10 @@ mod target;
 mod traffic;
 
 pub use crate::contract::{
-    at_most, bounded_data, bounded_instances, check_tensors, decode_instances, predictions, within,
-    ContractViolation, DecodeBudget, FeatureSpec, InputContract, InputTensor, Instance,
-    ModelContract, OutputContract, Overrun, Prediction, RawOutput, ViolationKind,
+    at_most, bounded_data, bounded_inputs, bounded_instances, bounded_outputs, bounded_parameters,
+    bounded_shape, check_tensors, decode_instances, predictions, within, ContractViolation,
+    DecodeBudget, FeatureSpec, InputContract, InputTensor, Instance, ModelContract, OutputContract,
+    Overrun, Prediction, RawOutput, ViolationKind,
 };
 pub use crate::monitoring::Protocol;
 pub use error::PredictError;

@@ -12,11 +12,11 @@ use super::traffic::{Routed, Traffic};
 use crate::auth::Access;
 use crate::capture::Capture;
 use crate::contract::decode_instances as decode;
-use crate::contract::DecodeBudget;
 use crate::contract::Instance;
 use crate::contract::{check_columns, Unseen};
 use crate::contract::{check_tensors, protocol_outputs, InputTensor};
 use crate::contract::{predictions, Prediction};
+use crate::contract::{DecodeBudget, ListLimits};
 use crate::engine::Tensor;
 use crate::monitoring::{Cell, Observed, PredictionLog, Protocol};
 use crate::repository::{LoadedVersion, ModelStore};
@@ -28,6 +28,8 @@ pub struct Limits {
     pub max_instances: usize,
     /// Tensor elements one request may carry across all its inputs, checked before decoding.
     pub max_elements: usize,
+    /// Tensors, dimensions and parameters of a named-tensor request, held while it is decoded.
+    pub lists: ListLimits,
     /// Time from the start of prediction (body parsed) to the answer; past it a queued job is
     /// dropped and the caller told so.
     pub timeout: Duration,
@@ -130,6 +132,7 @@ impl Predictor {
         DecodeBudget {
             max_instances: self.limits.max_instances,
             max_elements: self.limits.max_elements,
+            lists: self.limits.lists,
         }
     }
 

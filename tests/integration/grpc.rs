@@ -26,7 +26,7 @@ use crate::common::{args, eventually, loaded, metric, shipped, shipped_models};
 use crate::onnx;
 
 /// A gRPC server on 127.0.0.1:0; stops when dropped.
-struct GrpcServer {
+pub struct GrpcServer {
     addr: std::net::SocketAddr,
     infera: std::sync::Arc<Infera>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -34,7 +34,7 @@ struct GrpcServer {
 }
 
 impl GrpcServer {
-    async fn start(infera: Infera) -> GrpcServer {
+    pub async fn start(infera: Infera) -> GrpcServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let infera = std::sync::Arc::new(infera);
@@ -54,7 +54,7 @@ impl GrpcServer {
         }
     }
 
-    async fn channel(&self) -> Channel {
+    pub async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.addr))
             .unwrap()
             .connect()
@@ -62,11 +62,11 @@ impl GrpcServer {
             .unwrap()
     }
 
-    async fn client(&self) -> GrpcInferenceServiceClient<Channel> {
+    pub async fn client(&self) -> GrpcInferenceServiceClient<Channel> {
         GrpcInferenceServiceClient::new(self.channel().await).max_encoding_message_size(usize::MAX)
     }
 
-    async fn stop(mut self) {
+    pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(Duration::from_secs(15), self.task.take().unwrap())
             .await
@@ -101,7 +101,7 @@ fn rows_of(g: &Value) -> (Vec<f32>, Vec<i64>) {
     (floats(&g["inputs"]), vec![rows.len() as i64, width as i64])
 }
 
-fn tensor(name: &str, shape: Vec<i64>, contents: Option<Vec<f32>>) -> InferInputTensor {
+pub fn tensor(name: &str, shape: Vec<i64>, contents: Option<Vec<f32>>) -> InferInputTensor {
     InferInputTensor {
         name: name.into(),
         datatype: "FP32".into(),
@@ -123,7 +123,7 @@ fn le_bytes(values: &[f32]) -> prost::bytes::Bytes {
 }
 
 /// The golden request for `model`, typed (`fp32_contents`) or raw (`raw_input_contents`).
-fn golden_request(model: &str, raw: bool) -> ModelInferRequest {
+pub fn golden_request(model: &str, raw: bool) -> ModelInferRequest {
     let g = golden(model);
     let (values, shape) = rows_of(&g);
     let input = g["input"].as_str().unwrap();
@@ -138,7 +138,7 @@ fn golden_request(model: &str, raw: bool) -> ModelInferRequest {
 
 /// Checks every output of a response against the golden file (floats within its tolerance,
 /// integers exactly), whichever encoding the response used.
-fn assert_golden(model: &str, reply: &ModelInferResponse) {
+pub fn assert_golden(model: &str, reply: &ModelInferResponse) {
     let g = golden(model);
     let tol = g["tolerance"].as_f64().unwrap();
     let raw = !reply.raw_output_contents.is_empty();
@@ -294,7 +294,7 @@ async fn code_of(
     client.model_infer(request).await.unwrap_err()
 }
 
-fn error_type(status: &tonic::Status) -> &str {
+pub fn error_type(status: &tonic::Status) -> &str {
     status
         .metadata()
         .get("infera-error-type")

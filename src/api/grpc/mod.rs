@@ -4,12 +4,15 @@
 //! through `Predictor::infer`, errors through `ApiError` (mapped to gRPC codes in `status.rs`).
 
 mod access;
+mod codec;
 mod health;
 mod infer;
 mod layer;
+mod prescan;
 mod service;
 mod status;
 mod tensors;
+mod wire;
 
 use std::time::Duration;
 
@@ -18,9 +21,10 @@ use tonic::transport::server::{ServerTlsConfig, TcpIncoming};
 use tonic::transport::{Identity, Server};
 
 use crate::api::AppState;
-use proto::grpc_inference_service_server::GrpcInferenceServiceServer;
 
+pub use prescan::{check as check_model_infer, Refusal};
 pub use status::to_status;
+pub use wire::Malformed;
 
 /// The generated protocol messages, server and client (`proto/grpc_predict_v2.proto`).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -84,8 +88,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (readiness, health_service) = health::Readiness::start(state.clone()).await;
     let readiness = tokio::spawn(readiness.track());
-    let inference = GrpcInferenceServiceServer::new(service::InferenceService::new(state.clone()))
-        .max_decoding_message_size(settings.max_message_bytes);
+    // ModelInfer's requests are counted against the request limits before prost decodes them.
+    let inference = codec::InferenceServer::new(
+        service::InferenceService::new(state.clone()),
+        state.predictor.decode_budget(),
+        settings.max_message_bytes,
+    );
     let mut server = Server::builder();
     if let Some(tls) = &settings.tls {
         // Handshakes run concurrently (tonic spawns each), bounded by the timeout.

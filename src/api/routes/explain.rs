@@ -240,7 +240,7 @@ pub async fn explain_version(
 pub async fn read_request(state: &AppState, body: Request) -> Result<ExplainRequest, ApiError> {
     let budget = DecodeBudget {
         max_instances: state.explainer.limits().max_instances,
-        max_elements: state.predictor.limits().max_elements,
+        ..state.predictor.decode_budget()
     };
     let ValidJson(request) = ValidJson::bounded(body, state, budget).await?;
     Ok(request)

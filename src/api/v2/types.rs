@@ -64,9 +64,11 @@ pub struct ModelMetadata {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RequestInput {
     pub name: String,
+    /// At most `--max-rank` dimensions.
+    #[serde(deserialize_with = "crate::inference::bounded_shape")]
     pub shape: Vec<i64>,
     pub datatype: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::inference::bounded_parameters")]
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<Map<String, Value>>,
     /// Row-major values, flat or nested. Absent when the tensor travels as binary data.
@@ -79,7 +81,7 @@ pub struct RequestInput {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RequestOutput {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::inference::bounded_parameters")]
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<Map<String, Value>>,
 }
@@ -90,12 +92,16 @@ pub struct RequestOutput {
 pub struct InferRequest {
     #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
+    /// Parameters of the request and its tensors together: at most `--max-parameters`, each a
+    /// boolean, a number or a string.
+    #[serde(default, deserialize_with = "crate::inference::bounded_parameters")]
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<Map<String, Value>>,
+    /// At most `--max-tensors`.
+    #[serde(deserialize_with = "crate::inference::bounded_inputs")]
     pub inputs: Vec<RequestInput>,
-    /// Outputs to return; absent means all.
-    #[serde(default)]
+    /// Outputs to return; absent means all. At most `--max-tensors`.
+    #[serde(default, deserialize_with = "crate::inference::bounded_outputs")]
     pub outputs: Option<Vec<RequestOutput>>,
 }
 
