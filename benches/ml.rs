@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
-use infera::engine::{CompiledModel, Tensor, TensorData};
+use infera::contract::{decode_instances, InputContract, Instance};
+use infera::engine::{map_inputs, CompiledModel, Tensor, TensorData};
 use serde_json::Value;
 
 const BATCHES: [usize; 2] = [1, 64];
@@ -37,7 +38,8 @@ fn models() -> Vec<String> {
 
 /// The first `batch` golden instances (cycled) as the model's input tensors: one `[batch, width]`
 /// tensor of numbers (f32) or strings, or, for instances that are objects (one graph input per
-/// DataFrame column), one `[batch, 1]` tensor per input of `model`'s signature.
+/// DataFrame column), one `[batch, 1]` tensor per input of `model`'s signature; for a map input,
+/// the map's three tensors (every map of the batch in one call; onnxruntime runs one per call).
 fn inputs(model: &CompiledModel, name: &str, batch: usize) -> Vec<Tensor> {
     let golden: Value = serde_json::from_str(
         &std::fs::read_to_string(conformance().join(name).join("1/golden.json")).unwrap(),
@@ -63,6 +65,14 @@ fn inputs(model: &CompiledModel, name: &str, batch: usize) -> Vec<Tensor> {
         };
         Tensor::new(vec![batch, width], data).unwrap()
     };
+    if !map_inputs(&model.signature().inputs).is_empty() {
+        // One map per instance (a JSON object), read as infera reads /predict instances.
+        let contract = InputContract::Tensors {
+            inputs: model.signature().inputs.clone(),
+        };
+        let instances: Vec<Instance> = rows.iter().map(|r| Instance::from((*r).clone())).collect();
+        return decode_instances(&contract, &instances).unwrap();
+    }
     if rows[0].is_object() {
         return model
             .signature()

@@ -94,6 +94,26 @@ def feeds(golden: dict, batch: int, sess: ort.InferenceSession) -> dict:
     return {golden["input"]: column([v for r in rows for v in r], len(rows[0]))}
 
 
+def is_map_model(sess: ort.InferenceSession) -> bool:
+    return [i.type.startswith("map(") for i in sess.get_inputs()] == [True]
+
+
+def map_runs(golden: dict, batch: int, sess: ort.InferenceSession):
+    """A map-input model (DictVectorizer, CastMap): onnxruntime takes one map per call, so a
+    batch is `batch` calls, one per golden map (int keys back from their JSON names)."""
+    name, kind = sess.get_inputs()[0].name, sess.get_inputs()[0].type
+    rows = [golden["inputs"][i % len(golden["inputs"])] for i in range(batch)]
+    if kind.startswith("map(int64"):
+        rows = [{int(k): v for k, v in r.items()} for r in rows]
+    feeds_ = [{name: r} for r in rows]
+    return lambda: [sess.run(None, f) for f in feeds_]
+
+
+def single_run(golden: dict, batch: int, sess: ort.InferenceSession):
+    feed = feeds(golden, batch, sess)
+    return lambda: sess.run(None, feed)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("repo", type=Path, help="model repository directory, e.g. models/conformance")
@@ -115,8 +135,8 @@ def main() -> None:
         golden = json.loads((d / "golden.json").read_text(encoding="utf-8"))
         sess = session(d / "model.onnx")
         for b in batches:
-            feed = feeds(golden, b, sess)
-            calls, times = measure(lambda: sess.run(None, feed), args.min_time, args.repeat)
+            run = map_runs(golden, b, sess) if is_map_model(sess) else single_run(golden, b, sess)
+            calls, times = measure(run, args.min_time, args.repeat)
             r = {
                 "model": name,
                 "batch": b,

@@ -14,6 +14,10 @@ the graphs that carry strings:
     (OneHotEncoder op with cats_strings) and OrdinalEncoder (LabelEncoder keys_strings), in
     front of a classifier with string labels.
 
+  * map inputs (`map_*`): skl2onnx's DictVectorizer pipeline (`map(string, float)`) and
+    one-node DictVectorizer / CastMap graphs; each instance is one map (a JSON object), and
+    onnxruntime, which takes one map per call, runs each row alone.
+
 golden.json has the same format as the other conformance models; string outputs are written as
 JSON strings and string inputs as rows of JSON strings.
 
@@ -22,7 +26,7 @@ models/requirements-conformance.txt:
 
     /tmp/conf-venv/bin/python models/make_conformance_strings.py           # writes models/conformance/str_*
     /tmp/conf-venv/bin/python models/make_conformance_strings.py --only 'str_logreg*'
-    /tmp/conf-venv/bin/python models/make_conformance_strings.py --maps tests/integration/maps
+    /tmp/conf-venv/bin/python models/make_conformance_strings.py --maps    # only map_* (map inputs)
 """
 
 from __future__ import annotations
@@ -555,11 +559,31 @@ def build(spec: Spec, out: Path) -> list[str]:
     return written
 
 
-def write_map_models(out: Path) -> None:
-    """Graphs with ONNX map inputs, which infera refuses at load (docs/ml-operators.md): a
-    DictVectorizer pipeline as skl2onnx exports it (input `map(string, float)`, one map per
-    call in onnxruntime) and a CastMap graph. onnxruntime runs both; the integration test
-    checks that infera names the operator and the input."""
+def map_graph(name: str, key: int, value: int, node, out_type: int):
+    """A one-node ai.onnx.ml graph on a map(key, value) input `m` with output `y`."""
+    from onnx import helper
+
+    map_type = helper.make_map_type_proto(key, helper.make_tensor_type_proto(value, None))
+    graph = helper.make_graph([node], name, [helper.make_value_info("m", map_type)], [helper.make_tensor_value_info("y", out_type, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15), helper.make_opsetid("ai.onnx.ml", 3)])
+
+
+def render_map_golden(rows: list[dict], golden: dict[str, np.ndarray]) -> str:
+    """golden.json for a map-input model: each instance is its map as a JSON object (int keys as
+    their decimal names), outputs as in render_golden (doubles kept as Python floats)."""
+    def value(v):
+        return float(v) if isinstance(v, (float, np.floating)) else str(v)
+
+    inputs = [{str(k): value(v) for k, v in row.items()} for row in rows]
+    outputs = {k: (v.tolist() if v.dtype == np.float64 else to_json_value(v)) for k, v in golden.items()}
+    lines = ['{', ' "inputs": [']
+    lines += ["   " + json.dumps(r, separators=(", ", ": ")) + ("," if i < len(inputs) - 1 else "") for i, r in enumerate(inputs)]
+    lines += ["  ],", ' "outputs": ' + json.dumps(outputs, separators=(", ", ": ")) + ",", f' "tolerance": {json.dumps(TOLERANCE)}' + "}"]
+    return "\n".join(lines) + "\n"
+
+
+def map_models() -> list[tuple[str, onnx.ModelProto, list[dict]]]:
+    """The map-input models and their 64 held-out maps each. onnxruntime takes one map per call."""
     from onnx import TensorProto, helper
     from sklearn.feature_extraction import DictVectorizer
     from skl2onnx.common.data_types import DictionaryType
@@ -568,49 +592,85 @@ def write_map_models(out: Path) -> None:
     names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     dicts = [dict(zip(names, map(float, row))) for row in data.x_train]
     model = make_pipeline(DictVectorizer(sparse=False), lr()).fit(dicts, data.y_train)
-    onx = convert_sklearn(
+    dictvec = convert_sklearn(
         model,
-        name="dictvec_logreg_clf_iris",
+        name="map_dictvec_logreg_clf_iris",
         initial_types=[("features", DictionaryType(StringTensorType([]), FloatTensorType([])))],
         options={id(model.steps[-1][1]): {"zipmap": False}},
         target_opset=SKL2ONNX_OPSET,
     )
-    row = dict(zip(names, map(float, data.x_test[0])))
-    label = ort_session(onx).run(None, {"features": row})[0]
-    assert label.tolist() == [model.predict([row])[0]], label
-    map_type = helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, None))
-    cast = helper.make_graph(
-        [helper.make_node("CastMap", ["m"], ["y"], domain="ai.onnx.ml", map_form="DENSE", cast_to="TO_FLOAT")],
-        "castmap",
-        [helper.make_value_info("m", map_type)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    rng = np.random.RandomState(SEED)
+    iris_rows = []
+    for i in range(N_GOLDEN):
+        row = {k: float(np.float32(v)) for k, v in zip(names, data.x_test[i % len(data.x_test)])}
+        if i % 4 == 1:  # a feature missing: its column is 0
+            del row[names[i % 3]]
+        if i % 4 == 2:  # a key outside the vocabulary: ignored
+            row["colour"] = 1.0
+        iris_rows.append(row)
+    int_dict = map_graph(
+        "map_dictvec_int_keys", TensorProto.INT64, TensorProto.FLOAT,
+        helper.make_node("DictVectorizer", ["m"], ["y"], domain="ai.onnx.ml", int64_vocabulary=[7, 3, 11, 3, 0]),
+        TensorProto.FLOAT,
     )
-    cast = helper.make_model(cast, opset_imports=[helper.make_opsetid("", 15), helper.make_opsetid("ai.onnx.ml", 3)])
-    assert ort_session(cast).run(None, {"m": {0: 1.5, 1: 2.5}})[0].tolist() == [[1.5, 2.5]]
-    for name, onx in [("dictvec_logreg_clf_iris", onx), ("castmap", cast)]:
+    int_rows = [{int(k): float(np.float32(rng.normal())) for k in rng.choice([0, 3, 5, 7, 11, 12], size=rng.randint(1, 5), replace=False)} for _ in range(N_GOLDEN)]
+    dense = map_graph(
+        "map_castmap_dense_float", TensorProto.INT64, TensorProto.FLOAT,
+        helper.make_node("CastMap", ["m"], ["y"], domain="ai.onnx.ml", map_form="DENSE", cast_to="TO_FLOAT"),
+        TensorProto.FLOAT,
+    )
+    # DENSE gives [1, n] per map: every map of the set has 3 entries, so the 64 stack.
+    dense_rows = [{int(k): float(np.float32(rng.normal())) for k in rng.choice(20, size=3, replace=False)} for _ in range(N_GOLDEN)]
+    sparse = map_graph(
+        "map_castmap_sparse_int64", TensorProto.INT64, TensorProto.FLOAT,
+        helper.make_node("CastMap", ["m"], ["y"], domain="ai.onnx.ml", map_form="SPARSE", cast_to="TO_INT64", max_map=6),
+        TensorProto.INT64,
+    )
+    # Keys 6..8 are past max_map (ignored); values truncate toward zero.
+    sparse_rows = [{int(k): float(np.float32(rng.normal() * 10)) for k in rng.choice(9, size=rng.randint(1, 5), replace=False)} for _ in range(N_GOLDEN)]
+    return [
+        ("map_dictvec_logreg_clf_iris", dictvec, iris_rows),
+        ("map_dictvec_int_keys", int_dict, int_rows),
+        ("map_castmap_dense_float", dense, dense_rows),
+        ("map_castmap_sparse_int64", sparse, sparse_rows),
+    ]
+
+
+def write_map_models(out: Path, only: list[str]) -> list[str]:
+    """Models with an ONNX map input (DictVectorizer, CastMap), served by infera as one map per
+    instance (a JSON object). onnxruntime runs each map alone; golden.json holds those rows."""
+    written = []
+    for name, onx, rows in map_models():
+        if only and not any(fnmatch.fnmatch(name, g) for g in only):
+            continue
+        sess = ort_session(onx)
+        input_name = sess.get_inputs()[0].name
+        runs = [sess.run(None, {input_name: row}) for row in rows]
+        golden = {o.name: np.concatenate([r[i] for r in runs]) for i, o in enumerate(sess.get_outputs())}
         d = out / name / "1"
         d.mkdir(parents=True, exist_ok=True)
         (d / "model.onnx").write_bytes(onx.SerializeToString())
-        print(f"[{name}] map input (refused by infera); onnxruntime runs it")
+        (d / "golden.json").write_text(render_map_golden(rows, golden), encoding="utf-8")
+        print(f"[{name}] map input; outputs {', '.join(f'{k} {v.shape}' for k, v in golden.items())}")
+        written.append(name)
+    return written
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "conformance"))
     ap.add_argument("--only", action="append", default=[], metavar="GLOB")
-    ap.add_argument("--maps", metavar="DIR", help="write the map-input graphs infera refuses there, and nothing else")
+    ap.add_argument("--maps", action="store_true", help="write only the map-input models (map_*)")
     args = ap.parse_args()
-    if args.maps:
-        write_map_models(Path(args.maps))
-        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"numpy {np.__version__}, scikit-learn {sklearn.__version__}, skl2onnx {skl2onnx.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}")
     written = []
-    for spec in SPECS:
+    for spec in [] if args.maps else SPECS:
         if args.only and not any(fnmatch.fnmatch(spec.name, g) for g in args.only):
             continue
         written += build(spec, out)
+    written += write_map_models(out, args.only)
     print(f"wrote {len(written)} models to {out}")
 
 

@@ -78,11 +78,14 @@ pub fn decode(
             index,
             dtype,
         } => decode_tabular(features, index, *dtype, instances).map(|t| vec![t]),
-        InputContract::Tensors { inputs } => decode_tensors(inputs, instances),
+        InputContract::Tensors { inputs } => match super::map_instances::single_map(inputs) {
+            Some(map) => super::map_instances::decode(&map, instances),
+            None => decode_tensors(inputs, instances),
+        },
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+pub(super) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -499,14 +502,14 @@ fn fill_nested(
 }
 
 /// Why one element could not be stored.
-enum ElementError {
+pub(super) enum ElementError {
     WrongType(&'static str, &'static str),
     NonFinite(f64, DataType),
     OutOfTypeRange(String, DataType),
 }
 
 impl ElementError {
-    fn at(self, instance: usize, field: &str) -> ContractViolation {
+    pub(super) fn at(self, instance: usize, field: &str) -> ContractViolation {
         match self {
             ElementError::WrongType(want, got) => violation(
                 ViolationKind::WrongType,
@@ -528,7 +531,7 @@ impl ElementError {
 }
 
 /// A growing column of one element type.
-enum Sink {
+pub(super) enum Sink {
     Bool(Vec<bool>),
     U8(Vec<u8>),
     U16(Vec<u16>),
@@ -545,7 +548,7 @@ enum Sink {
 }
 
 impl Sink {
-    fn with_capacity(dtype: DataType, n: usize) -> Sink {
+    pub(super) fn with_capacity(dtype: DataType, n: usize) -> Sink {
         match dtype {
             DataType::Bool => Sink::Bool(Vec::with_capacity(n)),
             DataType::U8 => Sink::U8(Vec::with_capacity(n)),
@@ -582,7 +585,7 @@ impl Sink {
     }
 
     /// Stores a JSON scalar.
-    fn push(&mut self, value: &Value) -> Result<(), ElementError> {
+    pub(super) fn push(&mut self, value: &Value) -> Result<(), ElementError> {
         match (self, value) {
             (Sink::Bool(v), Value::Bool(b)) => {
                 v.push(*b);
@@ -614,7 +617,7 @@ impl Sink {
         }
     }
 
-    fn push_i64(&mut self, i: i64) -> Result<(), ElementError> {
+    pub(super) fn push_i64(&mut self, i: i64) -> Result<(), ElementError> {
         let dt = self.dtype();
         let range = || ElementError::OutOfTypeRange(i.to_string(), dt);
         match self {
@@ -678,7 +681,7 @@ impl Sink {
         Ok(())
     }
 
-    fn into_data(self) -> TensorData {
+    pub(super) fn into_data(self) -> TensorData {
         match self {
             Sink::Bool(v) => TensorData::Bool(v),
             Sink::U8(v) => TensorData::U8(v),

@@ -10,6 +10,7 @@ mod decode_budget;
 mod instances;
 mod json_instance;
 mod list_limits;
+mod map_instances;
 mod prediction;
 mod tensors;
 
@@ -26,6 +27,7 @@ pub use decode_budget::{at_most, bounded_data, bounded_instances, within, Decode
 pub use instances::{decode as decode_instances, ContractViolation, ViolationKind};
 pub use json_instance::Instance;
 pub use list_limits::{ListLimits, RequestList};
+pub use map_instances::map_elements;
 pub use prediction::{predictions, Prediction, RawOutput};
 pub use tensors::{check_tensors, protocol_outputs, InputTensor};
 

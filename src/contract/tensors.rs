@@ -109,6 +109,7 @@ pub fn check_tensors(
         tensors.push(tensor);
     }
     let rows = rows.unwrap_or(0);
+    super::map_instances::check_map_tensors(specs, &tensors)?;
     if let InputContract::Tabular { features, .. } = &contract.input {
         let t = &tensors[0];
         let width = features.len();

@@ -4,6 +4,7 @@
 
 mod dispatch;
 mod error;
+mod maps;
 mod ml;
 mod pool;
 mod queue;
@@ -11,6 +12,7 @@ mod runtime;
 mod tensor;
 
 pub use error::EngineError;
+pub use maps::{map_inputs, MapInput};
 pub use pool::{PoolConfig, WorkerPool};
 pub use queue::{BatchPolicy, JobObserver, ModelQueue, RunOutput, SkipReason};
 pub use runtime::{CompiledModel, LoadOptions, PlanMode, PlanObserver};

@@ -12,6 +12,7 @@ use super::traffic::{Routed, Traffic};
 use crate::auth::Access;
 use crate::capture::Capture;
 use crate::contract::decode_instances as decode;
+use crate::contract::map_elements;
 use crate::contract::Instance;
 use crate::contract::{check_columns, Unseen};
 use crate::contract::{check_tensors, protocol_outputs, InputTensor};
@@ -156,6 +157,10 @@ impl Predictor {
                 .row_elements()
                 .checked_mul(instances.len());
             self.check_elements(elements)?;
+            if let Some(elements) = map_elements(&loaded.contract.input, instances) {
+                // Maps are padded to the request's largest: count the padded tensors first.
+                self.check_elements(elements)?;
+            }
             let inputs = decode(&loaded.contract.input, instances)?;
             if loaded.contract.input.has_variable_rows() {
                 // The contract could only count the fixed dimensions: count what was read.

@@ -27,6 +27,7 @@ mod grpc;
 mod grpc_bounds;
 mod hardening;
 mod layers;
+mod map_inputs;
 mod metrics;
 mod ml_refused;
 mod model_limits;

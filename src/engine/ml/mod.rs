@@ -8,6 +8,8 @@ mod feature_extractor;
 mod kernel;
 mod linear;
 mod logsumexp;
+mod map_inputs;
+mod map_ops;
 mod ngrams;
 mod post;
 mod refused;
@@ -49,6 +51,8 @@ pub fn onnx() -> Onnx {
     reg.insert("Tokenizer", text::tokenizer);
     reg.insert("TfIdfVectorizer", text::tfidf_vectorizer);
     reg.insert(text_fused::FUSED_OP, text_fused::tokenized_tfidf);
+    reg.insert("DictVectorizer", map_ops::dict_vectorizer);
+    reg.insert("CastMap", map_ops::cast_map);
     reg.insert("ReduceLogSumExp", logsumexp::reduce_log_sum_exp);
     reg.insert("ArgMax", argmax::arg_max);
     reg.insert(
@@ -70,7 +74,8 @@ pub fn load(path: &Path) -> TractResult<InferenceModel> {
 pub fn load_with(path: &Path, configure: impl FnOnce(Onnx) -> Onnx) -> TractResult<InferenceModel> {
     let onnx = configure(onnx());
     let mut proto = onnx.proto_model_for_path(path)?;
-    if let Some(graph) = &proto.graph {
+    if let Some(graph) = proto.graph.as_mut() {
+        map_inputs::rewrite(path, graph)?;
         refused::refuse_non_tensor_values(graph)?;
     }
     normalise(&mut proto);

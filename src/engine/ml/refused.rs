@@ -1,17 +1,15 @@
 //! Graphs infera refuses before tract parses them, with an error that names the reason.
 //!
-//! Map and sequence values: skl2onnx exports DictVectorizer with a `map(string, float)` graph
-//! input, and CastMap consumes maps too. tract-onnx's protobuf schema knows tensor types only
-//! (`TypeProto` has no `map_type` / `sequence_type`), so such a type is dropped while decoding
-//! and tract would fail with "graph input has no type value". infera's values are tensors end to
-//! end (engine, batching, V1/V2 and /predict decoding), so these graphs are refused here, naming
-//! the operators and the inputs.
+//! Map and sequence values: a map-typed graph input read only by DictVectorizer / CastMap is
+//! rewritten into tensors before this check (`map_inputs.rs`). What is left is refused here:
+//! graph inputs of other non-tensor types (sequences, optionals, maps read by other operators),
+//! which tract's schema decodes without a type, and map operators whose map is not such a graph
+//! input (a map made inside the graph).
 
 use tract_onnx::pb::{GraphProto, ValueInfoProto};
 use tract_onnx::tract_hir::internal::*;
 
-/// Operators whose inputs are ONNX maps (ai.onnx.ml).
-const MAP_OPERATORS: [&str; 2] = ["DictVectorizer", "CastMap"];
+use super::map_inputs::{KEY_TYPE_ATTR, MAP_OPERATORS};
 
 /// Refuses a graph with a map or sequence graph input, or an operator that consumes maps.
 pub fn refuse_non_tensor_values(graph: &GraphProto) -> TractResult<()> {
@@ -25,6 +23,7 @@ pub fn refuse_non_tensor_values(graph: &GraphProto) -> TractResult<()> {
         .node
         .iter()
         .filter(|n| MAP_OPERATORS.contains(&n.op_type.as_str()))
+        .filter(|n| !n.attribute.iter().any(|a| a.name == KEY_TYPE_ATTR))
         .map(|n| {
             format!(
                 "{} (node {:?}, input {:?})",
@@ -40,7 +39,7 @@ pub fn refuse_non_tensor_values(graph: &GraphProto) -> TractResult<()> {
     let mut reasons = Vec::new();
     if !operators.is_empty() {
         reasons.push(format!(
-            "operators on ONNX maps are not supported by infera: {}",
+            "operators on ONNX maps are supported by infera only on a map graph input: {}",
             operators.join(", ")
         ));
     }
@@ -51,8 +50,8 @@ pub fn refuse_non_tensor_values(graph: &GraphProto) -> TractResult<()> {
         ));
     }
     bail!(
-        "{}; infera serves tensor inputs only (for DictVectorizer: export the model after \
-         the vectorizer, with one tensor input per feature)",
+        "{}; infera serves tensor inputs, and map graph inputs read only by DictVectorizer or \
+         CastMap",
         reasons.join("; ")
     )
 }
@@ -113,7 +112,8 @@ mod tests {
         let error = refuse_non_tensor_values(&graph).unwrap_err().to_string();
         assert!(
             error.contains(
-                "operators on ONNX maps are not supported by infera: DictVectorizer \
+                "operators on ONNX maps are supported by infera only on a map graph input: \
+                 DictVectorizer \
                  (node \"DictVectorizer\", input Some(\"features\"))"
             ),
             "{error}"
@@ -133,6 +133,9 @@ mod tests {
         };
         let error = refuse_non_tensor_values(&graph).unwrap_err().to_string();
         assert!(error.contains("CastMap (node \"CastMap\""), "{error}");
-        assert!(!error.contains("graph inputs"), "{error}");
+        assert!(
+            !error.contains("graph inputs that are not tensors"),
+            "{error}"
+        );
     }
 }
