@@ -141,6 +141,11 @@ impl From<EngineError> for ApiError {
                 "unsupported_shape",
                 e.to_string(),
             ),
+            EngineError::Rejected(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "input_rejected",
+                e.to_string(),
+            ),
             EngineError::ShuttingDown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

@@ -30,6 +30,11 @@ pub enum EngineError {
     #[error("inference failed: {0}")]
     Inference(String),
 
+    /// One of the model's own operators refused the values it was given (an `InputRejected`
+    /// raised inside the plan): the caller's data, not a server fault.
+    #[error("the model refused the input: {0}")]
+    Rejected(String),
+
     /// The model produced an output type infera cannot hand back.
     #[error("output {output} has unsupported type {dtype}")]
     UnsupportedOutput { output: String, dtype: String },
@@ -55,7 +60,22 @@ pub enum EngineError {
     WorkerLost,
 }
 
+/// Raised by infera's own operators when the values they get cannot be computed (CastMap DENSE
+/// maps of different sizes in one call, a category a strict OneHotEncoder does not know, ...):
+/// the plan's failure becomes [`EngineError::Rejected`] instead of a server error.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct InputRejected(pub String);
+
 impl EngineError {
+    /// A failed plan run: `Rejected` when an operator refused its values, else `Inference`.
+    pub(crate) fn from_run(e: &tract_onnx::prelude::TractError) -> EngineError {
+        match e.chain().find_map(|c| c.downcast_ref::<InputRejected>()) {
+            Some(r) => EngineError::Rejected(r.0.clone()),
+            None => EngineError::Inference(format!("{e:#}")),
+        }
+    }
+
     pub(crate) fn bad_input(input: &str, reason: impl Into<String>) -> EngineError {
         EngineError::BadInput {
             input: input.to_string(),
@@ -75,6 +95,7 @@ impl EngineError {
             EngineError::BadInput { .. } => "bad_input",
             EngineError::ShapeRefused { .. } => "unsupported_shape",
             EngineError::Inference(_) => "inference",
+            EngineError::Rejected(_) => "rejected",
             EngineError::UnsupportedOutput { .. } => "unsupported_output",
             EngineError::Overloaded { .. } => "overloaded",
             EngineError::DeadlineExceeded(_) => "deadline",

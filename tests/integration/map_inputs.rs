@@ -158,4 +158,17 @@ async fn map_instances_are_checked_and_counted_before_decoding() {
     let p = r.json()["predictions"].clone();
     assert_eq!(p[0]["outputs"]["y"]["data"], json!([2.0, 1.0]), "{p}");
     assert_eq!(p[1]["outputs"]["y"]["data"], json!([3.0, 4.0]), "{p}");
+    // Maps of different sizes cannot make DENSE rows: the operator refuses them, a 422 naming
+    // why (a 500 before), and the server goes on serving.
+    let r = post(
+        &app,
+        url,
+        &json!({"instances": [{"1": 1.0, "2": 2.0}, {"0": 3.0}]}),
+    )
+    .await;
+    let (error, kind) = r.error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(kind, "input_rejected", "{error}");
+    assert!(error.contains("same number of entries"), "{error}");
+    let r = post(&app, url, &json!({"instances": [{"0": 3.0}]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }

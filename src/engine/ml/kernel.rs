@@ -7,6 +7,13 @@ use std::sync::Arc;
 
 use tract_onnx::tract_hir::internal::*;
 
+use crate::engine::error::InputRejected;
+
+/// An operator's refusal of the values it was given: the request gets a 422, not a 500.
+pub fn rejected(reason: impl Into<String>) -> TractError {
+    InputRejected(reason.into()).into()
+}
+
 /// The computation of one ai.onnx.ml node.
 pub trait Kernel: Debug + Send + Sync + 'static {
     /// ONNX op type, for dumps and errors.

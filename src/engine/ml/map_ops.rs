@@ -22,7 +22,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
 use super::attrs;
-use super::kernel::{Kernel, MlOp, OutShape};
+use super::kernel::{rejected, Kernel, MlOp, OutShape};
 use super::map_inputs::{KEY_TYPE_ATTR, VALUE_TYPE_ATTR};
 
 type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
@@ -71,7 +71,11 @@ fn batch(name: &str, inputs: &[TValue]) -> TractResult<(usize, usize, Vec<usize>
         .iter()
         .map(|&n| usize::try_from(n).ok().filter(|n| *n <= slots))
         .collect::<Option<Vec<usize>>>()
-        .ok_or_else(|| format_err!("{name}: a map length is negative or more than {slots}"))?;
+        .ok_or_else(|| {
+            rejected(format!(
+                "{name}: a map length is negative or more than {slots}"
+            ))
+        })?;
     Ok((rows, slots, lengths))
 }
 
@@ -304,7 +308,10 @@ impl CastMap {
         let mut entries: Vec<(i64, usize)> = (first..first + len).map(|s| (keys[s], s)).collect();
         entries.sort_unstable();
         if let Some(w) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
-            bail!("CastMap: key {} given twice in one map", w[0].0);
+            return Err(rejected(format!(
+                "CastMap: key {} given twice in one map",
+                w[0].0
+            )));
         }
         let Some(max) = self.sparse else {
             for (_, s) in entries {
@@ -313,7 +320,9 @@ impl CastMap {
             return Ok(());
         };
         if let Some((k, _)) = entries.first().filter(|(k, _)| *k < 0) {
-            bail!("CastMap: negative key {k} (SPARSE takes keys from 0)");
+            return Err(rejected(format!(
+                "CastMap: negative key {k} (SPARSE takes keys from 0)"
+            )));
         }
         let mut next = entries.iter().peekable();
         for col in 0..max {
@@ -351,11 +360,10 @@ impl Kernel for CastMap {
     fn eval(&self, inputs: &[TValue]) -> TractResult<TVec<TValue>> {
         let (rows, slots, lengths) = batch("CastMap", inputs)?;
         let width = self.sparse.unwrap_or(slots);
-        if self.sparse.is_none() {
-            ensure!(
-                lengths.iter().all(|n| *n == slots),
-                "CastMap DENSE: the maps of one batch must have the same number of entries"
-            );
+        if self.sparse.is_none() && lengths.iter().any(|n| *n != slots) {
+            return Err(rejected(
+                "CastMap DENSE: the maps of one call must have the same number of entries",
+            ));
         }
         let mut cells = Vec::with_capacity(rows * width);
         for (r, len) in lengths.iter().enumerate() {
@@ -462,14 +470,15 @@ fn stof(text: &str) -> TractResult<f32> {
     let prefix = number_prefix(text);
     let v: f32 = prefix
         .parse()
-        .map_err(|_| format_err!("CastMap: {text:?} is not a number"))?;
+        .map_err(|_| rejected(format!("CastMap: {text:?} is not a number")))?;
     let word = prefix
         .trim_start_matches(['+', '-'])
         .starts_with(['i', 'I']);
-    ensure!(
-        !v.is_infinite() || word,
-        "CastMap: {text:?} is out of the float range"
-    );
+    if v.is_infinite() && !word {
+        return Err(rejected(format!(
+            "CastMap: {text:?} is out of the float range"
+        )));
+    }
     Ok(v)
 }
 
@@ -478,10 +487,12 @@ fn stoll(text: &str) -> TractResult<i64> {
     let t = text.trim_start();
     let sign = usize::from(t.starts_with(['+', '-']));
     let end = sign + t[sign..].bytes().take_while(u8::is_ascii_digit).count();
-    ensure!(end > sign, "CastMap: {text:?} is not an integer");
+    if end == sign {
+        return Err(rejected(format!("CastMap: {text:?} is not an integer")));
+    }
     t[..end]
         .parse()
-        .map_err(|_| format_err!("CastMap: {text:?} is out of the int64 range"))
+        .map_err(|_| rejected(format!("CastMap: {text:?} is out of the int64 range")))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
 use super::attrs;
-use super::kernel::{Kernel, MlOp, OutShape};
+use super::kernel::{rejected, Kernel, MlOp, OutShape};
 
 type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
 
@@ -299,7 +299,11 @@ impl Kernel for StringOneHotEncoder {
             match index.get(v.as_str()) {
                 Some(c) => y[i * n + c] = 1.0,
                 None if self.zeros => {}
-                None => bail!("OneHotEncoder: {v:?} is not a known category"),
+                None => {
+                    return Err(rejected(format!(
+                        "OneHotEncoder: {v:?} is not a known category"
+                    )))
+                }
             }
         }
         shape.push(n);

@@ -90,7 +90,7 @@ impl CompiledModel {
         let outputs = self
             .plan_for(&values)?
             .run(values)
-            .map_err(|e| EngineError::Inference(format!("{e:#}")))?;
+            .map_err(|e| EngineError::from_run(&e))?;
         let mut split: Vec<Vec<Tensor>> = rows
             .iter()
             .map(|_| Vec::with_capacity(outputs.len()))
@@ -132,7 +132,7 @@ impl CompiledModel {
         let outputs = self
             .plan_for(&values)?
             .run(values)
-            .map_err(|e| EngineError::Inference(format!("{e:#}")))?;
+            .map_err(|e| EngineError::from_run(&e))?;
         if self.call_shape == CallShape::Batched {
             if let Some((value, spec)) = outputs
                 .iter()
