@@ -67,7 +67,8 @@ pub(super) fn violation(
     }
 }
 
-/// Turns `instances` into one tensor per model input (batch dimension first).
+/// Turns `instances` into one tensor per model input (batch dimension first); a model whose
+/// only input is a map is decoded by `map_instances.rs` instead (see `decode_instances`).
 pub fn decode(
     contract: &InputContract,
     instances: &[Instance],
@@ -78,10 +79,7 @@ pub fn decode(
             index,
             dtype,
         } => decode_tabular(features, index, *dtype, instances).map(|t| vec![t]),
-        InputContract::Tensors { inputs } => match super::map_instances::single_map(inputs) {
-            Some(map) => super::map_instances::decode(&map, instances),
-            None => decode_tensors(inputs, instances),
-        },
+        InputContract::Tensors { inputs } => decode_tensors(inputs, instances),
     }
 }
 

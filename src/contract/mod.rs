@@ -24,12 +24,27 @@ use crate::engine::{DataType, ModelSignature, TensorSpec};
 pub use bounded_lists::{bounded_inputs, bounded_outputs, bounded_parameters, bounded_shape};
 pub use columns::{check_columns, CategorySet, Column, FeatureSpec, FeatureType, Unseen};
 pub use decode_budget::{at_most, bounded_data, bounded_instances, within, DecodeBudget, Overrun};
-pub use instances::{decode as decode_instances, ContractViolation, ViolationKind};
+pub use instances::{ContractViolation, ViolationKind};
 pub use json_instance::Instance;
 pub use list_limits::{ListLimits, RequestList};
 pub use map_instances::map_elements;
 pub use prediction::{predictions, Prediction, RawOutput};
 pub use tensors::{check_tensors, protocol_outputs, InputTensor};
+
+/// Turns `instances` into one tensor per model input (batch dimension first): one JSON object
+/// per instance for a model whose only input is a map (`map_instances.rs`), rows of features or
+/// tensors otherwise (`instances.rs`).
+pub fn decode_instances(
+    contract: &InputContract,
+    instances: &[Instance],
+) -> Result<Vec<crate::engine::Tensor>, ContractViolation> {
+    if let InputContract::Tensors { inputs } = contract {
+        if let Some(map) = map_instances::single_map(inputs) {
+            return map_instances::decode(&map, instances);
+        }
+    }
+    instances::decode(contract, instances)
+}
 
 /// What kind of answer a model gives; decides how its outputs are presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
