@@ -371,7 +371,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Serves `listener` until `shutdown` completes, then lets in-flight requests finish for at
 /// most `grace` (readiness answers 503 and every answer closes its connection meanwhile; see
-/// `listener.rs`). Returns whether every request finished.
+/// `listener/`). Returns whether every request finished.
 pub async fn run_until(
     infera: &Infera,
     listener: TcpListener,

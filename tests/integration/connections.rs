@@ -1,4 +1,4 @@
-//! Connection bounds on a real socket (`src/listener.rs`): the header timeout counted from the
+//! Connection bounds on a real socket (`src/listener/mod.rs`): the header timeout counted from the
 //! accept (idle connections, and a first request head that starts late), a connection that sends
 //! its request some time after connecting, and the per-connection buffer bound (431 for a request
 //! head over it).

@@ -1,9 +1,9 @@
 //! The HTTP(S) listener: accepts connections (TLS when configured), serves each with hyper's
 //! HTTP/1.1 under connection limits, and shuts down without dropping a request:
 //!
-//! 1. On the shutdown signal it stops accepting, but first accepts every connection already
-//!    waiting in the kernel's backlog (closing the listener would reset them, losing requests
-//!    their clients had already sent), then closes the listening socket.
+//! 1. On the shutdown signal it stops completing new handshakes, accepts every connection
+//!    already completed or under way (closing the listener would reset them, losing requests
+//!    their clients had already sent), then closes the listening socket (see `close.rs`).
 //! 2. Every response from then on carries `Connection: close` (the `draining` flag, read by the
 //!    HTTP middleware), so clients close their connections after their next answer.
 //! 3. Connections still open after `idle_close` are told to shut down gracefully: hyper finishes
@@ -31,6 +31,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+mod close;
 
 /// Bounds on connections.
 #[derive(Debug, Clone, Copy)]
@@ -163,13 +165,14 @@ pub async fn serve(
     }
     draining.store(true, Ordering::SeqCst);
     let started = Instant::now();
-    // Connections the kernel completed but nobody accepted yet: take them rather than reset them.
-    while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await
-    {
+    // Connections the kernel completed (or is completing) but nobody accepted yet: take them
+    // rather than reset them.
+    let settle = close::HANDSHAKE_SETTLE.min(drain.idle_close);
+    close::close(listener, settle, |stream, peer| {
         let permit = permits.clone().try_acquire_owned().ok();
         conn.spawn_unbounded(stream, peer, permit);
-    }
-    drop(listener);
+    })
+    .await;
     if !tracker.wait_closed(started + drain.idle_close).await {
         let _ = tracker.stop.send(true);
     }
