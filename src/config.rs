@@ -115,6 +115,15 @@ pub struct HttpArgs {
     /// HTTP (tokio) threads that parse requests and write answers (default: one per CPU core).
     #[arg(long, env = "INFERA_HTTP_THREADS")]
     pub http_threads: Option<usize>,
+    /// Low-priority (nice 10) threads that handle requests with large bodies, so small
+    /// requests are not held up behind them (default: one per CPU core; 0: no bulk lane, every
+    /// request on the HTTP threads).
+    #[arg(long, env = "INFERA_BULK_THREADS")]
+    pub bulk_threads: Option<usize>,
+    /// A request body of at least this many bytes (or of unknown length) is handled on the bulk
+    /// threads: parsing and answering it holds a CPU for long without a pause.
+    #[arg(long, env = "INFERA_BULK_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub bulk_body_bytes: u64,
     /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C before exiting anyway.
     #[arg(long, env = "INFERA_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
@@ -716,7 +725,18 @@ impl HttpArgs {
         self.http_threads.unwrap_or_else(cores)
     }
 
+    /// Bulk-lane threads after applying the default (0: no lane).
+    pub fn bulk_thread_count(&self) -> usize {
+        self.bulk_threads.unwrap_or_else(cores)
+    }
+
     fn validate(&self) -> Result<(), String> {
+        if self.bulk_thread_count() > 1024 {
+            return Err(format!(
+                "--bulk-threads must be at most 1024, got {}",
+                self.bulk_thread_count()
+            ));
+        }
         if !(1..=1024).contains(&self.thread_count()) {
             return Err(format!(
                 "--http-threads must be between 1 and 1024, got {}",

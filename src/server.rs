@@ -13,7 +13,7 @@ use crate::api::{self, AppShared, AppState};
 use crate::auth::{self, Access};
 use crate::capture::Capture;
 use crate::config::ServeArgs;
-use crate::engine::{PoolConfig, WorkerPool};
+use crate::engine::{BulkLane, PoolConfig, WorkerPool};
 use crate::inference::{Explainer, Limits, Mirror, Predictor, Traffic};
 use crate::listener::{self, ConnectionLimits, Drain, Tls};
 use crate::monitoring::{Metrics, Notifier, PredictionLog, WebhookConfig};
@@ -138,6 +138,7 @@ impl Infera {
             draining: Default::default(),
             metrics_port: args.http.metrics_port,
             cors_origins: args.http.cors_origins.clone(),
+            bulk: bulk_lane(&args.http)?,
         });
         let tls = match (&args.http.tls_cert, &args.http.tls_key) {
             (Some(cert), Some(key)) => Some(Tls::load(cert, key)?),
@@ -212,6 +213,17 @@ impl Infera {
         if let Some(c) = &self.capture {
             c.shutdown();
         }
+    }
+}
+
+/// The low-priority lane for large requests, unless `--bulk-threads 0`.
+fn bulk_lane(http: &crate::config::HttpArgs) -> anyhow::Result<Option<api::Bulk>> {
+    match http.bulk_thread_count() {
+        0 => Ok(None),
+        threads => Ok(Some(api::Bulk {
+            lane: BulkLane::start(threads).context("starting the bulk-lane threads")?,
+            min_body_bytes: http.bulk_body_bytes,
+        })),
     }
 }
 

@@ -243,10 +243,11 @@ def pinned(cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus] if cpus else []
 
 
-def start_infera(binary: Path, cpus: str | None = None) -> tuple[subprocess.Popen, str]:
+def start_infera(binary: Path, cpus: str | None = None,
+                 extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         pinned(cpus) + [str(binary), "--model-repository", str(ROOT / "models"), "--port", "0",
-         "--log-format", "json", "--log", "warn,infera::server=info"],
+         "--log-format", "json", "--log", "warn,infera::server=info"] + (extra or []),
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     got, found = threading.Event(), []
 
@@ -352,6 +353,9 @@ def main() -> int:
     parser.add_argument("--interleave", action="store_true",
                         help="a quiet phase before every hostile pass; each pass is compared with "
                              "the quiet phase just before it")
+    parser.add_argument("--infera-arg", action="append", default=[],
+                        help="an extra flag for the server, e.g. --infera-arg=--bulk-threads=0 "
+                             "(repeatable)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     server_cpus = None
@@ -369,7 +373,7 @@ def main() -> int:
     seconds = max(10.0, args.abusive / args.rate)
     body = Path(tempfile.mkstemp(suffix=".json")[1])
     body.write_text(json.dumps({"instances": [[float(i % 17) for i in range(64)]]}))
-    proc, base = start_infera(args.infera, server_cpus)
+    proc, base = start_infera(args.infera, server_cpus, args.infera_arg)
     host, port = base[len("http://"):].split(":")
     rows: list[dict] = []
 
@@ -420,7 +424,7 @@ def main() -> int:
          not any(r["abuse_5xx"] for r in hostile_rows)),
         ("every good request answered 200", all(r["good_errors"] == 0 for r in rows)),
     ]
-    report = [table(rows), ""]
+    report = [f"server flags: {' '.join(args.infera_arg) or '(defaults)'}", "", table(rows), ""]
     report += [f"- {'PASS' if ok else 'FAIL'}: {what}" for what, ok in checks]
     for r in hostile_rows:
         if r["abuse_5xx"]:

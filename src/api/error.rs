@@ -162,6 +162,21 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<crate::engine::LaneError> for ApiError {
+    fn from(e: crate::engine::LaneError) -> ApiError {
+        use crate::engine::LaneError;
+        match e {
+            LaneError::Panicked => ApiError::internal("a request handler panicked"),
+            LaneError::Stopped => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down",
+            )
+            .retry(RETRY_SOON),
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> ApiError {
         let message = e.to_string();

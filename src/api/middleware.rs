@@ -194,6 +194,39 @@ pub async fn body_limit(State(state): State<AppState>, request: Request, next: N
     next.run(Request::from_parts(parts, body)).await
 }
 
+/// Runs the rest of a request with a large body (at least `--bulk-body-bytes`, or of unknown
+/// length: chunked) on the low-priority bulk lane: parsing, checking and answering a thousand
+/// rows holds a CPU for most of a millisecond without a yield point, and on the HTTP threads
+/// small requests would wait behind it. A client that goes away cancels the work as before.
+pub async fn bulk_lane(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(bulk) = state
+        .bulk
+        .as_ref()
+        .filter(|b| takes_lane(&request, b.min_body_bytes))
+    else {
+        return next.run(request).await;
+    };
+    state.metrics.http_bulk().inc();
+    use tracing::Instrument;
+    bulk.lane
+        .spawn(next.run(request).in_current_span())
+        .await
+        .unwrap_or_else(|e| ApiError::from(e).into_response())
+}
+
+/// Whether a request's body is large enough for the bulk lane.
+fn takes_lane(request: &Request, min_body_bytes: u64) -> bool {
+    let headers = request.headers();
+    match headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(len) => len >= min_body_bytes,
+        None => headers.contains_key(header::TRANSFER_ENCODING),
+    }
+}
+
 /// The body limit in force, for extractors that report it.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);

@@ -27,7 +27,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use error::{ApiError, ErrorBody};
 pub use middleware::{RequestIds, UNMATCHED_ROUTE};
 pub use openapi::{spec, spec_json};
-pub use state::{AppState, Shared as AppShared};
+pub use state::{AppState, Bulk, Shared as AppShared};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn_with_state(state.clone(), access::access))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::bulk_lane))
         .layer(DefaultBodyLimit::max(
             state.max_body_bytes.max(state.max_model_body_bytes),
         ));

@@ -4,6 +4,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::auth::Access;
+use crate::engine::BulkLane;
 use crate::inference::{Explainer, Predictor};
 use crate::monitoring::Metrics;
 use crate::repository::Reloader;
@@ -52,4 +53,15 @@ pub struct Shared {
     pub metrics_port: Option<u16>,
     /// Origins allowed by CORS (`--cors-origins`); empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// Where large requests are handled; None: every request on the HTTP threads.
+    pub bulk: Option<Bulk>,
+}
+
+/// Requests with large bodies run their handlers on the low-priority bulk lane
+/// (`engine/bulk_lane.rs`), so small requests are not held up behind them.
+#[derive(Debug)]
+pub struct Bulk {
+    pub lane: BulkLane,
+    /// A body of at least this many bytes (or of unknown length) takes the lane.
+    pub min_body_bytes: u64,
 }

@@ -2,6 +2,7 @@
 //! CPU worker threads that runs them. Nothing here knows about HTTP; the only file that names
 //! tract types is `runtime/` (loading, plan execution, tensor conversion).
 
+mod bulk_lane;
 mod dispatch;
 mod error;
 mod maps;
@@ -11,6 +12,7 @@ mod queue;
 mod runtime;
 mod tensor;
 
+pub use bulk_lane::{lower_thread_priority, BulkLane, LaneError, LaneTask, BULK_NICE};
 pub use error::EngineError;
 pub use maps::{map_inputs, MapInput};
 pub use pool::{PoolConfig, WorkerPool};

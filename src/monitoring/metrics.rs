@@ -58,6 +58,8 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     http_in_flight: IntGauge,
+    /// Requests whose handler ran on the low-priority bulk lane (large bodies).
+    http_bulk: IntCounter,
     queue_wait: HistogramVec,
     compute: HistogramVec,
     request_duration: HistogramVec,
@@ -156,6 +158,11 @@ impl Metrics {
                 "HTTP requests being processed",
             )
             .expect("static gauge definition"),
+            http_bulk: IntCounter::new(
+                "infera_http_bulk_requests_total",
+                "HTTP requests whose handler ran on the low-priority bulk lane (body of at least --bulk-body-bytes, or of unknown length)",
+            )
+            .expect("static counter definition"),
             queue_wait: histogram(
                 "infera_model_queue_wait_seconds",
                 "Time an inference job waited for a worker thread",
@@ -260,6 +267,7 @@ impl Metrics {
             Box::new(m.http_requests.clone()),
             Box::new(m.http_duration.clone()),
             Box::new(m.http_in_flight.clone()),
+            Box::new(m.http_bulk.clone()),
             Box::new(m.queue_wait.clone()),
             Box::new(m.compute.clone()),
             Box::new(m.request_duration.clone()),
@@ -375,6 +383,10 @@ impl Metrics {
 
     pub fn http_in_flight(&self) -> &IntGauge {
         &self.http_in_flight
+    }
+
+    pub fn http_bulk(&self) -> &IntCounter {
+        &self.http_bulk
     }
 
     /// Marks a version that failed to load (`infera_model_ready` 0).

@@ -5,6 +5,7 @@ mod admin;
 mod api_contract;
 mod batching;
 mod body_bounds;
+mod bulk;
 mod capture;
 mod capture_columns;
 mod capture_paths;

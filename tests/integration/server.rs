@@ -180,6 +180,8 @@ async fn a_client_that_disconnects_is_counted_as_499_and_leaves_no_in_flight_req
     })
     .await;
     assert_eq!(metric(&metrics.render(), IN_FLIGHT), Some(0.0));
+    // 64 rows of 512 floats: the handler ran on the bulk lane, and the drop still cancelled it.
+    assert_eq!(sample(&metrics, "infera_http_bulk_requests_total"), 1.0);
     let answered = "infera_http_requests_total{method=\"POST\",route=\"/predict\",status=\"200\"}";
     assert!(
         metric(&metrics.render(), answered).is_none(),
