@@ -115,13 +115,14 @@ pub struct HttpArgs {
     /// HTTP (tokio) threads that parse requests and write answers (default: one per CPU core).
     #[arg(long, env = "INFERA_HTTP_THREADS")]
     pub http_threads: Option<usize>,
-    /// Low-priority (nice 10) threads that handle requests with large bodies, so small
+    /// Idle-priority (SCHED_IDLE) threads that handle requests with large bodies, so small
     /// requests are not held up behind them (default: one per CPU core; 0: no bulk lane, every
     /// request on the HTTP threads).
     #[arg(long, env = "INFERA_BULK_THREADS")]
     pub bulk_threads: Option<usize>,
     /// A request body of at least this many bytes (or of unknown length) is handled on the bulk
-    /// threads: parsing and answering it holds a CPU for long without a pause.
+    /// threads while smaller ones are being served (one arrived within the last second):
+    /// parsing and answering it holds a CPU for long without a pause.
     #[arg(long, env = "INFERA_BULK_BODY_BYTES", default_value_t = 16 * 1024)]
     pub bulk_body_bytes: u64,
     /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C before exiting anyway.

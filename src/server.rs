@@ -220,10 +220,10 @@ impl Infera {
 fn bulk_lane(http: &crate::config::HttpArgs) -> anyhow::Result<Option<api::Bulk>> {
     match http.bulk_thread_count() {
         0 => Ok(None),
-        threads => Ok(Some(api::Bulk {
-            lane: BulkLane::start(threads).context("starting the bulk-lane threads")?,
-            min_body_bytes: http.bulk_body_bytes,
-        })),
+        threads => Ok(Some(api::Bulk::new(
+            BulkLane::start(threads).context("starting the bulk-lane threads")?,
+            http.bulk_body_bytes,
+        ))),
     }
 }
 

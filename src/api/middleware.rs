@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use tower_http::request_id::{MakeRequestId, RequestId};
 
 use super::error::ApiError;
-use super::state::AppState;
+use super::state::{AppState, Bulk};
 
 /// Route label for requests that matched no route (a closed set: never the raw path).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -195,17 +195,26 @@ pub async fn body_limit(State(state): State<AppState>, request: Request, next: N
 }
 
 /// Runs the rest of a request with a large body (at least `--bulk-body-bytes`, or of unknown
-/// length: chunked) on the low-priority bulk lane: parsing, checking and answering a thousand
-/// rows holds a CPU for most of a millisecond without a yield point, and on the HTTP threads
-/// small requests would wait behind it. A client that goes away cancels the work as before.
+/// length: chunked) on the idle-priority bulk lane while small requests (a body under the
+/// threshold) are being served:
+/// parsing, checking and answering a thousand rows holds a CPU for most of a millisecond without
+/// a yield point, and on the HTTP threads small requests would wait behind it. A client that
+/// goes away cancels the work as before.
 pub async fn bulk_lane(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(bulk) = state
-        .bulk
-        .as_ref()
-        .filter(|b| takes_lane(&request, b.min_body_bytes))
-    else {
+    let Some(bulk) = state.bulk.as_ref() else {
         return next.run(request).await;
     };
+    match body_size(&request, bulk.min_body_bytes) {
+        BodySize::None => return next.run(request).await,
+        BodySize::Small => {
+            bulk.small_seen.mark();
+            return next.run(request).await;
+        }
+        BodySize::Large if !bulk.small_seen.within(Bulk::SMALL_WINDOW) => {
+            return next.run(request).await;
+        }
+        BodySize::Large => {}
+    }
     state.metrics.http_bulk().inc();
     use tracing::Instrument;
     bulk.lane
@@ -214,16 +223,28 @@ pub async fn bulk_lane(State(state): State<AppState>, request: Request, next: Ne
         .unwrap_or_else(|e| ApiError::from(e).into_response())
 }
 
-/// Whether a request's body is large enough for the bulk lane.
-fn takes_lane(request: &Request, min_body_bytes: u64) -> bool {
+/// A request's body as the bulk lane sees it.
+enum BodySize {
+    /// No body declared (GET, probes, scrapes).
+    None,
+    /// Under `--bulk-body-bytes`: the requests the lane protects.
+    Small,
+    /// At least `--bulk-body-bytes`, or of unknown length (chunked).
+    Large,
+}
+
+fn body_size(request: &Request, min_body_bytes: u64) -> BodySize {
     let headers = request.headers();
-    match headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        Some(len) => len >= min_body_bytes,
-        None => headers.contains_key(header::TRANSFER_ENCODING),
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(0) => BodySize::None,
+        Some(len) if len < min_body_bytes => BodySize::Small,
+        Some(_) => BodySize::Large,
+        None if headers.contains_key(header::TRANSFER_ENCODING) => BodySize::Large,
+        None => BodySize::None,
     }
 }
 

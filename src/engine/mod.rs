@@ -10,9 +10,10 @@ mod ml;
 mod pool;
 mod queue;
 mod runtime;
+pub mod sched;
 mod tensor;
 
-pub use bulk_lane::{lower_thread_priority, BulkLane, LaneError, LaneTask, BULK_NICE};
+pub use bulk_lane::{BulkLane, LaneError, LaneTask, Recent, BULK_NICE};
 pub use error::EngineError;
 pub use maps::{map_inputs, MapInput};
 pub use pool::{PoolConfig, WorkerPool};

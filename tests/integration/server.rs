@@ -167,6 +167,19 @@ async fn a_client_that_disconnects_is_counted_as_499_and_leaves_no_in_flight_req
     let infera = loaded(repo.path(), &["--workers", "1"]);
     let metrics = infera.state.metrics.clone();
     let server = TestServer::start(infera).await;
+    // A small request first, so that the large one below goes through the bulk lane.
+    let mut small = TcpStream::connect(server.addr).await.unwrap();
+    small
+        .write_all(b"POST /predict HTTP/1.1\r\nhost: infera\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    small.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 4"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     let mut client = TcpStream::connect(server.addr).await.unwrap();
     client.write_all(&slow_request(64)).await.unwrap();
     eventually("the request is in flight", || {
