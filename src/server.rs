@@ -197,13 +197,15 @@ impl Infera {
         &self.pool
     }
 
-    /// Serves gRPC on `listener` until `shutdown` completes, then lets calls in flight finish.
+    /// Serves gRPC on `listener` until `shutdown` completes, then closes the listener without
+    /// resetting a connection the kernel completed and lets calls in flight finish.
     pub async fn serve_grpc(
         &self,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        api::grpc::serve(self.state.clone(), listener, self.grpc.clone(), shutdown)
+        let incoming = listener::incoming(listener, shutdown);
+        api::grpc::serve(self.state.clone(), incoming, self.grpc.clone())
             .await
             .context("serving gRPC")
     }

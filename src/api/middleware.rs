@@ -173,12 +173,7 @@ pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 /// (`model_limit.rs`).
 pub async fn body_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limit = super::model_limit::body_limit(&state, request.uri().path());
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = declared {
+    if let Some(len) = declared_length(&request) {
         if len > limit as u64 {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -196,10 +191,9 @@ pub async fn body_limit(State(state): State<AppState>, request: Request, next: N
 
 /// Runs the rest of a request with a large body (at least `--bulk-body-bytes`, or of unknown
 /// length: chunked) on the idle-priority bulk lane while small requests (a body under the
-/// threshold) are being served:
-/// parsing, checking and answering a thousand rows holds a CPU for most of a millisecond without
-/// a yield point, and on the HTTP threads small requests would wait behind it. A client that
-/// goes away cancels the work as before.
+/// threshold) are being served: parsing, checking and answering a thousand rows holds a CPU for
+/// most of a millisecond without a yield point, and on the HTTP threads small requests would
+/// wait behind it. A client that goes away cancels the work as before.
 pub async fn bulk_lane(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(bulk) = state.bulk.as_ref() else {
         return next.run(request).await;
@@ -234,18 +228,22 @@ enum BodySize {
 }
 
 fn body_size(request: &Request, min_body_bytes: u64) -> BodySize {
-    let headers = request.headers();
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
+    match declared_length(request) {
         Some(0) => BodySize::None,
         Some(len) if len < min_body_bytes => BodySize::Small,
         Some(_) => BodySize::Large,
-        None if headers.contains_key(header::TRANSFER_ENCODING) => BodySize::Large,
+        None if request.headers().contains_key(header::TRANSFER_ENCODING) => BodySize::Large,
         None => BodySize::None,
     }
+}
+
+/// The body length the request declares (`Content-Length`), if any.
+fn declared_length(request: &Request) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// The body limit in force, for extractors that report it.

@@ -33,6 +33,9 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 mod close;
+mod incoming;
+
+pub use incoming::incoming;
 
 /// Bounds on connections.
 #[derive(Debug, Clone, Copy)]

@@ -16,8 +16,7 @@ mod wire;
 
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tonic::transport::server::{ServerTlsConfig, TcpIncoming};
+use tonic::transport::server::ServerTlsConfig;
 use tonic::transport::{Identity, Server};
 
 use crate::api::AppState;
@@ -82,9 +81,8 @@ impl GrpcTls {
 /// Serves gRPC on `listener` until `shutdown` completes, then lets calls in flight finish.
 pub async fn serve(
     state: AppState,
-    listener: TcpListener,
+    incoming: impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static,
     settings: GrpcSettings,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (readiness, health_service) = health::Readiness::start(state.clone()).await;
     let readiness = tokio::spawn(readiness.track());
@@ -116,9 +114,11 @@ pub async fn serve(
             .add_service(builder().build_v1()?)
             .add_service(builder().build_v1alpha()?);
     }
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // The end of `incoming` is the shutdown signal: with a signal that never fires, tonic still
+    // finishes its connections gracefully when the stream ends (with no signal at all it would
+    // return at once, leaving calls in flight behind).
     let result = router
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(incoming, std::future::pending::<()>())
         .await;
     readiness.abort();
     Ok(result?)
