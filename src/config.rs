@@ -100,6 +100,8 @@ pub struct ServeArgs {
     pub traffic: TrafficArgs,
     #[command(flatten)]
     pub lists: ListLimitArgs,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 }
 
 /// Where and how the HTTP server listens.
@@ -636,6 +638,45 @@ impl ListLimitArgs {
     }
 }
 
+/// Threads inside one model call (docs/shapes.md, "Intra-op threads").
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Intra-op threads")]
+pub struct ThreadArgs {
+    /// Threads one model call may use: `auto` runs a lone call on an idle server over every
+    /// core (models whose calls take under a millisecond excepted) and each call on one thread
+    /// under load; a number pins it for every model. A card's `[runtime] threads` overrides it.
+    #[arg(long, env = "INFERA_INTRA_OP_THREADS", default_value = "auto")]
+    pub intra_op_threads: String,
+}
+
+impl ThreadArgs {
+    /// The engine's setting for models whose card says nothing.
+    pub fn setting(&self) -> Result<crate::engine::IntraOpThreads, String> {
+        let max = crate::engine::MAX_INTRA_OP_THREADS;
+        match self.intra_op_threads.trim() {
+            "auto" => Ok(crate::engine::IntraOpThreads::Auto),
+            n => match n.parse::<usize>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(crate::engine::IntraOpThreads::Fixed(n)),
+                _ => Err(format!(
+                    "--intra-op-threads must be `auto` or a number between 1 and {max}, got {n:?}"
+                )),
+            },
+        }
+    }
+
+    /// `options` with this group's thread setting (validated at start-up; `auto` otherwise).
+    pub fn apply(&self, options: crate::engine::LoadOptions) -> crate::engine::LoadOptions {
+        crate::engine::LoadOptions {
+            threads: self.setting().unwrap_or_default(),
+            ..options
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.setting().map(|_| ())
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// The model repository to check.
@@ -702,7 +743,8 @@ impl ServeArgs {
         self.shapes.validate()?;
         self.capture.validate()?;
         self.traffic.validate()?;
-        self.lists.validate()
+        self.lists.validate()?;
+        self.threads.validate()
     }
 }
 
@@ -1078,6 +1120,22 @@ mod tests {
             cli.serve.grpc.max_message_bytes(&cli.serve.limits),
             cli.serve.limits.max_body_bytes
         );
+    }
+
+    #[test]
+    fn intra_op_threads_flag_parses_and_validates() {
+        use crate::engine::IntraOpThreads;
+        let cli = Cli::try_parse_from(["infera"]).unwrap();
+        assert_eq!(cli.serve.threads.setting(), Ok(IntraOpThreads::Auto));
+        let cli = Cli::try_parse_from(["infera", "--intra-op-threads", "2"]).unwrap();
+        cli.serve.validate().unwrap();
+        let options = cli.serve.threads.apply(cli.serve.shapes.load_options());
+        assert_eq!(options.threads, IntraOpThreads::Fixed(2));
+        for bad in ["0", "65", "many"] {
+            let cli = Cli::try_parse_from(["infera", "--intra-op-threads", bad]).unwrap();
+            let err = cli.serve.validate().unwrap_err();
+            assert!(err.contains("--intra-op-threads"), "{err}");
+        }
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl Infera {
             pool: pool.clone(),
             batching: args.batching.batch_policy(),
             notifier,
-            load: args.shapes.load_options(),
+            load: args.threads.apply(args.shapes.load_options()),
         };
         let explainer = Arc::new(Explainer::new(
             store.clone(),

@@ -13,7 +13,7 @@
 //! ```text
 //! loadgen --url http://127.0.0.1:PORT/models/digits/predict --body FILE \
 //!         --connections N --duration-secs S [--warmup-secs W] [--threads T]
-//!         [--honor-retry-after] [--rate R]
+//!         [--honor-retry-after] [--rate R] [--header 'Name: value' ...]
 //!
 //! `--honor-retry-after`: after a 429/503 with `Retry-After: N`, that connection waits N seconds
 //! before its next request, as a well-behaved client does; without it, rejected requests are
@@ -26,6 +26,11 @@
 //! instead of slowing the client down (no coordinated omission); a request sent on time counts
 //! from its real send (tokio's timer wakes up to 1 ms late, which is the client's delay). The same good work is then offered in
 //! every phase of a comparison, whatever the server's speed.
+//!
+//! `--header` adds a request header (repeatable);
+//! a `Content-Type` given so replaces the default `application/json` (the V2 binary tensor
+//! extension: `--header 'Content-Type: application/octet-stream' --header
+//! 'Inference-Header-Content-Length: N'`).
 //! ```
 //!
 //! Each of the N connections sends the next POST (content-type application/json) as soon as the
@@ -65,7 +70,8 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 
 const USAGE: &str = "usage: loadgen --url http://HOST:PORT/PATH --body FILE --connections N \
-    --duration-secs S [--warmup-secs W] [--threads T] [--honor-retry-after] [--rate R]";
+    --duration-secs S [--warmup-secs W] [--threads T] [--honor-retry-after] [--rate R] \
+    [--header 'Name: value' ...]";
 
 /// Largest latency the histograms hold (longer ones are clamped): 10 minutes.
 const MAX_LATENCY_US: u64 = 600_000_000;
@@ -85,6 +91,8 @@ struct Args {
     honor_retry_after: bool,
     /// Open loop: R requests per second in all, each connection on its own fixed schedule.
     rate: Option<f64>,
+    /// Extra request headers, `Name: value`.
+    headers: Vec<String>,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -96,6 +104,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut threads = 1;
     let mut honor_retry_after = false;
     let mut rate = None;
+    let mut headers = Vec::new();
     let mut any = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -127,6 +136,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--threads" | "-t" => threads = num("--threads", value("--threads")?)?,
             "--honor-retry-after" => honor_retry_after = true,
             "--rate" => rate = Some(num("--rate", value("--rate")?)?),
+            "--header" => headers.push(value("--header")?),
             other => return Err(format!("unknown argument {other:?}")),
         }
         any = true;
@@ -143,9 +153,13 @@ fn parse_args() -> Result<Option<Args>, String> {
         threads,
         honor_retry_after,
         rate,
+        headers,
     };
     if args.rate.is_some_and(|r: f64| !(r > 0.0 && r.is_finite())) {
         return Err("--rate must be a positive number".into());
+    }
+    if args.headers.iter().any(|h| !h.contains(':') || h.contains(['\r', '\n'])) {
+        return Err("--header must be `Name: value` on one line".into());
     }
     if args.connections == 0 {
         return Err("--connections must be at least 1".into());
@@ -565,8 +579,16 @@ fn summary(h: &Histogram<u64>) -> serde_json::Value {
 fn run(args: Args) -> Result<serde_json::Value, String> {
     let (host, addr, path) = parse_url(&args.url)?;
     let body = std::fs::read(&args.body).map_err(|e| format!("reading {}: {e}", args.body))?;
+    let has_type = args
+        .headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("content-type:"));
+    let mut extra: String = args.headers.iter().map(|h| format!("{h}\r\n")).collect();
+    if !has_type {
+        extra.push_str("Content-Type: application/json\r\n");
+    }
     let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\
          Accept: */*\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )

@@ -74,8 +74,9 @@ impl<T> Dispatcher<T> {
         self.running.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn running_inc(&self) {
-        self.running.fetch_add(1, Ordering::Relaxed);
+    /// Counts a call as started; returns how many other calls were running.
+    pub(crate) fn running_inc(&self) -> usize {
+        self.running.fetch_add(1, Ordering::Relaxed)
     }
 
     pub(crate) fn running_dec(&self) {

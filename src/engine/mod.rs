@@ -18,5 +18,8 @@ pub use error::EngineError;
 pub use maps::{map_inputs, MapInput};
 pub use pool::{PoolConfig, WorkerPool};
 pub use queue::{BatchPolicy, JobObserver, ModelQueue, RunOutput, SkipReason};
-pub use runtime::{CompiledModel, LoadOptions, PlanMode, PlanObserver};
+pub use runtime::{
+    available_cores, decide_threads, CompiledModel, IntraOpThreads, LoadOptions, PlanMode,
+    PlanObserver, PoolLoad, MAX_INTRA_OP_THREADS, MULTI_THREAD_MIN_COST,
+};
 pub use tensor::{Batching, Cell, DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::dispatch::Dispatcher;
 use super::error::EngineError;
-use super::runtime::CompiledModel;
+use super::runtime::{CompiledModel, PoolLoad};
 use super::tensor::Tensor;
 
 /// How one model version's requests are queued and batched.
@@ -340,8 +340,14 @@ impl ModelQueue {
     }
 
     fn call(&self, parts: &[Vec<Tensor>]) -> Result<Vec<Vec<Tensor>>, EngineError> {
-        self.pool.running_inc();
-        let result = catch_unwind(AssertUnwindSafe(|| self.model.run_callers(parts)))
+        // Idle: no other call running, no wake-up post and no job of this model waiting.
+        let others = self.pool.running_inc();
+        let load = if others == 0 && self.pool.pending() == 0 && self.jobs.is_empty() {
+            PoolLoad::Idle
+        } else {
+            PoolLoad::Busy
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| self.model.run_callers_under(parts, load)))
             .unwrap_or_else(|_| Err(EngineError::Inference("the model panicked".into())));
         self.pool.running_dec();
         result

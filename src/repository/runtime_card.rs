@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::engine::{LoadOptions, PlanMode};
+use crate::engine::{IntraOpThreads, LoadOptions, PlanMode, MAX_INTRA_OP_THREADS};
 
 /// How a model's plans are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -36,6 +36,11 @@ pub struct Runtime {
     /// Specialised plans kept for this model (default: `--plan-cache-size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_cache: Option<usize>,
+    /// Threads one call of this model uses, always (1: the worker's own thread). Unset: the
+    /// server's `--intra-op-threads` (default `auto`: every core for a lone call on an idle
+    /// server, one thread under load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 impl Runtime {
@@ -44,6 +49,13 @@ impl Runtime {
             if !(1..=MAX_PLAN_CACHE).contains(&n) {
                 return Err(format!(
                     "runtime.plan_cache must be between 1 and {MAX_PLAN_CACHE}, got {n}"
+                ));
+            }
+        }
+        if let Some(n) = self.threads {
+            if !(1..=MAX_INTRA_OP_THREADS).contains(&n) {
+                return Err(format!(
+                    "runtime.threads must be between 1 and {MAX_INTRA_OP_THREADS}, got {n}"
                 ));
             }
         }
@@ -64,6 +76,49 @@ impl Runtime {
                 Some(Plans::Specialised) => PlanMode::Specialised,
             },
             plan_cache: card.plan_cache.unwrap_or(defaults.plan_cache),
+            threads: card
+                .threads
+                .map_or(defaults.threads, IntraOpThreads::Fixed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_card_thread_pin_wins_over_the_server_default() {
+        let flag = LoadOptions {
+            threads: IntraOpThreads::Fixed(2),
+            ..Default::default()
+        };
+        let card = Runtime {
+            threads: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            Runtime::options(Some(&card), flag).threads,
+            IntraOpThreads::Fixed(1)
+        );
+        assert_eq!(
+            Runtime::options(Some(&Runtime::default()), flag).threads,
+            IntraOpThreads::Fixed(2)
+        );
+        assert_eq!(
+            Runtime::options(None, LoadOptions::default()).threads,
+            IntraOpThreads::Auto
+        );
+    }
+
+    #[test]
+    fn thread_counts_out_of_range_are_refused() {
+        for (n, ok) in [(0, false), (1, true), (64, true), (65, false)] {
+            let card = Runtime {
+                threads: Some(n),
+                ..Default::default()
+            };
+            assert_eq!(card.check().is_ok(), ok, "{n}");
         }
     }
 }

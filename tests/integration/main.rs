@@ -27,6 +27,8 @@ mod graph_types;
 mod grpc;
 mod grpc_bounds;
 mod hardening;
+mod if_graphs;
+mod intra_op;
 mod layers;
 mod map_inputs;
 mod metrics;

@@ -4,6 +4,7 @@
 use tract_onnx::prelude::*;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::convert::{from_tract, split_from_tract, stack_into_tract, to_tract};
 use super::{CallShape, CompiledModel, Plans};
@@ -87,10 +88,7 @@ impl CompiledModel {
                     .map(IntoTValue::into_tvalue)
             })
             .collect::<Result<_, _>>()?;
-        let outputs = self
-            .plan_for(&values)?
-            .run(values)
-            .map_err(|e| EngineError::from_run(&e))?;
+        let outputs = self.run_plan(values)?;
         let mut split: Vec<Vec<Tensor>> = rows
             .iter()
             .map(|_| Vec::with_capacity(outputs.len()))
@@ -129,10 +127,7 @@ impl CompiledModel {
             .map(|t| to_tract(t, strip_axis).map(|t| t.into_tvalue()))
             .collect::<Result<_, _>>()?;
         let rows = inputs.first().map(Tensor::rows);
-        let outputs = self
-            .plan_for(&values)?
-            .run(values)
-            .map_err(|e| EngineError::from_run(&e))?;
+        let outputs = self.run_plan(values)?;
         if self.call_shape == CallShape::Batched {
             if let Some((value, spec)) = outputs
                 .iter()
@@ -158,6 +153,18 @@ impl CompiledModel {
                 from_tract(value, spec, add_axis)
             })
             .collect()
+    }
+
+    /// One call of the plan for these inputs, its cost recorded (wall time x the scope's
+    /// threads) for the intra-op thread decision.
+    fn run_plan(&self, values: TVec<TValue>) -> Result<TVec<TValue>, EngineError> {
+        let plan = self.plan_for(&values)?;
+        let started = Instant::now();
+        let outputs = plan
+            .run(values)
+            .map_err(|e| EngineError::from_run(&e))?;
+        self.cost.record(started.elapsed(), super::threads::scope_threads());
+        Ok(outputs)
     }
 
     /// The plan for these tract inputs: the one symbolic plan, or the cached plan specialised to

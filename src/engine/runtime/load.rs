@@ -25,6 +25,7 @@ pub(super) fn load(path: &Path, options: &LoadOptions) -> Result<CompiledModel, 
     };
     let model = crate::engine::ml::load(path).map_err(&load_err)?;
     reject_unimplemented(&model, &shown)?;
+    super::branches::reject_diverging_ifs(&model, &shown)?;
     let declared = declared_inputs(&model, &shown)?;
     let (choice, batch_axis) = batch_choice(&declared, options.batch_axis, &shown)?;
     let shape = Declared {
@@ -452,6 +453,8 @@ impl Compiled {
             tied_axes: declared.tied_axes(),
             outputs_follow_inputs: self.outputs_follow_inputs,
             class_labels: None,
+            threads: Default::default(),
+            cost: Default::default(),
         })
     }
 }
@@ -535,6 +538,8 @@ fn specialised(
         tied_axes: declared.tied_axes(),
         outputs_follow_inputs,
         class_labels: None,
+        threads: Default::default(),
+        cost: Default::default(),
     })
 }
 

@@ -1,12 +1,18 @@
 //! The compiled model: loading (`load.rs`), plan execution (`execute.rs`) and tensor conversion
 //! at the engine seam (`convert.rs`). Only this module names tract types.
 
+mod branches;
 mod convert;
 mod execute;
 mod load;
 mod plans;
+mod threads;
 
 pub use plans::PlanObserver;
+pub use threads::{
+    available_cores, decide_threads, IntraOpThreads, PoolLoad, MAX_INTRA_OP_THREADS,
+    MULTI_THREAD_MIN_COST,
+};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +20,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::{self as tract, TypedSimplePlan};
 
 use plans::PlanCache;
+use threads::CallCost;
 
 use super::error::EngineError;
 use super::tensor::{Dim, ModelSignature};
@@ -58,6 +65,8 @@ pub struct LoadOptions {
     pub plans: PlanMode,
     /// Specialised plans kept per model version (least recently used dropped first).
     pub plan_cache: usize,
+    /// Threads one plan call may use (see `threads.rs`).
+    pub threads: IntraOpThreads,
 }
 
 impl Default for LoadOptions {
@@ -66,6 +75,7 @@ impl Default for LoadOptions {
             batch_axis: None,
             plans: PlanMode::Auto,
             plan_cache: 16,
+            threads: IntraOpThreads::Auto,
         }
     }
 }
@@ -97,6 +107,9 @@ pub struct CompiledModel {
     outputs_follow_inputs: bool,
     /// The class names of a classifier with string labels (`classlabels_strings`).
     class_labels: Option<Vec<String>>,
+    /// Intra-op threads setting, and the measured cost of the last plan call.
+    threads: IntraOpThreads,
+    cost: CallCost,
 }
 
 impl CompiledModel {
@@ -110,6 +123,7 @@ impl CompiledModel {
     /// As [`CompiledModel::load`], with the model card's options.
     pub fn load_with(path: &Path, options: &LoadOptions) -> Result<CompiledModel, EngineError> {
         let mut model = load::load(path, options)?;
+        model.threads = options.threads;
         model.class_labels =
             crate::engine::ml::class_labels(path).map_err(|e| EngineError::Load {
                 path: path.display().to_string(),
