@@ -193,10 +193,10 @@ ZOO_MODELS = {
 
 CASES = [(m, c) for m, spec in ZOO_MODELS.items() for c in spec.cases]
 
-# Models tract cannot run: an `If` whose condition depends on an input and whose two branches
-# produce tensors of different ranks (silero's decoder picks a branch on the sample rate or the
-# input's rank). infera refuses them at load, naming the node and the operator; onnxruntime runs
-# the same steps (so the models and inputs are valid).
+# Models tract cannot run: their graphs load, but every plan fails where tract translates an
+# `If` whose two branches produce tensors of different ranks (silero's decoder picks a branch on
+# the sample rate or the input's rank). infera answers each request with a client error naming
+# the operator; onnxruntime runs the same steps (so the models and inputs are valid).
 REFUSED = {
     "vad": vad_steps(576, 16000, seed=10)[:1] + vad_steps(288, 8000, seed=20)[:1],
     "vad-16k": vad_steps(576, 16000, seed=30)[:1] + vad_steps(288, 8000, seed=40)[:1],
@@ -274,19 +274,13 @@ def server(zoo):
     try:
         client = httpclient.InferenceServerClient(url=srv.http, network_timeout=120)
         deadline = time.monotonic() + START_WAIT_S
-        while not (all(_ready(client, m) for m in ZOO_MODELS)
-                   and all(_card(srv, m)["state"] == "failed" for m in REFUSED)):
+        while not all(_ready(client, m) for m in [*ZOO_MODELS, *REFUSED]):
             if srv.proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"zoo models not ready:\n{srv.text()}")
             time.sleep(0.1)
         yield srv
     finally:
         srv.stop()
-
-
-def _card(server, model):
-    with urllib.request.urlopen(f"http://{server.http}/models/{model}") as reply:
-        return json.load(reply)
 
 
 def _ready(client, model):
@@ -415,21 +409,32 @@ def test_zoo_matches_onnxruntime(server, sessions, model, case, protocol):
         _assert_close(model, case, protocol, got, reference, spec.tol)
 
 
+@pytest.mark.parametrize("protocol", ["http-json", "grpc", "predict"])
 @pytest.mark.parametrize("model", REFUSED)
-def test_zoo_if_models_are_refused_at_load_naming_the_operator(server, zoo, model):
+def test_zoo_if_models_are_refused_naming_the_operator(server, zoo, model, protocol):
     sess = ort.InferenceSession(str(zoo / model / "1" / "model.onnx"),
                                 providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     for inputs in REFUSED[model]:
         sess.run(names, inputs)  # onnxruntime runs it
-    card = _card(server, model)
-    assert card["state"] == "failed", card
-    message = card["versions"][0]["error"]
-    assert re.search(r'node #\d+ "[^"]*If" \(operator If\): its condition ', message), message
-    assert "branches give output" in message, message
-    with pytest.raises(InferenceServerException) as refused:
-        infer_http(server, model, REFUSED[model][0], names, False)
-    assert str(refused.value).startswith("[503]"), str(refused.value)
+        if protocol == "predict":
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                infer_predict(server, model, inputs, names, False)
+            assert refused.value.code == 422
+            body = json.load(refused.value)
+            assert body["error_type"] == "unsupported_shape", body
+            message = body["error"]
+        else:
+            with pytest.raises(InferenceServerException) as refused:
+                if protocol == "grpc":
+                    infer_grpc(server, model, inputs, names)
+                else:
+                    infer_http(server, model, inputs, names, False)
+            message = str(refused.value)
+            want = "[StatusCode.INVALID_ARGUMENT]" if protocol == "grpc" else "[400]"
+            assert message.startswith(want), message
+        assert "the model cannot take input shapes" in message, message
+        assert re.search(r'node #\d+ "[^"]*If" If[: ]', message), message
 
 
 @pytest.fixture(scope="module", autouse=True)
