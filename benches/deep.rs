@@ -53,7 +53,8 @@ fn parse() -> Result<Option<Args>, String> {
             "--model" => args.model = PathBuf::from(&value),
             "--input" => {
                 let mut parts = value.splitn(3, ':');
-                let (Some(name), Some(kind), Some(dims)) = (parts.next(), parts.next(), parts.next())
+                let (Some(name), Some(kind), Some(dims)) =
+                    (parts.next(), parts.next(), parts.next())
                 else {
                     return Err(bad(&"expected NAME:KIND:DIMS"));
                 };
@@ -72,9 +73,7 @@ fn parse() -> Result<Option<Args>, String> {
                     .map_err(|e| bad(&e))?
             }
             "--rounds" => args.rounds = value.parse().map_err(|e| bad(&e))?,
-            "--min-secs" => {
-                args.min = Duration::from_secs_f64(value.parse().map_err(|e| bad(&e))?)
-            }
+            "--min-secs" => args.min = Duration::from_secs_f64(value.parse().map_err(|e| bad(&e))?),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -90,7 +89,9 @@ fn parse() -> Result<Option<Args>, String> {
 /// Seeded input data (a small LCG: the same values on every run).
 fn tensor(kind: &str, dims: &[usize], seed: u64) -> Result<Tensor, String> {
     let n: usize = dims.iter().product();
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = move || {
         state = state
             .wrapping_mul(6364136223846793005)

@@ -158,7 +158,11 @@ fn parse_args() -> Result<Option<Args>, String> {
     if args.rate.is_some_and(|r: f64| !(r > 0.0 && r.is_finite())) {
         return Err("--rate must be a positive number".into());
     }
-    if args.headers.iter().any(|h| !h.contains(':') || h.contains(['\r', '\n'])) {
+    if args
+        .headers
+        .iter()
+        .any(|h| !h.contains(':') || h.contains(['\r', '\n']))
+    {
         return Err("--header must be `Name: value` on one line".into());
     }
     if args.connections == 0 {

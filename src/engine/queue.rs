@@ -347,8 +347,10 @@ impl ModelQueue {
         } else {
             PoolLoad::Busy
         };
-        let result = catch_unwind(AssertUnwindSafe(|| self.model.run_callers_under(parts, load)))
-            .unwrap_or_else(|_| Err(EngineError::Inference("the model panicked".into())));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.model.run_callers_under(parts, load)
+        }))
+        .unwrap_or_else(|_| Err(EngineError::Inference("the model panicked".into())));
         self.pool.running_dec();
         result
     }

@@ -76,9 +76,7 @@ impl Runtime {
                 Some(Plans::Specialised) => PlanMode::Specialised,
             },
             plan_cache: card.plan_cache.unwrap_or(defaults.plan_cache),
-            threads: card
-                .threads
-                .map_or(defaults.threads, IntraOpThreads::Fixed),
+            threads: card.threads.map_or(defaults.threads, IntraOpThreads::Fixed),
         }
     }
 }

@@ -45,6 +45,20 @@ fn images(n: usize) -> Tensor {
     Tensor::new(vec![n, 3, 64, 64], TensorData::F32(data)).unwrap()
 }
 
+/// A chain of three 512x512 matrix products over `rows` rows: ~10 ms a call at 64 rows.
+fn wide(repo: &Path) -> std::path::PathBuf {
+    onnx::slow(repo, "wide", 512, 3);
+    repo.join("wide/1/model.onnx")
+}
+
+fn rows(n: usize) -> Tensor {
+    Tensor::new(
+        vec![n, 512],
+        TensorData::F32((0..n * 512).map(|i| (i % 13) as f32 / 13.0).collect()),
+    )
+    .unwrap()
+}
+
 fn digits_row() -> Tensor {
     Tensor::new(vec![1, 64], TensorData::F32(vec![3.0; 64])).unwrap()
 }
@@ -52,12 +66,21 @@ fn digits_row() -> Tensor {
 #[test]
 fn the_decision_follows_load_cost_and_the_pin() {
     let cores = available_cores();
-    let cnn = load(&cnn_path(), IntraOpThreads::Auto);
+    let repo = tempfile::tempdir().unwrap();
+    let cnn = load(&wide(repo.path()), IntraOpThreads::Auto);
     // Nothing measured yet: one thread.
     assert_eq!(cnn.intra_op_threads(PoolLoad::Idle), 1);
-    cnn.run_request(&[images(8)]).unwrap();
-    assert_eq!(cnn.intra_op_threads(PoolLoad::Idle), cores, "idle: every core");
-    assert_eq!(cnn.intra_op_threads(PoolLoad::Busy), 1, "loaded: one thread");
+    cnn.run_request(&[rows(64)]).unwrap();
+    assert_eq!(
+        cnn.intra_op_threads(PoolLoad::Idle),
+        cores,
+        "idle: every core"
+    );
+    assert_eq!(
+        cnn.intra_op_threads(PoolLoad::Busy),
+        1,
+        "loaded: one thread"
+    );
 
     // A classic ML model's calls cost microseconds: never multithreaded.
     let digits = load(
@@ -70,8 +93,8 @@ fn the_decision_follows_load_cost_and_the_pin() {
     assert_eq!(digits.intra_op_threads(PoolLoad::Idle), 1);
 
     // A pinned count wins over the load and the cost.
-    let pinned = load(&cnn_path(), IntraOpThreads::Fixed(1));
-    pinned.run_request(&[images(8)]).unwrap();
+    let pinned = load(&wide(repo.path()), IntraOpThreads::Fixed(1));
+    pinned.run_request(&[rows(64)]).unwrap();
     assert_eq!(pinned.intra_op_threads(PoolLoad::Idle), 1);
     let pinned = load(
         &shipped_models().join("digits/1/model.onnx"),
@@ -117,7 +140,8 @@ async fn the_pool_runs_a_lone_call_multithreaded_and_calls_under_load_on_one_thr
         ..Default::default()
     })
     .unwrap();
-    let model = Arc::new(load(&cnn_path(), IntraOpThreads::Auto));
+    let repo = tempfile::tempdir().unwrap();
+    let model = Arc::new(load(&wide(repo.path()), IntraOpThreads::Auto));
     let queue = pool.queue(
         model.clone(),
         BatchPolicy {
@@ -129,16 +153,20 @@ async fn the_pool_runs_a_lone_call_multithreaded_and_calls_under_load_on_one_thr
     let deadline = || Instant::now() + Duration::from_secs(60);
     // One request at a time: the first measures the cost, the next ones find the pool idle.
     for _ in 0..4 {
-        queue.run(vec![images(4)], deadline()).await.unwrap();
+        queue.run(vec![rows(64)], deadline()).await.unwrap();
     }
     let (multi, single) = model.threaded_calls();
     if available_cores() > 1 {
-        assert_eq!((multi, single), (3, 1), "lone calls after the first are multithreaded");
+        assert_eq!(
+            (multi, single),
+            (3, 1),
+            "lone calls after the first are multithreaded"
+        );
     } else {
         assert_eq!((multi, single), (0, 4), "one core: never multithreaded");
     }
     // 32 requests at once: every call but possibly the last finds work waiting.
-    let calls = (0..32).map(|_| queue.run(vec![images(4)], deadline()));
+    let calls = (0..32).map(|_| queue.run(vec![rows(64)], deadline()));
     for result in futures_util::future::join_all(calls).await {
         result.unwrap();
     }
@@ -164,8 +192,14 @@ async fn a_card_pin_and_the_server_flag_reach_the_model() {
     onnx::slow(repo.path(), "bare", 64, 2);
     let infera = loaded(repo.path(), &["--intra-op-threads", "2"]);
     let app = infera.router();
-    for (model, want) in [("pinned", IntraOpThreads::Fixed(1)), ("bare", IntraOpThreads::Fixed(2))] {
-        assert_eq!(get(&app, &format!("/models/{model}")).await.json()["state"], "ready");
+    for (model, want) in [
+        ("pinned", IntraOpThreads::Fixed(1)),
+        ("bare", IntraOpThreads::Fixed(2)),
+    ] {
+        assert_eq!(
+            get(&app, &format!("/models/{model}")).await.json()["state"],
+            "ready"
+        );
         let catalog = infera.state.predictor.store().snapshot();
         let Some(VersionState::Ready(version)) =
             catalog.models.get(model).and_then(|m| m.versions.get(&1))
@@ -185,5 +219,8 @@ async fn a_card_pin_and_the_server_flag_reach_the_model() {
     let card = get(&infera.router(), "/models/pinned").await.json();
     let error = card["card_error"].as_str().unwrap_or_default().to_string()
         + card["versions"][0]["error"].as_str().unwrap_or_default();
-    assert!(error.contains("runtime.threads must be between 1 and 64"), "{card}");
+    assert!(
+        error.contains("runtime.threads must be between 1 and 64"),
+        "{card}"
+    );
 }

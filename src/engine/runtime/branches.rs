@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use tract_onnx::ops::logic::If;
 use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::infer::Factoid;
+use tract_onnx::tract_hir::infer::{Factoid, InferenceOp};
 
 use crate::engine::error::EngineError;
 
@@ -24,13 +24,74 @@ pub(super) fn reject_diverging_ifs(model: &InferenceModel, path: &str) -> Result
     // tract's analysis unifies each `If`'s branches with its output while it types the graph;
     // afterwards (even when it stopped at an error) the branches carry the facts it found.
     let mut analysed = model.clone();
-    let _ = analysed.analyse(false);
-    match diverging_if(&analysed) {
+    let analysis = analysed.analyse(false);
+    let reason = diverging_if(&analysed).or_else(|| {
+        // With every input shape fixed there is one shape to plan: tract failing to analyse or
+        // translate the graph at an `If` node means it can never run it.
+        if !inputs_fixed(model) {
+            return None;
+        }
+        let failure = match analysis {
+            Err(e) => Some(e),
+            Ok(_) => model.clone().into_typed().err(),
+        }?;
+        let text = format!("{failure:#}");
+        let node = model.node(failing_if(model, &text)?);
+        let condition = condition_text(model, node);
+        Some(format!(
+            "node #{} {:?} (operator If): {condition}tract cannot type its branches at the \
+             declared input shapes ({text})",
+            node.id, node.name
+        ))
+    });
+    match reason {
         None => Ok(()),
         Some(reason) => Err(EngineError::Unsupported {
             path: path.to_string(),
             reason,
         }),
+    }
+}
+
+/// Whether every input declares a fixed shape.
+fn inputs_fixed(model: &InferenceModel) -> bool {
+    (0..model.inputs.len()).all(|ix| {
+        model.input_fact(ix).is_ok_and(|f| {
+            f.shape
+                .concretize()
+                .is_some_and(|d| d.iter().all(|d| d.to_i64().is_ok()))
+        })
+    })
+}
+
+/// The `If` node a tract error starts at (`Failed analyse for node #N` or `Translating node
+/// #N`), if it is one.
+fn failing_if(model: &InferenceModel, error: &str) -> Option<usize> {
+    let rest = error
+        .strip_prefix("Failed analyse for node #")
+        .or_else(|| error.strip_prefix("Translating node #"))?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let id: usize = digits.parse().ok()?;
+    (id < model.nodes().len() && model.node(id).op_as::<If>().is_some()).then_some(id)
+}
+
+/// `its condition depends on input "x", and ` (empty when only constants feed it).
+fn condition_text(
+    model: &InferenceModel,
+    node: &Node<InferenceFact, Box<dyn InferenceOp>>,
+) -> String {
+    let drivers = node
+        .inputs
+        .first()
+        .map(|cond| graph_inputs_behind(model, *cond))
+        .unwrap_or_default();
+    if drivers.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "its condition depends on input {}, and ",
+            drivers.join(", ")
+        )
     }
 }
 
@@ -41,16 +102,7 @@ fn diverging_if(model: &InferenceModel) -> Option<String> {
             continue;
         };
         if let Some(disagreement) = branches_disagree(op) {
-            let drivers = node
-                .inputs
-                .first()
-                .map(|cond| graph_inputs_behind(model, *cond))
-                .unwrap_or_default();
-            let condition = if drivers.is_empty() {
-                String::new()
-            } else {
-                format!("its condition depends on input {}, and ", drivers.join(", "))
-            };
+            let condition = condition_text(model, node);
             return Some(format!(
                 "node #{} {:?} (operator If): {condition}{disagreement}; tract needs both \
                  branches of an If to produce the same shapes",
