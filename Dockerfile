@@ -25,6 +25,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 COPY src ./src
+COPY vendor ./vendor
 COPY benches ./benches
 COPY tests ./tests
 

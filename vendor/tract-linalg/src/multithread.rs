@@ -182,6 +182,17 @@ pub fn par_chunks_mut<T: Send>(
     total_elems: usize,
     f: impl Fn(usize, &mut [T]) -> TractResult<()> + Sync + Send,
 ) -> TractResult<()> {
+    // Generic in `f` only in this shell: rayon's job code is compiled once per `T`, not
+    // once per caller's closure.
+    par_chunks_mut_dyn(out, row_len, total_elems, &f)
+}
+
+fn par_chunks_mut_dyn<T: Send>(
+    out: &mut [T],
+    row_len: usize,
+    total_elems: usize,
+    f: &(dyn Fn(usize, &mut [T]) -> TractResult<()> + Sync + Send),
+) -> TractResult<()> {
     #[cfg(feature = "multithread-mm")]
     {
         use rayon::prelude::*;

@@ -894,6 +894,27 @@ unsafe fn chunked_dispatch_rayon<F>(
 where
     F: Fn(usize, usize, usize, usize, usize) -> TractResult<()> + Sync,
 {
+    // Generic only in this shell: the dispatch below, with rayon's generic job code, is
+    // compiled once rather than once per kernel and element type (each instantiation
+    // carried its own copy of rayon's `install` / `bridge` / `StackJob` machinery).
+    unsafe {
+        chunked_dispatch_rayon_dyn(pool, n_panels_m, n_panels_n, mr, nr, k, elem, macs, &run_chunk)
+    }
+}
+
+#[cfg(feature = "multithread-mm")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn chunked_dispatch_rayon_dyn(
+    pool: Option<&rayon::ThreadPool>,
+    n_panels_m: usize,
+    n_panels_n: usize,
+    mr: usize,
+    nr: usize,
+    k: usize,
+    elem: usize,
+    macs: usize,
+    run_chunk: &(dyn Fn(usize, usize, usize, usize, usize) -> TractResult<()> + Sync),
+) -> TractResult<()> {
     use rayon::prelude::*;
     if n_panels_m == 0 || n_panels_n == 0 {
         return Ok(());
