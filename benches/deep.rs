@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! deep --model PATH --input NAME:KIND:DIMS [--input ...] [--threads 1,2] [--rounds 3]
-//!      [--min-secs 1.0]
+//!      [--min-secs 1.0] [--plans auto|symbolic|specialised]
 //! ```
 //!
 //! KIND is `f32` (uniform in [-1, 1)), `ids<N>` (INT64 in [1, N)) or `ones` (INT64 1); DIMS is
@@ -19,13 +19,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use infera::engine::{CompiledModel, IntraOpThreads, LoadOptions, PoolLoad, Tensor, TensorData};
+use infera::engine::{
+    CompiledModel, IntraOpThreads, LoadOptions, PlanMode, PoolLoad, Tensor, TensorData,
+};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage: deep --model PATH --input NAME:KIND:DIMS [--input ...] \
-    [--threads 1,2] [--rounds 3] [--min-secs 1.0]";
+    [--threads 1,2] [--rounds 3] [--min-secs 1.0] [--plans auto|symbolic|specialised]";
 
 struct Args {
     model: PathBuf,
@@ -33,6 +35,7 @@ struct Args {
     threads: Vec<usize>,
     rounds: usize,
     min: Duration,
+    plans: PlanMode,
 }
 
 fn parse() -> Result<Option<Args>, String> {
@@ -43,6 +46,7 @@ fn parse() -> Result<Option<Args>, String> {
         threads: vec![1, 2],
         rounds: 3,
         min: Duration::from_secs(1),
+        plans: PlanMode::Auto,
     };
     let mut any = false;
     while let Some(flag) = argv.next() {
@@ -73,6 +77,14 @@ fn parse() -> Result<Option<Args>, String> {
                     .map_err(|e| bad(&e))?
             }
             "--rounds" => args.rounds = value.parse().map_err(|e| bad(&e))?,
+            "--plans" => {
+                args.plans = match value.as_str() {
+                    "auto" => PlanMode::Auto,
+                    "symbolic" => PlanMode::Symbolic,
+                    "specialised" => PlanMode::Specialised,
+                    _ => return Err(bad(&"expected auto, symbolic or specialised")),
+                }
+            }
             "--min-secs" => args.min = Duration::from_secs_f64(value.parse().map_err(|e| bad(&e))?),
             _ => return Err(format!("unknown flag {flag}")),
         }
@@ -139,6 +151,7 @@ fn run(args: Args) -> Result<serde_json::Value, String> {
         .map(|&t| {
             let options = LoadOptions {
                 threads: IntraOpThreads::Fixed(t),
+                plans: args.plans,
                 ..Default::default()
             };
             CompiledModel::load_with(&args.model, &options)

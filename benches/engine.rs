@@ -150,6 +150,7 @@ fn queue(pool: &WorkerPool, model: &Arc<CompiledModel>, max_batch_size: usize) -
         model.clone(),
         BatchPolicy {
             max_batch_size,
+            learn_limit: false,
             max_queue_delay: Duration::ZERO,
             queue_capacity: 1024,
         },

@@ -240,7 +240,10 @@ pub struct BatchingArgs {
     #[arg(long, env = "INFERA_QUEUE_CAPACITY", default_value_t = 256)]
     pub queue_capacity: usize,
     /// Most instances one model call may take: queued requests are joined into one batch up to
-    /// this size. 1 turns dynamic batching off. Models without a batch dimension never batch.
+    /// this size, or less for a model whose calls do not get cheaper per instance in a batch
+    /// (learned from their costs; docs/shapes.md, "Dynamic batching"). 1 turns dynamic batching
+    /// off. Models without a batch dimension never batch. A card's `[batching] max_batch_size`
+    /// is used as it is.
     #[arg(long, env = "INFERA_MAX_BATCH_SIZE", default_value_t = 64)]
     pub max_batch_size: usize,
     /// Microseconds the oldest queued request may wait for its batch to fill. 0 (the default):
@@ -918,6 +921,7 @@ impl BatchingArgs {
     pub fn batch_policy(&self) -> BatchPolicy {
         BatchPolicy {
             max_batch_size: self.max_batch_size,
+            learn_limit: true,
             max_queue_delay: Duration::from_micros(self.max_queue_delay_us),
             queue_capacity: self.queue_capacity,
         }

@@ -3,6 +3,7 @@
 //! tract types is `runtime/` (loading, plan execution, tensor conversion).
 
 mod bulk_lane;
+mod batch_limit;
 mod dispatch;
 mod error;
 mod maps;
@@ -11,6 +12,7 @@ mod pool;
 mod queue;
 mod runtime;
 pub mod sched;
+mod split;
 mod tensor;
 
 pub use bulk_lane::{BulkLane, LaneError, LaneTask, Recent, BULK_NICE};

@@ -1,7 +1,8 @@
 //! One model version's bounded queue and its dynamic batching: callers enqueue jobs here (refused
 //! at once when the queue is full); a worker that picks the queue up takes every job waiting, up
-//! to `max_batch_size` instances (waiting at most `max_queue_delay` for more), runs them as one
-//! model call and hands each caller its own rows.
+//! to the merge limit (`max_batch_size`, or less when merging does not pay: `batch_limit.rs`),
+//! waiting at most `max_queue_delay` for more, runs them as one model call and hands each caller
+//! its own rows.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::oneshot;
 
+use super::batch_limit::BatchLimit;
 use super::dispatch::Dispatcher;
 use super::error::EngineError;
 use super::runtime::{CompiledModel, PoolLoad};
@@ -22,6 +24,10 @@ pub struct BatchPolicy {
     /// Most instances run in one model call; 1 turns batching off. A single request carrying
     /// more instances still runs, alone.
     pub max_batch_size: usize,
+    /// Learn how many rows merging pays for (`batch_limit.rs`): merge only up to the largest
+    /// batch whose measured cost per row is clearly below that of the smallest calls. False:
+    /// always merge up to `max_batch_size`.
+    pub learn_limit: bool,
     /// How long the oldest waiting request may be held for others to join its batch. Zero: a
     /// lone request never waits; batches form only from requests that queued up meanwhile.
     pub max_queue_delay: Duration,
@@ -33,6 +39,7 @@ impl Default for BatchPolicy {
     fn default() -> Self {
         BatchPolicy {
             max_batch_size: 64,
+            learn_limit: true,
             max_queue_delay: Duration::ZERO,
             queue_capacity: 256,
         }
@@ -76,7 +83,8 @@ pub struct RunOutput {
     pub queue_wait: Duration,
     /// Time of the model call the job ran in (shared with the other jobs of its batch).
     pub compute: Duration,
-    /// Instances in that model call, this job's included.
+    /// Instances in that model call, this job's included (the largest chunk when the job's rows
+    /// ran in chunks under a learned merge limit).
     pub batch_rows: usize,
 }
 
@@ -97,6 +105,8 @@ pub struct ModelQueue {
     jobs: ArrayQueue<Job>,
     observer: Arc<dyn JobObserver>,
     pool: Arc<Dispatcher<Arc<ModelQueue>>>,
+    /// Rows one call may merge now: `max_batch_size`, or less as learned from the calls' costs.
+    limit: BatchLimit,
     /// True while a wake-up post for this queue sits in the pool's channel: enqueuers post only
     /// when they flip it from false, so the channel holds at most one post per queue.
     posted: AtomicBool,
@@ -124,7 +134,16 @@ impl ModelQueue {
             policy.max_batch_size = 1;
             policy.max_queue_delay = Duration::ZERO;
         }
+        let fixed = !policy.learn_limit || policy.max_batch_size == 1;
+        let limit = BatchLimit::new(policy.max_batch_size, fixed);
+        if let Some(cost) = model.last_call_cost() {
+            // The load's warm-up: one row on the loader's thread.
+            if model.intra_op_threads(PoolLoad::Busy) == 1 {
+                limit.record(1, cost);
+            }
+        }
         ModelQueue {
+            limit,
             jobs: ArrayQueue::new(policy.queue_capacity),
             model,
             policy,
@@ -137,6 +156,11 @@ impl ModelQueue {
     /// The policy in force (batching is off for models that cannot batch callers).
     pub fn policy(&self) -> BatchPolicy {
         self.policy
+    }
+
+    /// Rows one model call may merge now (at most `max_batch_size`; see `batch_limit.rs`).
+    pub fn merge_limit(&self) -> usize {
+        self.limit.get()
     }
 
     /// Requests waiting for a worker.
@@ -242,7 +266,7 @@ impl ModelQueue {
     /// every queued job that fits, waiting up to `max_queue_delay` from the oldest job's arrival
     /// for the batch to fill. Returns the batch and a job that did not fit (run next).
     pub(crate) fn take_batch(&self, first: Option<Job>) -> (Vec<Job>, Option<Job>) {
-        let max = self.policy.max_batch_size;
+        let max = self.limit.get();
         let mut batch: Vec<Job> = Vec::new();
         let mut rows = 0;
         if let Some(job) = first {
@@ -315,9 +339,14 @@ impl ModelQueue {
             parts.push(job.inputs);
         }
         let jobs = parts.len();
-        let result = self.call(&parts);
+        let split = self.limit.learned()
+            && (rows > self.limit.cap() || (rows > 1 && self.limit.needs_reference()));
+        let (result, call_rows) = if jobs == 1 && split {
+            self.run_split(&parts[0], rows)
+        } else {
+            (self.measured_call(&parts, rows), rows)
+        };
         let compute = started.elapsed();
-        self.observer.batch_ran(rows, jobs, compute);
         let outputs: Vec<Result<Vec<Tensor>, EngineError>> = match result {
             Ok(outputs) => outputs.into_iter().map(Ok).collect(),
             Err(e) if jobs == 1 => vec![Err(e)],
@@ -325,7 +354,7 @@ impl ModelQueue {
                 tracing::warn!(error = %e, jobs, "batched model call failed; retrying each request alone");
                 parts
                     .chunks(1)
-                    .map(|p| self.call(p).map(|mut o| o.remove(0)))
+                    .map(|p| self.call(p).0.map(|mut o| o.remove(0)))
                     .collect()
             }
         };
@@ -334,12 +363,61 @@ impl ModelQueue {
                 outputs,
                 queue_wait: wait,
                 compute,
-                batch_rows: rows,
+                batch_rows: call_rows,
             }));
         }
     }
 
-    fn call(&self, parts: &[Vec<Tensor>]) -> Result<Vec<Vec<Tensor>>, EngineError> {
+    /// One model call of `rows` rows, reported to the observer and to the merge limit.
+    fn measured_call(
+        &self,
+        parts: &[Vec<Tensor>],
+        rows: usize,
+    ) -> Result<Vec<Vec<Tensor>>, EngineError> {
+        let started = Instant::now();
+        let (result, threads) = self.call(parts);
+        let took = started.elapsed();
+        self.observer.batch_ran(rows, parts.len(), took);
+        if result.is_ok() && threads == self.model.intra_op_threads(PoolLoad::Busy) {
+            self.limit.record(rows, took.saturating_mul(threads as u32));
+        }
+        result
+    }
+
+    /// A lone request of more rows than the learned cap (or of several rows before a call of one
+    /// row was measured: its first row then runs alone): its rows run in chunks of at most the
+    /// cap (read again after each chunk, which may teach it more), and the chunks' outputs are
+    /// joined. Returns the outputs and the largest chunk.
+    fn run_split(
+        &self,
+        inputs: &[Tensor],
+        rows: usize,
+    ) -> (Result<Vec<Vec<Tensor>>, EngineError>, usize) {
+        let mut outputs = Vec::new();
+        let (mut at, mut largest) = (0, 0);
+        while at < rows {
+            let cap = if self.limit.needs_reference() {
+                1
+            } else {
+                self.limit.cap()
+            };
+            let take = cap.clamp(1, rows - at);
+            let chunk = [super::split::rows_of(inputs, at..at + take)];
+            match self.measured_call(&chunk, take) {
+                Ok(mut out) => outputs.push(out.remove(0)),
+                Err(e) => return (Err(e), largest.max(take)),
+            }
+            largest = largest.max(take);
+            at += take;
+        }
+        (
+            super::split::join_rows(outputs).map(|joined| vec![joined]),
+            largest,
+        )
+    }
+
+    /// One model call, and the threads it ran with.
+    fn call(&self, parts: &[Vec<Tensor>]) -> (Result<Vec<Vec<Tensor>>, EngineError>, usize) {
         // Idle: no other call running, no wake-up post and no job of this model waiting.
         let others = self.pool.running_inc();
         let load = if others == 0 && self.pool.pending() == 0 && self.jobs.is_empty() {
@@ -347,11 +425,12 @@ impl ModelQueue {
         } else {
             PoolLoad::Busy
         };
+        let threads = self.model.intra_op_threads(load);
         let result = catch_unwind(AssertUnwindSafe(|| {
-            self.model.run_callers_under(parts, load)
+            self.model.run_callers_on(parts, threads)
         }))
         .unwrap_or_else(|_| Err(EngineError::Inference("the model panicked".into())));
         self.pool.running_dec();
-        result
+        (result, threads)
     }
 }

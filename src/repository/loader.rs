@@ -95,7 +95,9 @@ impl LoadContext {
         let mut policy = self.batching;
         if let Some(b) = manifest.and_then(|m| m.batching.as_ref()) {
             if let Some(n) = b.max_batch_size {
+                // The card's size is kept as it is: no learned merge limit below it.
                 policy.max_batch_size = n;
+                policy.learn_limit = false;
             }
             if let Some(us) = b.max_queue_delay_us {
                 policy.max_queue_delay = Duration::from_micros(us);

@@ -149,7 +149,8 @@ impl Monitoring {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Batching {
-    /// Most instances in one model call; 1 turns batching off.
+    /// Most instances in one model call; 1 turns batching off. Set here, the size is used as it
+    /// is (no merge limit learned from the model's costs below it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_batch_size: Option<usize>,
     /// Microseconds the oldest queued request may wait for its batch to fill (0: never wait).

@@ -3,6 +3,7 @@
 mod access;
 mod admin;
 mod api_contract;
+mod batch_limit;
 mod batching;
 mod body_bounds;
 mod bulk;

@@ -159,3 +159,49 @@ pub fn two_inputs(repo: &Path, name: &str) {
         },
     );
 }
+
+fn i64_tensor(name: &str, data: Vec<i64>) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: vec![data.len() as i64],
+        data_type: I64 as i32,
+        int64_data: data,
+        ..Default::default()
+    }
+}
+
+/// y = x + min_j |x_j - x| over the rows j of the call, with x: f32 [N, width]: always y = x
+/// (the row itself is among the j), but a call of n rows does n x n x width work, so its cost
+/// per row grows with the batch.
+pub fn pairwise(repo: &Path, name: &str, width: i64) {
+    let axes = AttributeProto {
+        name: "axes".into(),
+        r#type: 7,
+        ints: vec![1],
+        ..Default::default()
+    };
+    write(
+        repo,
+        name,
+        GraphProto {
+            node: vec![
+                node("Unsqueeze", &["x", "zero"], &["rows"], vec![]),
+                node("Unsqueeze", &["x", "one"], &["cols"], vec![]),
+                node("Sub", &["rows", "cols"], &["diff"], vec![]),
+                node("Abs", &["diff"], &["dist"], vec![]),
+                node(
+                    "ReduceMin",
+                    &["dist"],
+                    &["nearest"],
+                    vec![axes, int_attr("keepdims", 0)],
+                ),
+                node("Add", &["x", "nearest"], &["y"], vec![]),
+            ],
+            name: name.into(),
+            initializer: vec![i64_tensor("zero", vec![0]), i64_tensor("one", vec![1])],
+            input: vec![io("x", F32, &[-1, width])],
+            output: vec![io("y", F32, &[-1, width])],
+            ..Default::default()
+        },
+    );
+}

@@ -135,20 +135,33 @@ impl CompiledModel {
         )
     }
 
-    /// [`CompiledModel::run_callers`] with the intra-op thread count chosen for `load`: the
-    /// worker pool's entry point.
+    /// [`CompiledModel::run_callers`] with the intra-op thread count chosen for `load`.
     pub fn run_callers_under(
         &self,
         parts: &[Vec<Tensor>],
         load: PoolLoad,
     ) -> Result<Vec<Vec<Tensor>>, EngineError> {
-        let threads = self.intra_op_threads(load);
+        self.run_callers_on(parts, self.intra_op_threads(load))
+    }
+
+    /// [`CompiledModel::run_callers`] inside tract's executor for `threads` threads (1: the
+    /// calling thread): the worker pool's entry point, after [`CompiledModel::intra_op_threads`].
+    pub fn run_callers_on(
+        &self,
+        parts: &[Vec<Tensor>],
+        threads: usize,
+    ) -> Result<Vec<Vec<Tensor>>, EngineError> {
         if threads <= 1 {
             self.cost.single_calls.fetch_add(1, Ordering::Relaxed);
             return multithread_tract_scope(Executor::SingleThread, || self.run_callers(parts));
         }
         self.cost.multi_calls.fetch_add(1, Ordering::Relaxed);
         multithread_tract_scope(executor(threads), || self.run_callers(parts))
+    }
+
+    /// Wall time x threads of the last plan call (the load's warm-up, until a request ran).
+    pub fn last_call_cost(&self) -> Option<Duration> {
+        Some(self.cost.last()).filter(|c| !c.is_zero())
     }
 }
 

@@ -1,0 +1,155 @@
+//! The learned merge limit (src/engine/batch_limit.rs): requests of a model whose cost per row
+//! grows with the batch end up running alone, while a model that batches well (iris) keeps
+//! merging the requests that queue up together.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use infera::engine::{
+    BatchPolicy, CompiledModel, JobObserver, ModelQueue, PoolConfig, SkipReason, Tensor,
+    TensorData, WorkerPool,
+};
+
+use crate::common::{eventually, shipped_models};
+use crate::onnx;
+
+const WIDTH: usize = 16_384;
+const QUEUED: usize = 16;
+
+struct Quiet;
+impl JobObserver for Quiet {
+    fn enqueued(&self) {}
+    fn dequeued(&self) {}
+    fn skipped(&self, _: SkipReason) {}
+    fn started(&self, _: Duration) {}
+    fn batch_ran(&self, _: usize, _: usize, _: Duration) {}
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
+
+fn row(width: usize, seed: usize) -> Tensor {
+    let data = (0..width)
+        .map(|i| ((i * 31 + seed * 7) % 97) as f32 / 97.0)
+        .collect();
+    Tensor::new(vec![1, width], TensorData::F32(data)).unwrap()
+}
+
+fn queue(pool: &WorkerPool, path: &Path) -> Arc<ModelQueue> {
+    let model = Arc::new(CompiledModel::load(path).expect("model loads"));
+    pool.queue(model, BatchPolicy::default(), Arc::new(Quiet))
+}
+
+/// Keeps the only worker busy with a long call on `slow`, queues `QUEUED` one-row requests on
+/// `queue` behind it, and returns, per request, its input and what it got back.
+async fn queued_behind_busy_worker(
+    pool: &WorkerPool,
+    slow: &Arc<ModelQueue>,
+    queue: &Arc<ModelQueue>,
+    width: usize,
+) -> Vec<(Tensor, Tensor, usize)> {
+    let busy = {
+        let slow = slow.clone();
+        let rows = Tensor::new(vec![64, 512], TensorData::F32(vec![0.5; 64 * 512])).unwrap();
+        tokio::spawn(async move { slow.run(vec![rows], deadline()).await })
+    };
+    eventually("the slow call is running", || pool.running() == 1).await;
+    let calls: Vec<_> = (0..QUEUED)
+        .map(|i| {
+            let queue = queue.clone();
+            let input = row(width, i);
+            tokio::spawn(async move {
+                let out = queue.run(vec![input.clone()], deadline()).await.unwrap();
+                (input, out.outputs[0].clone(), out.batch_rows)
+            })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for call in calls {
+        replies.push(call.await.unwrap());
+    }
+    busy.await.unwrap().expect("slow call");
+    replies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_slower_per_row_in_a_batch_runs_alone_and_iris_still_batches() {
+    let repo = tempfile::tempdir().unwrap();
+    onnx::slow(repo.path(), "slow", 512, 40);
+    onnx::pairwise(repo.path(), "pairwise", WIDTH as i64);
+    let pool = WorkerPool::start(PoolConfig {
+        workers: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let slow = queue(&pool, &repo.path().join("slow/1/model.onnx"));
+    let pairwise = queue(&pool, &repo.path().join("pairwise/1/model.onnx"));
+    let iris = queue(&pool, &shipped_models().join("iris/1/model.onnx"));
+
+    // Nothing measured yet: requests run alone. Lone calls give the cost of one row.
+    assert_eq!(pairwise.merge_limit(), 1);
+    assert_eq!(iris.merge_limit(), 1);
+    for i in 0..4 {
+        pairwise.run(vec![row(WIDTH, i)], deadline()).await.unwrap();
+        iris.run(vec![row(4, i)], deadline()).await.unwrap();
+    }
+    let max = BatchPolicy::default().max_batch_size;
+    assert_eq!(
+        pairwise.merge_limit(),
+        max,
+        "cheap calls: optimistic at first"
+    );
+    assert_eq!(iris.merge_limit(), max);
+
+    let mut last_round = Vec::new();
+    for round in 0..3 {
+        let replies = queued_behind_busy_worker(&pool, &slow, &pairwise, WIDTH).await;
+        for (input, output, _) in &replies {
+            assert_eq!(output.data, input.data, "pairwise returns its input");
+        }
+        let merged = replies.iter().filter(|r| r.2 > 1).count();
+        let iris_replies = queued_behind_busy_worker(&pool, &slow, &iris, 4).await;
+        let iris_merged = iris_replies.iter().filter(|r| r.2 > 1).count();
+        assert!(
+            iris_merged > 0,
+            "round {round}: iris requests queued together share calls"
+        );
+        if round == 0 {
+            assert!(merged > 0, "round 0: pairwise requests were first merged");
+        }
+        last_round = replies;
+    }
+    let sizes: Vec<usize> = last_round.iter().map(|r| r.2).collect();
+    assert!(
+        sizes.iter().all(|&rows| rows == 1),
+        "after learning, every pairwise request runs alone: {sizes:?}"
+    );
+    assert_eq!(pairwise.merge_limit(), 1);
+    assert_eq!(
+        iris.merge_limit(),
+        max,
+        "iris batches well: no limit learned"
+    );
+
+    // One request of eight rows now runs row by row, and gets its eight rows back in order.
+    let rows: Vec<Tensor> = (0..8).map(|i| row(WIDTH, 100 + i)).collect();
+    let mut data = Vec::new();
+    for r in &rows {
+        let TensorData::F32(v) = &r.data else {
+            unreachable!()
+        };
+        data.extend_from_slice(v);
+    }
+    let eight = Tensor::new(vec![8, WIDTH], TensorData::F32(data)).unwrap();
+    let out = pairwise.run(vec![eight.clone()], deadline()).await.unwrap();
+    assert_eq!(out.batch_rows, 1, "the request ran in one-row calls");
+    assert_eq!(out.outputs[0], eight);
+    // Iris still takes a request of eight rows in one call.
+    let data = (0..32).map(|i| i as f32 / 8.0).collect();
+    let eight = Tensor::new(vec![8, 4], TensorData::F32(data)).unwrap();
+    let out = iris.run(vec![eight], deadline()).await.unwrap();
+    assert_eq!(out.batch_rows, 8);
+    pool.close();
+}
