@@ -1,5 +1,13 @@
-//! Scratch: per-node time of one tract plan (symbolic or concrete input facts).
-//! plan_profile MODEL FACT RUNSHAPE [iters]; FACT like Bx3xHxW (letters: symbols), RUNSHAPE 8x3x48x192.
+//! Per-node times of one tract plan, outside infera: the reproduction of tract's batch-size
+//! behaviour in docs/benchmarks.md ("Why batch 8 is slower per image than batch 1").
+//!
+//! ```text
+//! cargo run --release --example plan_profile -- MODEL FACT SHAPE [CALLS]
+//! ```
+//!
+//! FACT is the input fact the plan is optimised for, `8x3x48x192` (concrete) or `Bx3xHxW`
+//! (letters are symbols); SHAPE the concrete shape it is run at. Prints the median call, then the
+//! time per call by operator and the slowest nodes with their output facts.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tract_onnx::prelude::*;

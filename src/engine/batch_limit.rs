@@ -31,6 +31,9 @@ pub const WINDOW: usize = 4;
 pub const GAIN: f64 = 0.8;
 /// Below this cost per row (reference), merging may go to the full `max_batch_size` at once.
 pub const CHEAP_ROW: Duration = Duration::from_millis(1);
+/// A size whose calls cost less than this is never judged bad: at a few microseconds a call,
+/// timer and scheduling noise is larger than any difference merging makes (classic ML models).
+pub const JUDGED_CALL: Duration = Duration::from_micros(200);
 /// Calls after which a bad merge size is tried again (doubled while it stays bad).
 pub const RETRY_CALLS: u64 = 64;
 /// Longest wait, in calls, before a bad merge size is tried again.
@@ -148,7 +151,8 @@ impl State {
         }
         let reference = self.buckets[0].cost()?;
         let cost = self.buckets[at].cost()?;
-        Some(cost as f64 <= reference as f64 * GAIN)
+        let call = u128::from(cost) << at;
+        Some(call < JUDGED_CALL.as_nanos() || cost as f64 <= reference as f64 * GAIN)
     }
 
     /// After a measurement of bucket `at`: marks it bad (with its retry wait) or clears it.
@@ -285,7 +289,8 @@ mod tests {
         feed(&limit, 16, 5 * US, 1);
         assert_eq!((limit.get(), limit.cap()), (64, 64));
         feed(&limit, 32, 30 * US, 1);
-        assert_eq!((limit.get(), limit.cap()), (16, 16));
+        // Merging explores the size never measured below the cap (5-8 rows) first.
+        assert_eq!((limit.get(), limit.cap()), (8, 16));
     }
 
     #[test]
