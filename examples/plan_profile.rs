@@ -7,7 +7,8 @@
 //!
 //! FACT is the input fact the plan is optimised for, `8x3x48x192` (concrete) or `Bx3xHxW`
 //! (letters are symbols); SHAPE the concrete shape it is run at. Prints the median call, then the
-//! time per call by operator and the slowest nodes with their output facts.
+//! time per call by operator and the slowest nodes with their output facts and the nodes they
+//! read from.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tract_onnx::prelude::*;
@@ -84,8 +85,13 @@ fn main() -> TractResult<()> {
     }
     for (id, (d, name)) in v.iter().take(12) {
         let node = plan.model().node(*id);
+        let from: Vec<&str> = node
+            .inputs
+            .iter()
+            .map(|i| plan.model().node(i.node).name.as_str())
+            .collect();
         println!(
-            "  #{id:4} {:?} {name} -> {:?}",
+            "  #{id:4} {:?} {name} -> {:?} <- {from:?}",
             *d / iters as u32,
             node.outputs[0].fact
         );

@@ -11,7 +11,8 @@
 //!   that ran with the thread count calls get under load (a lone call may use every core).
 //! - The reference is the cost of calls of one row (the load's warm-up is one). Until it is
 //!   measured, requests are not merged, and a lone request of several rows runs its first row
-//!   alone first. A size is good when its cost per row is at most [`GAIN`] times the reference.
+//!   alone first. A size is good when its cost per row is at most [`GAIN`] times the reference
+//!   (or its calls cost under [`JUDGED_CALL`]), bad once [`BAD_SAMPLES`] calls say it is not.
 //! - A model whose reference is under [`CHEAP_ROW`] (a wrongly merged batch costs little) merges
 //!   up to the policy's `max_batch_size` at once while no size has proved bad; otherwise the
 //!   merge size doubles (2, 4, 8, ...) only after the size below it proved good.
@@ -34,6 +35,9 @@ pub const CHEAP_ROW: Duration = Duration::from_millis(1);
 /// A size whose calls cost less than this is never judged bad: at a few microseconds a call,
 /// timer and scheduling noise is larger than any difference merging makes (classic ML models).
 pub const JUDGED_CALL: Duration = Duration::from_micros(200);
+/// Calls of a size, all slow, before it is judged bad (the bucket's cost is their minimum): one
+/// call stretched by a preemption must not turn merging off.
+pub const BAD_SAMPLES: usize = 2;
 /// Calls after which a bad merge size is tried again (doubled while it stays bad).
 pub const RETRY_CALLS: u64 = 64;
 /// Longest wait, in calls, before a bad merge size is tried again.
@@ -150,9 +154,14 @@ impl State {
             return None;
         }
         let reference = self.buckets[0].cost()?;
-        let cost = self.buckets[at].cost()?;
+        let bucket = &self.buckets[at];
+        let cost = bucket.cost()?;
         let call = u128::from(cost) << at;
-        Some(call < JUDGED_CALL.as_nanos() || cost as f64 <= reference as f64 * GAIN)
+        if call < JUDGED_CALL.as_nanos() || cost as f64 <= reference as f64 * GAIN {
+            return Some(true);
+        }
+        // One slow call may be a preemption by the machine's other load: bad takes two.
+        (bucket.samples.len() >= BAD_SAMPLES).then_some(false)
     }
 
     /// After a measurement of bucket `at`: marks it bad (with its retry wait) or clears it.
@@ -262,7 +271,7 @@ mod tests {
     fn a_model_whose_rows_cost_more_in_a_batch_runs_row_by_row() {
         let limit = BatchLimit::new(64, false);
         feed(&limit, 1, 20 * US, 1);
-        feed(&limit, 16, 200 * US, 1);
+        feed(&limit, 16, 200 * US, BAD_SAMPLES);
         assert_eq!((limit.get(), limit.cap()), (1, 1), "no size proved good");
     }
 
@@ -275,7 +284,10 @@ mod tests {
         assert_eq!(limit.get(), 4);
         feed(&limit, 4, 900 * US, 1);
         assert_eq!(limit.get(), 8);
-        // Batch 8 costs as much per row as one row alone: not worth merging.
+        // Batch 8 costs as much per row as one row alone: not worth merging (once two calls
+        // said so: after one, merging stays at 8 to measure again).
+        feed(&limit, 8, 2000 * US, 1);
+        assert_eq!((limit.get(), limit.cap()), (8, 64));
         feed(&limit, 8, 2000 * US, 1);
         assert_eq!((limit.get(), limit.cap()), (4, 4));
     }
@@ -288,7 +300,7 @@ mod tests {
         feed(&limit, 4, 8 * US, 1);
         feed(&limit, 16, 5 * US, 1);
         assert_eq!((limit.get(), limit.cap()), (64, 64));
-        feed(&limit, 32, 30 * US, 1);
+        feed(&limit, 32, 30 * US, BAD_SAMPLES);
         // Merging explores the size never measured below the cap (5-8 rows) first.
         assert_eq!((limit.get(), limit.cap()), (8, 16));
     }
@@ -297,7 +309,7 @@ mod tests {
     fn a_bad_size_is_tried_again_later_and_waits_longer_each_time_it_stays_bad() {
         let limit = BatchLimit::new(64, false);
         feed(&limit, 1, 2000 * US, 1);
-        feed(&limit, 2, 9000 * US, 1);
+        feed(&limit, 2, 9000 * US, BAD_SAMPLES);
         assert_eq!((limit.get(), limit.cap()), (1, 1));
         feed(&limit, 1, 2000 * US, RETRY_CALLS as usize - 1);
         assert_eq!(limit.get(), 1);
