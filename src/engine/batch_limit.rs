@@ -7,8 +7,10 @@
 //! smallest calls.
 //!
 //! - Costs are kept per power-of-two bucket of rows (1, 2, 3-4, 5-8, ...), each as the minimum of
-//!   its last [`WINDOW`] calls (other users of the machine only ever add time), and only for calls
-//!   that ran with the thread count calls get under load (a lone call may use every core).
+//!   its last [`WINDOW`] calls (other users of the machine only ever add time), in two tables:
+//!   calls on one thread (calls under load) and calls on several (a lone call on an idle server
+//!   may use every core). A size is judged within a table, against that table's calls of one
+//!   row, so a batch that ran on two threads is never compared with a row that ran on one.
 //! - The reference is the cost of calls of one row (the load's warm-up is one). Until it is
 //!   measured, requests are not merged, and a lone request of several rows runs its first row
 //!   alone first. A size is good when its cost per row is at most [`GAIN`] times the reference
@@ -46,18 +48,23 @@ pub const MAX_RETRY_CALLS: u64 = 8192;
 /// Buckets: 1 row, 2, 3-4, ..., up to 2^16 rows (the largest `max_batch_size`).
 const BUCKETS: usize = 17;
 
+/// The sample tables: calls on one thread, and calls on several.
+const TABLES: usize = 2;
+
 #[derive(Debug, Default, Clone)]
 struct Bucket {
-    /// Cost per row, in nanoseconds, of its last calls (newest last).
-    samples: Vec<u64>,
+    /// Cost per row (wall time x threads), in nanoseconds, of its last calls (newest last), per
+    /// table.
+    samples: [Vec<u64>; TABLES],
     /// Call count when it was last judged bad, and the calls to wait before trying it again.
     bad_at: Option<u64>,
     retry: u64,
 }
 
 impl Bucket {
-    fn cost(&self) -> Option<u64> {
-        self.samples.iter().copied().min()
+    /// Its cost per row in `table`: the minimum of the last calls.
+    fn cost(&self, table: usize) -> Option<u64> {
+        self.samples[table].iter().copied().min()
     }
 }
 
@@ -122,20 +129,22 @@ impl BatchLimit {
             && self
                 .state
                 .lock()
-                .map(|s| s.buckets[0].samples.is_empty())
+                .map(|s| s.buckets[0].samples.iter().all(Vec::is_empty))
                 .unwrap_or(false)
     }
 
-    /// Records a call of `rows` rows that cost `cost` (wall time x threads).
-    pub(crate) fn record(&self, rows: usize, cost: Duration) {
+    /// Records a call of `rows` rows that took `wall` on `threads` threads.
+    pub(crate) fn record(&self, rows: usize, wall: Duration, threads: usize) {
         if rows == 0 || self.fixed {
             return;
         }
-        let per_row = (cost.as_nanos() / rows as u128).min(u64::MAX as u128) as u64;
+        let cost = wall.as_nanos().saturating_mul(threads.max(1) as u128);
+        let per_row = (cost / rows as u128).min(u64::MAX as u128) as u64;
+        let table = usize::from(threads > 1);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.calls += 1;
         let at = bucket(rows);
-        let samples = &mut state.buckets[at].samples;
+        let samples = &mut state.buckets[at].samples[table];
         if samples.len() == WINDOW {
             samples.remove(0);
         }
@@ -148,20 +157,32 @@ impl BatchLimit {
 }
 
 impl State {
-    /// Whether bucket `at` is good; None when it or the reference is not measured.
+    /// Whether bucket `at` is good: good when either table says so, bad when one says so and
+    /// the other does not know; None when neither table has it and its reference measured.
     fn good(&self, at: usize) -> Option<bool> {
+        let verdicts = (0..TABLES).filter_map(|table| self.good_in(table, at));
+        verdicts.reduce(|a, b| a || b)
+    }
+
+    /// Whether bucket `at` is good by the calls of one table.
+    fn good_in(&self, table: usize, at: usize) -> Option<bool> {
         if at == 0 {
             return None;
         }
-        let reference = self.buckets[0].cost()?;
+        let reference = self.buckets[0].cost(table)?;
         let bucket = &self.buckets[at];
-        let cost = bucket.cost()?;
+        let cost = bucket.cost(table)?;
         let call = u128::from(cost) << at;
         if call < JUDGED_CALL.as_nanos() || cost as f64 <= reference as f64 * GAIN {
             return Some(true);
         }
         // One slow call may be a preemption by the machine's other load: bad takes two.
-        (bucket.samples.len() >= BAD_SAMPLES).then_some(false)
+        (bucket.samples[table].len() >= BAD_SAMPLES).then_some(false)
+    }
+
+    /// The cost per row of calls of one row: the smaller of the two tables' (None before any).
+    fn reference(&self) -> Option<u64> {
+        (0..TABLES).filter_map(|t| self.buckets[0].cost(t)).min()
     }
 
     /// After a measurement of bucket `at`: marks it bad (with its retry wait) or clears it.
@@ -187,7 +208,7 @@ impl State {
 
     /// The merge limit and the split cap: see the module documentation.
     fn limits(&self, max: usize) -> (usize, usize) {
-        let Some(reference) = self.buckets[0].cost() else {
+        let Some(reference) = self.reference() else {
             return (1, max);
         };
         // Optimistic only while the model is cheap and no size has proved bad.
@@ -233,7 +254,7 @@ mod tests {
     /// `calls` calls of `rows` rows at `per_row` each.
     fn feed(limit: &BatchLimit, rows: usize, per_row: Duration, calls: usize) {
         for _ in 0..calls {
-            limit.record(rows, per_row * rows as u32);
+            limit.record(rows, per_row * rows as u32, 1);
         }
     }
 
@@ -252,7 +273,7 @@ mod tests {
         assert_eq!((limit.get(), limit.cap()), (1, 64));
         assert!(limit.needs_reference());
         let fixed = BatchLimit::new(64, true);
-        fixed.record(8, 100 * US);
+        fixed.record(8, 100 * US, 1);
         assert_eq!((fixed.get(), fixed.cap()), (64, 64));
         assert!(!fixed.needs_reference());
     }
@@ -327,6 +348,37 @@ mod tests {
         // A burst of load had spoiled the old figures: the size is good again.
         feed(&limit, 2, 1000 * US, 1);
         assert_eq!((limit.get(), limit.cap()), (4, 64));
+    }
+
+    #[test]
+    fn calls_on_several_threads_are_judged_against_rows_on_several_threads() {
+        // One row: 2 ms on one thread, 1.4 ms on two (2.8 ms of thread time).
+        let limit = BatchLimit::new(64, false);
+        limit.record(1, 2000 * US, 1);
+        limit.record(1, 1400 * US, 2);
+        // Two rows on two threads at 1.3 ms a row of thread time: good against the two-thread
+        // row (2.8 ms), though it would be bad against the one-thread row only if both were
+        // read as one table (2.6 > 0.8 x 2.0).
+        limit.record(2, 1300 * US, 2);
+        limit.record(2, 1300 * US, 2);
+        assert_eq!(limit.get(), 4, "two rows proved good on two threads");
+        // Four rows good; eight rows at 2.5 ms a row of thread time, twice: bad (2.5 > 0.8 x 2.8).
+        limit.record(4, 2000 * US, 2);
+        assert_eq!(limit.get(), 8);
+        limit.record(8, 10_000 * US, 2);
+        limit.record(8, 10_000 * US, 2);
+        assert_eq!((limit.get(), limit.cap()), (4, 4));
+    }
+
+    #[test]
+    fn a_batch_on_two_threads_alone_is_not_judged_without_a_row_on_two_threads() {
+        let limit = BatchLimit::new(64, false);
+        limit.record(1, 2000 * US, 1);
+        for _ in 0..BAD_SAMPLES {
+            limit.record(2, 3000 * US, 2);
+        }
+        // No two-thread row to compare with: two rows stay unjudged, merging still tries them.
+        assert_eq!((limit.get(), limit.cap()), (2, 64));
     }
 
     #[test]

@@ -136,11 +136,9 @@ impl ModelQueue {
         }
         let fixed = !policy.learn_limit || policy.max_batch_size == 1;
         let limit = BatchLimit::new(policy.max_batch_size, fixed);
-        if let Some(cost) = model.last_call_cost() {
-            // The load's warm-up: one row on the loader's thread.
-            if model.intra_op_threads(PoolLoad::Busy) == 1 {
-                limit.record(1, cost);
-            }
+        if let Some((wall, threads)) = model.last_call() {
+            // The load's warm-up: one row.
+            limit.record(1, wall, threads);
         }
         ModelQueue {
             limit,
@@ -378,8 +376,8 @@ impl ModelQueue {
         let (result, threads) = self.call(parts);
         let took = started.elapsed();
         self.observer.batch_ran(rows, parts.len(), took);
-        if result.is_ok() && threads == self.model.intra_op_threads(PoolLoad::Busy) {
-            self.limit.record(rows, took.saturating_mul(threads as u32));
+        if result.is_ok() {
+            self.limit.record(rows, took, threads);
         }
         result
     }

@@ -5,7 +5,7 @@
 //! whole call of a classic ML model. A model card (`[runtime] threads`) or the server flag
 //! (`--intra-op-threads`) can pin the count.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -49,6 +49,8 @@ pub enum PoolLoad {
 pub(super) struct CallCost {
     /// Wall time x threads of the last plan call, in nanoseconds (0: none measured yet).
     last_ns: AtomicU64,
+    /// Threads the last plan call ran on.
+    last_threads: AtomicUsize,
     multi_calls: AtomicU64,
     single_calls: AtomicU64,
 }
@@ -60,6 +62,7 @@ impl CallCost {
             .saturating_mul(threads.max(1) as u128)
             .min(u64::MAX as u128) as u64;
         self.last_ns.store(ns.max(1), Ordering::Relaxed);
+        self.last_threads.store(threads.max(1), Ordering::Relaxed);
     }
 
     fn last(&self) -> Duration {
@@ -159,9 +162,13 @@ impl CompiledModel {
         multithread_tract_scope(executor(threads), || self.run_callers(parts))
     }
 
-    /// Wall time x threads of the last plan call (the load's warm-up, until a request ran).
-    pub fn last_call_cost(&self) -> Option<Duration> {
-        Some(self.cost.last()).filter(|c| !c.is_zero())
+    /// Wall time of the last plan call and the threads it ran on (the load's warm-up, until a
+    /// request ran).
+    pub fn last_call(&self) -> Option<(Duration, usize)> {
+        let threads = self.cost.last_threads.load(Ordering::Relaxed).max(1);
+        Some(self.cost.last())
+            .filter(|c| !c.is_zero())
+            .map(|cost| (cost / threads as u32, threads))
     }
 }
 
