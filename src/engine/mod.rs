@@ -2,8 +2,8 @@
 //! CPU worker threads that runs them. Nothing here knows about HTTP; the only file that names
 //! tract types is `runtime/` (loading, plan execution, tensor conversion).
 
-mod bulk_lane;
 mod batch_limit;
+mod bulk_lane;
 mod dispatch;
 mod error;
 mod maps;

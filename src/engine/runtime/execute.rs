@@ -155,15 +155,19 @@ impl CompiledModel {
             .collect()
     }
 
-    /// One call of the plan for these inputs, its cost recorded (wall time x the scope's
-    /// threads) for the intra-op thread decision.
+    /// One call of the plan for these inputs, its time recorded with the scope's threads and
+    /// its rows for the intra-op thread decision.
     fn run_plan(&self, values: TVec<TValue>) -> Result<TVec<TValue>, EngineError> {
         let plan = self.plan_for(&values)?;
+        let rows = match self.call_shape {
+            CallShape::Batched => values.first().and_then(|v| v.shape().first().copied()),
+            _ => None,
+        };
         let started = Instant::now();
-        let outputs = plan
-            .run(values)
-            .map_err(|e| EngineError::from_run(&e))?;
-        self.cost.record(started.elapsed(), super::threads::scope_threads());
+        let outputs = plan.run(values).map_err(|e| EngineError::from_run(&e))?;
+        let threads = super::threads::scope_threads();
+        self.cost
+            .record(started.elapsed(), threads, rows.unwrap_or(1));
         Ok(outputs)
     }
 
