@@ -69,7 +69,7 @@ fn main() -> TractResult<()> {
         })?;
     }
     let mut v: Vec<_> = per.into_iter().collect();
-    v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    v.sort_by_key(|b| std::cmp::Reverse(b.1 .0));
     let total: Duration = v.iter().map(|x| x.1 .0).sum();
     println!("total per-node {:?}", total / iters as u32);
     let mut byop: HashMap<String, Duration> = HashMap::new();
@@ -79,7 +79,7 @@ fn main() -> TractResult<()> {
             .or_default() += *d;
     }
     let mut bo: Vec<_> = byop.into_iter().collect();
-    bo.sort_by(|a, b| b.1.cmp(&a.1));
+    bo.sort_by_key(|b| std::cmp::Reverse(b.1));
     for (op, d) in bo.iter().take(8) {
         println!("  op {op:30} {:?}", *d / iters as u32);
     }

@@ -107,7 +107,7 @@ impl RowTimes {
         };
         self.multi.len() < MULTI_SAMPLES
             || *multi as f64 <= *single as f64 * MULTI_THREAD_GAIN
-            || self.asked % MULTI_RETRY == 0
+            || self.asked.is_multiple_of(MULTI_RETRY)
     }
 }
 
