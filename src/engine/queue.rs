@@ -130,12 +130,15 @@ impl ModelQueue {
     ) -> ModelQueue {
         policy.max_batch_size = policy.max_batch_size.max(1);
         policy.queue_capacity = policy.queue_capacity.max(1);
+        // The limit is learned over the configured size even when callers cannot share calls:
+        // a lone request's rows are independent whenever the graph has a batch axis, so it may
+        // still run in chunks when its calls cost more per row than smaller ones.
+        let fixed = !policy.learn_limit || policy.max_batch_size == 1 || !model.signature().batched;
+        let limit = BatchLimit::new(policy.max_batch_size, fixed);
         if !model.can_batch_callers() {
             policy.max_batch_size = 1;
             policy.max_queue_delay = Duration::ZERO;
         }
-        let fixed = !policy.learn_limit || policy.max_batch_size == 1;
-        let limit = BatchLimit::new(policy.max_batch_size, fixed);
         if let Some((wall, threads)) = model.last_call() {
             // The load's warm-up: one row.
             limit.record(1, wall, threads);
@@ -158,7 +161,13 @@ impl ModelQueue {
 
     /// Rows one model call may merge now (at most `max_batch_size`; see `batch_limit.rs`).
     pub fn merge_limit(&self) -> usize {
-        self.limit.get()
+        self.limit.get().min(self.policy.max_batch_size)
+    }
+
+    /// Most rows one call of a lone request may take now (its rows run in chunks of this many
+    /// when it carries more).
+    pub fn split_cap(&self) -> usize {
+        self.limit.cap()
     }
 
     /// Requests waiting for a worker.
@@ -264,7 +273,7 @@ impl ModelQueue {
     /// every queued job that fits, waiting up to `max_queue_delay` from the oldest job's arrival
     /// for the batch to fill. Returns the batch and a job that did not fit (run next).
     pub(crate) fn take_batch(&self, first: Option<Job>) -> (Vec<Job>, Option<Job>) {
-        let max = self.limit.get();
+        let max = self.limit.get().min(self.policy.max_batch_size);
         let mut batch: Vec<Job> = Vec::new();
         let mut rows = 0;
         if let Some(job) = first {
@@ -372,11 +381,14 @@ impl ModelQueue {
         parts: &[Vec<Tensor>],
         rows: usize,
     ) -> Result<Vec<Vec<Tensor>>, EngineError> {
+        let plans_built = self.model.plans_built();
         let started = Instant::now();
         let (result, threads) = self.call(parts);
         let took = started.elapsed();
         self.observer.batch_ran(rows, parts.len(), took);
-        if result.is_ok() {
+        // A call that specialised a plan (a shape seen for the first time) is not a measure of
+        // what calls of its size cost.
+        if result.is_ok() && self.model.plans_built() == plans_built {
             self.limit.record(rows, took, threads);
         }
         result
@@ -408,10 +420,12 @@ impl ModelQueue {
             largest = largest.max(take);
             at += take;
         }
-        (
-            super::split::join_rows(outputs).map(|joined| vec![joined]),
-            largest,
-        )
+        match super::split::join_rows(outputs) {
+            Ok(joined) => (Ok(vec![joined]), largest),
+            // Outputs whose sizes depend on the rows in the call (a model whose callers cannot
+            // share calls): the request runs whole after all.
+            Err(_) => (self.measured_call(&[inputs.to_vec()], rows), rows),
+        }
     }
 
     /// One model call, and the threads it ran with.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use infera::engine::{
-    BatchPolicy, CompiledModel, JobObserver, ModelQueue, PoolConfig, SkipReason, Tensor,
-    TensorData, WorkerPool,
+    BatchPolicy, CompiledModel, IntraOpThreads, JobObserver, LoadOptions, ModelQueue, PlanMode,
+    PoolConfig, SkipReason, Tensor, TensorData, WorkerPool,
 };
 
 use crate::common::{eventually, shipped_models};
@@ -163,5 +163,58 @@ async fn a_model_slower_per_row_in_a_batch_runs_alone_and_iris_still_batches() {
     let eight = Tensor::new(vec![8, 4], TensorData::F32(data)).unwrap();
     let out = iris.run(vec![eight], deadline()).await.unwrap();
     assert_eq!(out.batch_rows, 8);
+    pool.close();
+}
+
+/// A model whose callers cannot share calls (its output's size is not known from the inputs)
+/// still learns how many rows a lone request's call may take: a request of eight rows on the
+/// pairwise graph ends up running row by row, and gets its rows back in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_request_is_split_when_callers_cannot_share_calls() {
+    let repo = tempfile::tempdir().unwrap();
+    onnx::pairwise_unsized_output(repo.path(), "unsized", WIDTH as i64);
+    let pool = WorkerPool::start(PoolConfig {
+        workers: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    // One thread per call: the rows' costs are compared within one table (see batch_limit.rs).
+    let options = LoadOptions {
+        plans: PlanMode::Specialised,
+        threads: IntraOpThreads::Fixed(1),
+        ..Default::default()
+    };
+    let path = repo.path().join("unsized/1/model.onnx");
+    let model = Arc::new(CompiledModel::load_with(&path, &options).expect("model loads"));
+    assert!(!model.can_batch_callers(), "the output's size is unknown");
+    let queue = pool.queue(model, BatchPolicy::default(), Arc::new(Quiet));
+    assert_eq!(queue.merge_limit(), 1, "callers never share a call");
+    let rows: Vec<Tensor> = (0..8).map(|i| row(WIDTH, 200 + i)).collect();
+    let mut data = Vec::new();
+    for r in &rows {
+        let TensorData::F32(v) = &r.data else {
+            unreachable!()
+        };
+        data.extend_from_slice(v);
+    }
+    let eight = Tensor::new(vec![8, WIDTH], TensorData::F32(data)).unwrap();
+    let mut sizes = Vec::new();
+    for _ in 0..ROUNDS {
+        let out = queue.run(vec![eight.clone()], deadline()).await.unwrap();
+        assert_eq!(
+            out.outputs[0], eight,
+            "pairwise returns its input, rows in order"
+        );
+        sizes.push(out.batch_rows);
+        if out.batch_rows == 1 {
+            break;
+        }
+    }
+    assert_eq!(
+        sizes.last(),
+        Some(&1),
+        "eight-row calls cost more per row than one-row calls: {sizes:?}"
+    );
+    assert_eq!(queue.split_cap(), 1);
     pool.close();
 }

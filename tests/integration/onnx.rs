@@ -174,6 +174,27 @@ fn i64_tensor(name: &str, data: Vec<i64>) -> TensorProto {
 /// (the row itself is among the j), but a call of n rows does n x n x width work, so its cost
 /// per row grows with the batch.
 pub fn pairwise(repo: &Path, name: &str, width: i64) {
+    pairwise_with_output(repo, name, width, io("y", F32, &[-1, width]));
+}
+
+/// [`pairwise`] whose output declares its second dimension as `w_out`, a name no input has: with
+/// specialised plans infera cannot tell the output's size from the inputs', so requests to it
+/// never share a call.
+pub fn pairwise_unsized_output(repo: &Path, name: &str, width: i64) {
+    let mut y = io("y", F32, &[-1, width]);
+    if let Some(TypeProto {
+        value: Some(type_proto::Value::TensorType(t)),
+        ..
+    }) = y.r#type.as_mut()
+    {
+        if let Some(shape) = t.shape.as_mut() {
+            shape.dim[1].value = Some(dimension::Value::DimParam("w_out".into()));
+        }
+    }
+    pairwise_with_output(repo, name, width, y);
+}
+
+fn pairwise_with_output(repo: &Path, name: &str, width: i64, output: ValueInfoProto) {
     let axes = AttributeProto {
         name: "axes".into(),
         r#type: 7,
@@ -200,7 +221,7 @@ pub fn pairwise(repo: &Path, name: &str, width: i64) {
             name: name.into(),
             initializer: vec![i64_tensor("zero", vec![0]), i64_tensor("one", vec![1])],
             input: vec![io("x", F32, &[-1, width])],
-            output: vec![io("y", F32, &[-1, width])],
+            output: vec![output],
             ..Default::default()
         },
     );

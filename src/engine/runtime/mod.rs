@@ -140,6 +140,15 @@ impl CompiledModel {
         }
     }
 
+    /// Plans specialised so far (0 for a model with one symbolic plan): a call during which this
+    /// grew paid for building a plan, so its time says nothing about running one.
+    pub fn plans_built(&self) -> u64 {
+        match &self.plans {
+            Plans::Symbolic(_) => 0,
+            Plans::Specialised(cache) => cache.misses(),
+        }
+    }
+
     /// Whether plans are specialised per shape, with the cache's capacity and how many it holds.
     pub fn plan_cache(&self) -> Option<(usize, usize)> {
         match &self.plans {

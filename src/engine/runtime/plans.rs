@@ -3,6 +3,7 @@
 //! bounded least-recently-used cache (a shape the graph cannot take is remembered too, so a
 //! client repeating it costs no new specialisation).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,8 @@ pub(super) struct PlanCache {
     /// Input shapes -> plan, least recently used first.
     entries: Mutex<Vec<(Vec<Vec<usize>>, Entry)>>,
     observer: OnceLock<Arc<dyn PlanObserver>>,
+    /// Specialisations started so far (a call that made one cost more than running a plan).
+    misses: AtomicU64,
 }
 
 impl std::fmt::Debug for PlanCache {
@@ -52,6 +55,7 @@ impl PlanCache {
             capacity: capacity.max(1),
             entries: Mutex::new(Vec::new()),
             observer: OnceLock::new(),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -68,6 +72,11 @@ impl PlanCache {
         self.capacity
     }
 
+    /// Specialisations started so far.
+    pub(super) fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+
     /// The plan for these input shapes (tract's shapes: the ones handed to the plan), built and
     /// cached on first use. Two workers missing on the same shape at once may both build it;
     /// the first one stored wins.
@@ -79,6 +88,7 @@ impl PlanCache {
             }
             return refused(&key, entry);
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let built = self.specialise(&key).map_err(|e| format!("{e:#}"));
         if let Some(o) = self.observer.get() {

@@ -113,15 +113,19 @@ impl RowTimes {
 
 impl CallCost {
     pub(super) fn record(&self, wall: Duration, threads: usize, rows: usize) {
-        let per_row = wall.as_nanos() / rows.max(1) as u128;
-        self.times
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(per_row.min(u64::MAX as u128) as u64, threads);
         let ns = wall
             .as_nanos()
             .saturating_mul(threads.max(1) as u128)
             .min(u64::MAX as u128) as u64;
+        // Only calls costly enough to be multithreaded inform that decision: the calls of a
+        // classic ML model (microseconds, at tens of thousands a second) take no lock here.
+        if u128::from(ns) >= MULTI_THREAD_MIN_COST.as_nanos() {
+            let per_row = wall.as_nanos() / rows.max(1) as u128;
+            self.times
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(per_row.min(u64::MAX as u128) as u64, threads);
+        }
         self.last_ns.store(ns.max(1), Ordering::Relaxed);
         self.last_threads.store(threads.max(1), Ordering::Relaxed);
     }
@@ -338,15 +342,29 @@ mod tests {
     }
 
     #[test]
+    fn cheap_calls_are_not_timed() {
+        let cost = CallCost::default();
+        cost.record(Duration::from_micros(30), 1, 1);
+        cost.record(Duration::from_micros(400), 2, 1);
+        let times = cost.times.lock().unwrap();
+        assert!(times.single.is_empty() && times.multi.is_empty());
+        assert_eq!(
+            cost.last(),
+            Duration::from_micros(800),
+            "the last cost is kept"
+        );
+    }
+
+    #[test]
     fn times_are_per_row_and_only_the_last_calls_count() {
         let cost = CallCost::default();
-        cost.record(Duration::from_micros(800), 1, 8);
-        cost.record(Duration::from_micros(300), 2, 1);
-        cost.record(Duration::from_micros(300), 2, 1);
-        // 100 µs a row on one thread against 300 on two.
+        cost.record(Duration::from_micros(8000), 1, 8);
+        cost.record(Duration::from_micros(3000), 2, 1);
+        cost.record(Duration::from_micros(3000), 2, 1);
+        // 1 ms a row on one thread against 3 on two.
         assert!(!cost.times.lock().unwrap().multi_pays());
         for _ in 0..TIME_WINDOW {
-            cost.record(Duration::from_micros(50), 2, 1);
+            cost.record(Duration::from_micros(500), 2, 1);
         }
         assert!(cost.times.lock().unwrap().multi_pays());
         assert_eq!(cost.times.lock().unwrap().multi.len(), TIME_WINDOW);
