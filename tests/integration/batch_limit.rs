@@ -7,26 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use infera::engine::{
-    BatchPolicy, CompiledModel, IntraOpThreads, JobObserver, LoadOptions, ModelQueue, PlanMode,
-    PoolConfig, SkipReason, Tensor, TensorData, WorkerPool,
+    BatchPolicy, CompiledModel, IntraOpThreads, LoadOptions, ModelQueue, PlanMode, PoolConfig,
+    Tensor, TensorData, WorkerPool,
 };
 
-use crate::common::{eventually, shipped_models};
+use crate::common::{eventually, shipped_models, Quiet};
 use crate::onnx;
 
 const WIDTH: usize = 65_536;
 const QUEUED: usize = 8;
 /// Rounds of queued requests the limit has to learn in (it takes two or three).
 const ROUNDS: usize = 8;
-
-struct Quiet;
-impl JobObserver for Quiet {
-    fn enqueued(&self) {}
-    fn dequeued(&self) {}
-    fn skipped(&self, _: SkipReason) {}
-    fn started(&self, _: Duration) {}
-    fn batch_ran(&self, _: usize, _: usize, _: Duration) {}
-}
 
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(60)
@@ -37,6 +28,18 @@ fn row(width: usize, seed: usize) -> Tensor {
         .map(|i| ((i * 31 + seed * 7) % 97) as f32 / 97.0)
         .collect();
     Tensor::new(vec![1, width], TensorData::F32(data)).unwrap()
+}
+
+/// The one-row tensors `rows` as one tensor of `rows.len()` rows.
+fn stacked(rows: &[Tensor]) -> Tensor {
+    let mut data = Vec::new();
+    for r in rows {
+        let TensorData::F32(v) = &r.data else {
+            unreachable!()
+        };
+        data.extend_from_slice(v);
+    }
+    Tensor::new(vec![rows.len(), WIDTH], TensorData::F32(data)).unwrap()
 }
 
 fn queue(pool: &WorkerPool, path: &Path) -> Arc<ModelQueue> {
@@ -147,14 +150,7 @@ async fn a_model_slower_per_row_in_a_batch_runs_alone_and_iris_still_batches() {
 
     // One request of eight rows now runs row by row, and gets its eight rows back in order.
     let rows: Vec<Tensor> = (0..8).map(|i| row(WIDTH, 100 + i)).collect();
-    let mut data = Vec::new();
-    for r in &rows {
-        let TensorData::F32(v) = &r.data else {
-            unreachable!()
-        };
-        data.extend_from_slice(v);
-    }
-    let eight = Tensor::new(vec![8, WIDTH], TensorData::F32(data)).unwrap();
+    let eight = stacked(&rows);
     let out = pairwise.run(vec![eight.clone()], deadline()).await.unwrap();
     assert_eq!(out.batch_rows, 1, "the request ran in one-row calls");
     assert_eq!(out.outputs[0], eight);
@@ -190,14 +186,7 @@ async fn a_lone_request_is_split_when_callers_cannot_share_calls() {
     let queue = pool.queue(model, BatchPolicy::default(), Arc::new(Quiet));
     assert_eq!(queue.merge_limit(), 1, "callers never share a call");
     let rows: Vec<Tensor> = (0..8).map(|i| row(WIDTH, 200 + i)).collect();
-    let mut data = Vec::new();
-    for r in &rows {
-        let TensorData::F32(v) = &r.data else {
-            unreachable!()
-        };
-        data.extend_from_slice(v);
-    }
-    let eight = Tensor::new(vec![8, WIDTH], TensorData::F32(data)).unwrap();
+    let eight = stacked(&rows);
     let mut sizes = Vec::new();
     for _ in 0..ROUNDS {
         let out = queue.run(vec![eight.clone()], deadline()).await.unwrap();

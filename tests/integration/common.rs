@@ -15,6 +15,17 @@ use infera::server::Infera;
 use serde_json::Value;
 use tower::ServiceExt;
 
+/// A job observer that records nothing, for tests that drive the engine's queues directly.
+pub struct Quiet;
+
+impl infera::engine::JobObserver for Quiet {
+    fn enqueued(&self) {}
+    fn dequeued(&self) {}
+    fn skipped(&self, _: infera::engine::SkipReason) {}
+    fn started(&self, _: Duration) {}
+    fn batch_ran(&self, _: usize, _: usize, _: Duration) {}
+}
+
 pub fn shipped_models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
 }

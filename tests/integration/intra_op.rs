@@ -7,23 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use infera::engine::{
-    available_cores, BatchPolicy, CompiledModel, IntraOpThreads, JobObserver, LoadOptions,
-    PoolConfig, PoolLoad, SkipReason, Tensor, TensorData, WorkerPool,
+    available_cores, BatchPolicy, CompiledModel, IntraOpThreads, LoadOptions, PoolConfig, PoolLoad,
+    Tensor, TensorData, WorkerPool,
 };
 
 use infera::repository::VersionState;
 
-use crate::common::{get, loaded, shipped_models};
+use crate::common::{get, loaded, shipped_models, Quiet};
 use crate::onnx;
-
-struct Quiet;
-impl JobObserver for Quiet {
-    fn enqueued(&self) {}
-    fn dequeued(&self) {}
-    fn skipped(&self, _: SkipReason) {}
-    fn started(&self, _: Duration) {}
-    fn batch_ran(&self, _: usize, _: usize, _: Duration) {}
-}
 
 fn load(path: &Path, threads: IntraOpThreads) -> CompiledModel {
     let options = LoadOptions {
